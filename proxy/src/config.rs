@@ -1,0 +1,271 @@
+//! Command line and environment: what the operator sets, checked before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::platform::Platform;
+use crate::proxy::{Paths, ProxyConfig, UpstreamMode};
+use crate::sandbox::world::Fixtures;
+use crate::sandbox::SandboxConfig;
+use crate::store::CallbackStore;
+use crate::token::TokenKey;
+use crate::Secret;
+
+/// Reference integrator proxy for qys-sdk-wasm, with a built-in sandbox of the 契约锁 platform.
+///
+/// Without QYS_SERVER_URL it starts the sandbox too (dev credentials generated in-process).
+#[derive(Debug, Parser)]
+#[command(name = "qys-proxy", version)]
+pub struct Cli {
+    /// `sandbox` runs only the sandbox platform.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Proxy listen address.
+    #[arg(long, env = "QYS_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+    /// Base URL browsers and the platform use to reach the proxy (default: http://<listen>).
+    #[arg(long, env = "QYS_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Platform base URL, e.g. https://openapi.qiyuesuo.cn. Unset: embedded sandbox.
+    #[arg(long, env = "QYS_SERVER_URL", global = true)]
+    pub server_url: Option<String>,
+    /// Platform AppToken.
+    #[arg(long, env = "QYS_ACCESS_TOKEN", hide_env_values = true, global = true)]
+    pub access_token: Option<String>,
+    /// Platform AppSecret (prefer QYS_ACCESS_SECRET_FILE).
+    #[arg(long, env = "QYS_ACCESS_SECRET", hide_env_values = true, global = true)]
+    pub access_secret: Option<String>,
+    /// File holding the AppSecret.
+    #[arg(long, env = "QYS_ACCESS_SECRET_FILE", global = true)]
+    pub access_secret_file: Option<PathBuf>,
+    /// Page origins allowed to call the proxy, comma-separated (the proxy's own is always allowed).
+    #[arg(long, env = "QYS_ALLOWED_ORIGINS", value_delimiter = ',', global = true)]
+    pub allowed_origins: Vec<String>,
+    /// URL prefixes a browser-supplied callbackUrl must start with, comma-separated (default: none).
+    #[arg(long, env = "QYS_CALLBACK_URL_ALLOWLIST", value_delimiter = ',', global = true)]
+    pub callback_url_allowlist: Vec<String>,
+    /// How page URLs are obtained.
+    #[arg(long, env = "QYS_UPSTREAM_MODE", value_enum, default_value_t = Mode::Ticket, global = true)]
+    pub upstream_mode: Mode,
+    /// Ticket mode: H5 page URL with {ticket} and {callbackPage} (sandbox default provided).
+    #[arg(long, env = "QYS_PAGE_URL_TEMPLATE", global = true)]
+    pub page_url_template: Option<String>,
+    /// SQLite database of server callbacks.
+    #[arg(long, env = "QYS_DATABASE", default_value = "qys-proxy.sqlite3", global = true)]
+    pub database: PathBuf,
+    /// Platform connect timeout in milliseconds.
+    #[arg(long, env = "QYS_CONNECT_TIMEOUT_MS", default_value_t = 5_000, global = true)]
+    pub connect_timeout_ms: u64,
+    /// Platform total timeout in milliseconds.
+    #[arg(long, env = "QYS_TIMEOUT_MS", default_value_t = 15_000, global = true)]
+    pub timeout_ms: u64,
+    /// Key of the return-page tokens (default: derived from the AppSecret). Share it across instances.
+    #[arg(long, env = "QYS_STATE_KEY", hide_env_values = true, global = true)]
+    pub state_key: Option<String>,
+    /// Lifetime of a return-page token in seconds.
+    #[arg(long, env = "QYS_RETURN_TOKEN_TTL", default_value_t = 1_800, global = true)]
+    pub return_token_ttl: u64,
+    /// SDK endpoint path.
+    #[arg(long, env = "QYS_PROXY_PATH", default_value = "/qys/proxy", global = true)]
+    pub proxy_path: String,
+    /// Return page path.
+    #[arg(long, env = "QYS_RETURN_PATH", default_value = "/qys/return", global = true)]
+    pub return_path: String,
+    /// Personal-auth server callback path.
+    #[arg(long, env = "QYS_PERSONAL_CALLBACK_PATH", default_value = "/qys/callback/personal-auth", global = true)]
+    pub personal_callback_path: String,
+    /// Company-auth server callback path.
+    #[arg(long, env = "QYS_COMPANY_CALLBACK_PATH", default_value = "/qys/callback/company-auth", global = true)]
+    pub company_callback_path: String,
+    /// Directory served at / (the demo page), if it exists.
+    #[arg(long, env = "QYS_WWW_DIR", default_value = "www", global = true)]
+    pub www_dir: PathBuf,
+    /// Directory served at /pkg (the built SDK), if it exists.
+    #[arg(long, env = "QYS_PKG_DIR", default_value = "pkg", global = true)]
+    pub pkg_dir: PathBuf,
+    /// Sandbox listen address.
+    #[arg(long, env = "QYS_SANDBOX_LISTEN", default_value = "127.0.0.1:8081", global = true)]
+    pub sandbox_listen: SocketAddr,
+    /// Sandbox fixtures (JSON; default: built-in).
+    #[arg(long, env = "QYS_SANDBOX_FIXTURES", global = true)]
+    pub sandbox_fixtures: Option<PathBuf>,
+    /// Sandbox pause before the third server-callback try, in milliseconds.
+    #[arg(long, env = "QYS_SANDBOX_RETRY_DELAY_MS", default_value_t = 60_000, global = true)]
+    pub sandbox_retry_delay_ms: u64,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sandbox platform alone (credentials from QYS_ACCESS_TOKEN / QYS_ACCESS_SECRET).
+    Sandbox,
+}
+
+/// Upstream modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Ticket exchange + page-URL template.
+    Ticket,
+    /// The platform's page-URL APIs.
+    PageUrl,
+}
+
+/// Sandbox page URL template used when the embedded sandbox is the platform.
+pub fn sandbox_template(sandbox_url: &str) -> String {
+    format!("{sandbox_url}/h5?ticket={{ticket}}&callbackPage={{callbackPage}}")
+}
+
+impl Cli {
+    /// The AppSecret from the flag/env or its file; an error says what to fix.
+    pub fn secret(&self) -> Result<Option<Secret>, String> {
+        match (&self.access_secret, &self.access_secret_file) {
+            (Some(_), Some(_)) => Err("set QYS_ACCESS_SECRET or QYS_ACCESS_SECRET_FILE, not both".into()),
+            (Some(s), None) if s.is_empty() => Err("QYS_ACCESS_SECRET is empty".into()),
+            (Some(s), None) => Ok(Some(Secret::new(s.clone()))),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read QYS_ACCESS_SECRET_FILE {}: {e}", path.display()))?;
+                let secret = text.trim_end_matches(['\r', '\n']);
+                if secret.is_empty() {
+                    return Err(format!("QYS_ACCESS_SECRET_FILE {} is empty", path.display()));
+                }
+                Ok(Some(Secret::new(secret)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Credentials required for the platform or a stand-alone sandbox.
+    pub fn credentials(&self, why: &str) -> Result<(String, Secret), String> {
+        let token = self.access_token.clone().filter(|t| !t.is_empty());
+        match (token, self.secret()?) {
+            (Some(token), Some(secret)) => Ok((token, secret)),
+            (None, _) => Err(format!("QYS_ACCESS_TOKEN is required {why}")),
+            (_, None) => Err(format!("QYS_ACCESS_SECRET or QYS_ACCESS_SECRET_FILE is required {why}")),
+        }
+    }
+
+    /// Sandbox settings for a sandbox reachable at `public_url`.
+    pub fn sandbox_config(&self, token: String, secret: Secret, public_url: String) -> Result<SandboxConfig, String> {
+        let mut cfg = SandboxConfig::new(token, secret, public_url);
+        if let Some(path) = &self.sandbox_fixtures {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read QYS_SANDBOX_FIXTURES {}: {e}", path.display()))?;
+            cfg.fixtures = serde_json::from_str::<Fixtures>(&text)
+                .map_err(|e| format!("QYS_SANDBOX_FIXTURES {} is not valid: {e}", path.display()))?;
+        }
+        cfg.callback_retry_delay = Duration::from_millis(self.sandbox_retry_delay_ms);
+        Ok(cfg)
+    }
+
+    /// Proxy settings; `platform_url` is the platform (or embedded sandbox) base URL and
+    /// `bound` the address the proxy listener actually got.
+    pub fn proxy_config(
+        &self,
+        platform_url: &str,
+        token: &str,
+        secret: Secret,
+        bound: SocketAddr,
+        embedded_sandbox: bool,
+    ) -> Result<ProxyConfig, String> {
+        let public_url = match &self.public_url {
+            Some(u) => check_base_url("QYS_PUBLIC_URL", u)?,
+            None => format!("http://{bound}"),
+        };
+        let mut allowed_origins = Vec::new();
+        for origin in self.allowed_origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+            let parsed = url::Url::parse(origin)
+                .map_err(|_| format!("QYS_ALLOWED_ORIGINS entry {origin:?} is not an origin like https://shop.example"))?;
+            let canonical = parsed.origin().ascii_serialization();
+            if canonical != origin.trim_end_matches('/') || origin == "*" {
+                return Err(format!(
+                    "QYS_ALLOWED_ORIGINS entry {origin:?} must be an exact origin (scheme://host[:port]), not {}",
+                    if origin == "*" { "a wildcard" } else { "a URL with a path" }
+                ));
+            }
+            allowed_origins.push(canonical);
+        }
+        for prefix in &self.callback_url_allowlist {
+            check_base_url("QYS_CALLBACK_URL_ALLOWLIST", prefix)?;
+        }
+        let upstream_mode = match self.upstream_mode {
+            Mode::PageUrl => UpstreamMode::PageUrl,
+            Mode::Ticket => {
+                let template = match (&self.page_url_template, embedded_sandbox) {
+                    (Some(t), _) => t.clone(),
+                    (None, true) => sandbox_template(platform_url),
+                    (None, false) => {
+                        return Err("QYS_PAGE_URL_TEMPLATE is required in ticket mode with a real platform \
+                                    (or set QYS_UPSTREAM_MODE=page-url)"
+                            .into())
+                    }
+                };
+                if !template.contains("{ticket}") || url::Url::parse(&template.replace(['{', '}'], "")).is_err() {
+                    return Err("QYS_PAGE_URL_TEMPLATE must be an absolute URL containing {ticket}".into());
+                }
+                UpstreamMode::Ticket { template }
+            }
+        };
+        for (name, path) in [
+            ("QYS_PROXY_PATH", &self.proxy_path),
+            ("QYS_RETURN_PATH", &self.return_path),
+            ("QYS_PERSONAL_CALLBACK_PATH", &self.personal_callback_path),
+            ("QYS_COMPANY_CALLBACK_PATH", &self.company_callback_path),
+        ] {
+            if !path.starts_with('/') || path.contains(['?', '#', '{', '}']) {
+                return Err(format!("{name} must be a plain path starting with /"));
+            }
+        }
+        if self.connect_timeout_ms == 0 || self.timeout_ms == 0 || self.return_token_ttl == 0 {
+            return Err("timeouts and QYS_RETURN_TOKEN_TTL must be greater than 0".into());
+        }
+        let store = CallbackStore::open(&self.database)
+            .map_err(|e| format!("cannot open QYS_DATABASE {}: {e}", self.database.display()))?;
+        let token_key = match &self.state_key {
+            Some(k) if k.len() < 32 => return Err("QYS_STATE_KEY must be at least 32 characters".into()),
+            Some(k) => TokenKey::new(k.as_bytes()),
+            None => TokenKey::derive_from_secret(secret.expose()),
+        };
+        let static_dirs = [("/pkg", &self.pkg_dir), ("/", &self.www_dir)]
+            .into_iter()
+            .filter(|(_, dir)| dir.is_dir())
+            .map(|(mount, dir)| (mount.to_owned(), dir.clone()))
+            .collect();
+        Ok(ProxyConfig {
+            public_url,
+            platform: Platform::new(
+                platform_url,
+                token,
+                secret,
+                Duration::from_millis(self.connect_timeout_ms),
+                Duration::from_millis(self.timeout_ms),
+            ),
+            upstream_mode,
+            allowed_origins,
+            callback_url_allowlist: self.callback_url_allowlist.clone(),
+            token_key,
+            token_ttl: Duration::from_secs(self.return_token_ttl),
+            paths: Paths {
+                proxy: self.proxy_path.clone(),
+                return_page: self.return_path.clone(),
+                personal_callback: self.personal_callback_path.clone(),
+                company_callback: self.company_callback_path.clone(),
+            },
+            store,
+            static_dirs,
+        })
+    }
+}
+
+/// Checks an absolute http(s) URL and returns it without a trailing slash.
+pub fn check_base_url(name: &str, value: &str) -> Result<String, String> {
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(value.trim_end_matches('/').to_owned())
+        }
+        _ => Err(format!("{name} {value:?} must be an absolute http(s) URL")),
+    }
+}

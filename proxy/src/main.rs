@@ -1,0 +1,89 @@
+//! `qys-proxy` binary: proxy + embedded sandbox by default, or `qys-proxy sandbox`.
+
+use std::io::{IsTerminal, Write};
+
+use clap::Parser;
+use qys_proxy::config::{check_base_url, Cli, Command};
+use qys_proxy::{proxy, sandbox, spawn_server, Secret};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    if let Err(message) = run(Cli::parse()).await {
+        eprintln!("qys-proxy: {message}");
+        std::process::exit(2);
+    }
+}
+
+async fn bind(name: &str, addr: std::net::SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} ({name}): {e}"))
+}
+
+fn announce(line: String) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let mut tasks = Vec::new();
+    if matches!(cli.command, Some(Command::Sandbox)) {
+        let (token, secret) = cli.credentials("to run the sandbox alone")?;
+        let listener = bind("sandbox", cli.sandbox_listen).await?;
+        let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        let cfg = cli.sandbox_config(token, secret, url.clone())?;
+        tasks.push(spawn_server(listener, sandbox::router(cfg)));
+        announce(format!("sandbox platform: {url}"));
+    } else {
+        let (platform_url, token, secret, embedded) = match &cli.server_url {
+            Some(server) => {
+                let server = check_base_url("QYS_SERVER_URL", server)?;
+                let (token, secret) = cli.credentials("when QYS_SERVER_URL is set")?;
+                (server, token, secret, false)
+            }
+            None => {
+                let (token, secret) = match cli.credentials("") {
+                    Ok(given) => given,
+                    Err(_) if cli.access_token.is_none() && cli.secret()?.is_none() => (
+                        format!("dev-{}", uuid::Uuid::new_v4().simple()),
+                        Secret::new(uuid::Uuid::new_v4().simple().to_string()),
+                    ),
+                    Err(e) => return Err(e),
+                };
+                let listener = bind("sandbox", cli.sandbox_listen).await?;
+                let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+                let cfg = cli.sandbox_config(token.clone(), secret.clone(), url.clone())?;
+                tasks.push(spawn_server(listener, sandbox::router(cfg)));
+                announce(format!("sandbox platform: {url}"));
+                (url, token, secret, true)
+            }
+        };
+        let listener = bind("proxy", cli.listen).await?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        let cfg = cli.proxy_config(&platform_url, &token, secret, bound, embedded)?;
+        let (public_url, endpoint) = (cfg.public_url.clone(), cfg.paths.proxy.clone());
+        let has_www = cfg.static_dirs.iter().any(|(mount, _)| mount == "/");
+        tasks.push(spawn_server(listener, proxy::router(cfg)));
+        announce(format!("proxy: {public_url} (SDK endpoint POST {endpoint})"));
+        if has_www {
+            announce(format!("demo page: {public_url}/"));
+        }
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = futures_all(tasks) => Err("a server stopped".into()),
+    }
+}
+
+async fn futures_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}

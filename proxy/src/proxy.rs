@@ -1,0 +1,555 @@
+//! The integrator's proxy: the SDK endpoint, the return page and the server-callback receivers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tower_http::services::ServeDir;
+
+use crate::mask::Masked;
+use crate::platform::{Platform, PlatformError};
+use crate::protocol::{self, codes, Action, Params, ProtocolError, SdkRequest};
+use crate::store::{CallbackStore, Recorded};
+use crate::token::{FlowToken, TokenKey};
+use crate::{html, unix_millis};
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// How the proxy turns a validated request into a page URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamMode {
+    /// Exchange a ticket (`…/miniappexchange`), then fill the page-URL template
+    /// (placeholders `{ticket}` and `{callbackPage}`).
+    Ticket {
+        /// e.g. `https://h5.example/sdk?ticket={ticket}&callbackPage={callbackPage}`.
+        template: String,
+    },
+    /// Ask the platform's page-URL APIs, which take `callbackPage` directly.
+    PageUrl,
+}
+
+/// The proxy's URL paths.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// SDK endpoint (`POST`), default `/qys/proxy`.
+    pub proxy: String,
+    /// Return page (`GET`), default `/qys/return`.
+    pub return_page: String,
+    /// Personal auth server callback (`POST`), default `/qys/callback/personal-auth`.
+    pub personal_callback: String,
+    /// Company auth server callback (`POST`), default `/qys/callback/company-auth`.
+    pub company_callback: String,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            proxy: "/qys/proxy".into(),
+            return_page: "/qys/return".into(),
+            personal_callback: "/qys/callback/personal-auth".into(),
+            company_callback: "/qys/callback/company-auth".into(),
+        }
+    }
+}
+
+/// Everything the proxy needs, already validated.
+pub struct ProxyConfig {
+    /// Base URL under which browsers and the platform reach this proxy (no trailing slash).
+    pub public_url: String,
+    /// The platform client.
+    pub platform: Platform,
+    /// Ticket or page-URL upstream.
+    pub upstream_mode: UpstreamMode,
+    /// Page origins allowed to call the SDK endpoint (exact `scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
+    /// URL prefixes a browser-supplied `callbackUrl` must start with.
+    pub callback_url_allowlist: Vec<String>,
+    /// Key of the return tokens.
+    pub token_key: TokenKey,
+    /// How long a return token stays valid.
+    pub token_ttl: Duration,
+    /// URL paths.
+    pub paths: Paths,
+    /// Server-callback store.
+    pub store: CallbackStore,
+    /// Static directories: (mount path, directory), e.g. `("/", "www")`, `("/pkg", "pkg")`.
+    pub static_dirs: Vec<(String, PathBuf)>,
+}
+
+impl ProxyConfig {
+    /// Origin of [`Self::public_url`]: the `returnOrigin` the SDK checks messages against.
+    pub fn public_origin(&self) -> String {
+        url::Url::parse(&self.public_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| self.public_url.clone())
+    }
+}
+
+struct App {
+    cfg: ProxyConfig,
+    public_origin: String,
+}
+
+/// The proxy's router.
+pub fn router(cfg: ProxyConfig) -> Router {
+    let public_origin = cfg.public_origin();
+    let paths = cfg.paths.clone();
+    let statics = cfg.static_dirs.clone();
+    let app = Arc::new(App { cfg, public_origin });
+    let mut router = Router::new()
+        .route(&paths.proxy, post(sdk_endpoint).options(preflight))
+        .route(&paths.return_page, get(return_page))
+        .route(&paths.personal_callback, post(personal_callback))
+        .route(&paths.company_callback, post(company_callback))
+        .with_state(app);
+    for (mount, dir) in statics {
+        let serve = ServeDir::new(dir).append_index_html_on_directories(true);
+        router = if mount == "/" { router.fallback_service(serve) } else { router.nest_service(&mount, serve) };
+    }
+    router
+}
+
+fn error_json(status: StatusCode, code: i64, message: impl Into<String>) -> Response {
+    (status, Json(json!({"code": code, "message": message.into()}))).into_response()
+}
+
+fn protocol_error(e: ProtocolError) -> Response {
+    let status = match e.code {
+        codes::ORIGIN_NOT_ALLOWED => StatusCode::FORBIDDEN,
+        codes::BODY_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        codes::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error_json(status, e.code, e.message)
+}
+
+impl App {
+    /// `Ok(Some(origin))` for an allowed browser origin, `Ok(None)` without an `Origin` header.
+    fn check_origin(&self, headers: &HeaderMap) -> Result<Option<String>, Response> {
+        let Some(origin) = headers.get(header::ORIGIN) else { return Ok(None) };
+        let origin = origin.to_str().unwrap_or("");
+        if origin == self.public_origin || self.cfg.allowed_origins.iter().any(|o| o == origin) {
+            Ok(Some(origin.to_owned()))
+        } else {
+            tracing::warn!(origin, "request from an origin that is not allowed");
+            Err(error_json(
+                StatusCode::FORBIDDEN,
+                codes::ORIGIN_NOT_ALLOWED,
+                format!("origin {origin} is not allowed; add it to QYS_ALLOWED_ORIGINS"),
+            ))
+        }
+    }
+
+    fn callback_url(&self, requested: Option<&str>, default_path: &str, state: &str) -> Result<String, ProtocolError> {
+        match requested {
+            None => Ok(format!("{}{default_path}?flow={state}", self.cfg.public_url)),
+            Some(url) if self.cfg.callback_url_allowlist.iter().any(|p| url.starts_with(p.as_str())) => {
+                Ok(url.to_owned())
+            }
+            Some(_) => Err(ProtocolError {
+                code: codes::INVALID_PARAM,
+                message: "callbackUrl is not in the proxy's allowlist (QYS_CALLBACK_URL_ALLOWLIST)".into(),
+            }),
+        }
+    }
+}
+
+fn with_cors(mut response: Response, origin: Option<&str>) -> Response {
+    if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        let h = response.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+async fn preflight(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match app.check_origin(&headers) {
+        Ok(origin) => {
+            let mut response = with_cors(StatusCode::NO_CONTENT.into_response(), origin.as_deref());
+            let h = response.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+            response
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes.
+async fn read_body(body: Body) -> Result<Bytes, ProtocolError> {
+    to_bytes(body, MAX_BODY).await.map_err(|_| ProtocolError {
+        code: codes::BODY_TOO_LARGE,
+        message: format!("the body is larger than {MAX_BODY} bytes"),
+    })
+}
+
+fn decode_sdk_request(headers: &HeaderMap, body: &[u8]) -> Result<SdkRequest, ProtocolError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let bad = |message: String| ProtocolError { code: codes::BAD_REQUEST_DATA, message };
+    match mime.as_str() {
+        "application/x-www-form-urlencoded" => {
+            let mut request_data = None;
+            for (key, value) in form_urlencoded::parse(body) {
+                if key == "requestData" {
+                    if request_data.is_some() {
+                        return Err(bad("requestData appears more than once".into()));
+                    }
+                    request_data = Some(value.into_owned());
+                }
+            }
+            let request_data = request_data.ok_or_else(|| bad("the form has no requestData field".into()))?;
+            protocol::parse_request(&request_data)
+        }
+        "application/json" => {
+            let text = std::str::from_utf8(body).map_err(|_| bad("the body is not UTF-8".into()))?;
+            protocol::parse_request(text)
+        }
+        _ => Err(ProtocolError {
+            code: codes::UNSUPPORTED_MEDIA_TYPE,
+            message: "send application/x-www-form-urlencoded (requestData=…) or application/json".into(),
+        }),
+    }
+}
+
+async fn sdk_endpoint(State(app): State<Arc<App>>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let origin = match app.check_origin(&headers) {
+        Ok(origin) => origin,
+        Err(refused) => return refused,
+    };
+    let result = async {
+        let body = read_body(request.into_body()).await.map_err(protocol_error)?;
+        let sdk = decode_sdk_request(&headers, &body).map_err(|e| {
+            tracing::info!(code = e.code, reason = %e.message, "refused SDK request");
+            protocol_error(e)
+        })?;
+        app.start_flow(sdk, origin.clone()).await
+    }
+    .await;
+    with_cors(result.unwrap_or_else(|refused| refused), origin.as_deref())
+}
+
+impl App {
+    async fn start_flow(&self, sdk: SdkRequest, origin: Option<String>) -> Result<Response, Response> {
+        let started = std::time::Instant::now();
+        let (subject, contact) = match &sdk.params {
+            Params::Sign(p) => (p.contract_id.clone(), p.contact.value.clone()),
+            Params::PersonalAuth(p) => (String::new(), p.contact.value.clone()),
+            Params::EnterpriseAuth(p) => (p.company_name.clone(), p.applicant.value.clone()),
+        };
+        let token = FlowToken {
+            action: sdk.action,
+            state: sdk.state.clone(),
+            target_origin: origin.unwrap_or_else(|| self.public_origin.clone()),
+            subject,
+            contact: contact.clone(),
+            expires: unix_millis() / 1000 + self.cfg.token_ttl.as_secs(),
+        };
+        let callback_page = format!(
+            "{}{}?t={}",
+            self.cfg.public_url,
+            self.cfg.paths.return_page,
+            self.cfg.token_key.sign(&token)
+        );
+        let callback_url = match &sdk.params {
+            Params::Sign(_) => None,
+            Params::PersonalAuth(p) => Some(self.callback_url(
+                p.callback_url.as_deref(),
+                &self.cfg.paths.personal_callback,
+                &sdk.state,
+            )),
+            Params::EnterpriseAuth(p) => Some(self.callback_url(
+                p.callback_url.as_deref(),
+                &self.cfg.paths.company_callback,
+                &sdk.state,
+            )),
+        }
+        .transpose()
+        .map_err(protocol_error)?;
+        let page_url = self
+            .page_url(&sdk, &callback_page, callback_url.as_deref())
+            .await
+            .map_err(|e| {
+                let (code, message) = e.code_and_message();
+                tracing::warn!(action = sdk.action.name(), contact = %Masked(&contact), code, %message, "platform call failed");
+                let status = match e {
+                    PlatformError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                    PlatformError::Unavailable(_) | PlatformError::BadResponse(_) => StatusCode::BAD_GATEWAY,
+                    PlatformError::Platform { .. } => StatusCode::OK,
+                };
+                error_json(status, code, message)
+            })?;
+        tracing::info!(
+            action = sdk.action.name(),
+            contact = %Masked(&contact),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "page URL issued"
+        );
+        Ok(Json(json!({
+            "code": 0,
+            "message": "SUCCESS",
+            "result": {"pageUrl": page_url, "returnOrigin": self.public_origin},
+        }))
+        .into_response())
+    }
+
+    async fn page_url(&self, sdk: &SdkRequest, callback_page: &str, callback_url: Option<&str>) -> Result<String, PlatformError> {
+        let platform = &self.cfg.platform;
+        let mut body = protocol::ticket_body(&sdk.params, callback_url);
+        let field = |result: &Value, name: &str| {
+            result
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| PlatformError::BadResponse(format!("result.{name} is missing")))
+        };
+        match &self.cfg.upstream_mode {
+            UpstreamMode::Ticket { template } => {
+                let path = match sdk.action {
+                    Action::PersonalSign | Action::EnterpriseSign => "/v2/contract/miniappexchange",
+                    Action::PersonalAuth => "/v2/personalauth/miniappexchange",
+                    Action::EnterpriseAuth => "/companyauth/miniappexchange",
+                };
+                let ticket = field(&platform.post(path, &body).await?, "ticket")?;
+                Ok(fill_template(template, &ticket, callback_page))
+            }
+            UpstreamMode::PageUrl => {
+                body["callbackPage"] = json!(callback_page);
+                let (path, name) = match sdk.action {
+                    Action::PersonalSign | Action::EnterpriseSign => {
+                        body["pageType"] = json!("SIGN");
+                        ("/v2/contract/pageurl", "pageUrl")
+                    }
+                    Action::PersonalAuth => ("/v2/personalauth", "authUrl"),
+                    Action::EnterpriseAuth => ("/companyauth/h5page", "authUrl"),
+                };
+                field(&platform.post(path, &body).await?, name)
+            }
+        }
+    }
+}
+
+/// Fills `{ticket}` and `{callbackPage}`, each URL-encoded.
+pub fn fill_template(template: &str, ticket: &str, callback_page: &str) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    template.replace("{ticket}", &enc(ticket)).replace("{callbackPage}", &enc(callback_page))
+}
+
+/// The outcome the return page reports, confirmed with the platform.
+async fn confirm(platform: &Platform, flow: &FlowToken) -> Result<(&'static str, Value), PlatformError> {
+    match flow.action {
+        Action::PersonalSign | Action::EnterpriseSign => {
+            let contract = platform.get("/v2/contract/detail", &[("contractId", &flow.subject)]).await?;
+            let tenant_type = if flow.action == Action::PersonalSign { "PERSONAL" } else { "COMPANY" };
+            let signed = contract["signatories"].as_array().into_iter().flatten().any(|s| {
+                s["tenantType"] == tenant_type
+                    && s["receiver"]["contact"] == flow.contact.as_str()
+                    && s["status"] == "SIGNED"
+            });
+            Ok(if signed {
+                ("signSuccess", json!({"contractId": flow.subject}))
+            } else {
+                ("authFail", json!({}))
+            })
+        }
+        Action::PersonalAuth => {
+            let contact_type = if protocol::is_mobile(&flow.contact) { "MOBILE" } else { "EMAIL" };
+            let r = platform
+                .get("/v2/personalauth/result", &[("contact", &flow.contact), ("contactType", contact_type)])
+                .await?;
+            if r["realName"] != true {
+                return Ok(("authFail", json!({})));
+            }
+            let mut info = json!({
+                "username": r["username"],
+                "mobile": r["mobile"],
+                "cardNo": r["idCardNo"],
+            });
+            if r["mode"] == "BANK" {
+                info["bankNo"] = r["bankNo"].clone();
+                info["contact"] = r["bankMobile"].clone();
+            }
+            Ok(("authSuccess", info))
+        }
+        Action::EnterpriseAuth => {
+            let r = platform.get("/companyauth/result", &[("companyName", &flow.subject)]).await?;
+            if r["status"] != 2 {
+                return Ok(("authFail", json!({})));
+            }
+            Ok(("authSuccess", json!({
+                "name": r["companyName"],
+                "registerNo": r["registerNo"],
+                "legalPerson": r["legalPerson"],
+            })))
+        }
+    }
+}
+
+fn return_html(status: StatusCode, title: &str, text: &str, script: Option<(&str, &str)>) -> Response {
+    let mut body = format!("<p id=qys-return-status>{}</p>", html::escape(text));
+    let mut csp = "default-src 'none'; style-src 'unsafe-inline'".to_owned();
+    if let Some((nonce, code)) = script {
+        body.push_str(&format!("<script nonce=\"{nonce}\">{code}</script>"));
+        csp.push_str(&format!("; script-src 'nonce-{nonce}'"));
+    }
+    let mut response = (status, Html(html::page(title, &body))).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    response
+}
+
+async fn return_page(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let token = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "t").map(|(_, v)| v.into_owned());
+    let flow = match token.map(|t| app.cfg.token_key.verify(&t, unix_millis() / 1000)) {
+        Some(Ok(flow)) => flow,
+        other => {
+            tracing::info!(reason = ?other.map(|r| r.err()), "return page refused a token");
+            return return_html(
+                StatusCode::BAD_REQUEST,
+                "链接无效",
+                "This return link is invalid or has expired. Start the flow again.",
+                None,
+            );
+        }
+    };
+    let (event, data) = match confirm(&app.cfg.platform, &flow).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let (code, message) = e.code_and_message();
+            tracing::warn!(action = flow.action.name(), code, %message, "could not confirm the outcome");
+            return return_html(
+                StatusCode::BAD_GATEWAY,
+                "请稍后重试",
+                "The result could not be confirmed with the platform yet. Reload this page to try again.",
+                None,
+            );
+        }
+    };
+    tracing::info!(action = flow.action.name(), contact = %Masked(&flow.contact), event, "return page confirmed");
+    let message = json!({"type": "qys-sdk", "v": protocol::VERSION, "state": flow.state, "event": event, "data": data});
+    let script = format!(
+        "if(window.parent!==window)window.parent.postMessage({},{});",
+        html::script_json(&message),
+        html::script_json(&json!(flow.target_origin))
+    );
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let mut response = return_html(StatusCode::OK, "契约锁", "完成,正在返回…", Some((&nonce, &script)));
+    let ancestors = format!("; frame-ancestors {}", flow.target_origin);
+    if let Some(csp) = response.headers().get(header::CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()) {
+        if let Ok(v) = HeaderValue::from_str(&format!("{csp}{ancestors}")) {
+            response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    response
+}
+
+/// Checks a personal-auth callback (seed 004 §4); `Err` names what is wrong.
+pub fn check_personal_callback(fields: &[(String, String)]) -> Result<(), String> {
+    let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    match get("mode") {
+        Some("IVS" | "FACE" | "BANK" | "MANUAL") => {}
+        Some(_) => return Err("mode must be IVS, FACE, BANK or MANUAL".into()),
+        None => return Err("mode is required".into()),
+    }
+    match get("status") {
+        Some("1" | "2" | "3") => Ok(()),
+        Some(_) => Err("status must be 1, 2 or 3".into()),
+        None => Err("status is required".into()),
+    }
+}
+
+/// Checks a company-auth callback (seed 004 §7); `Err` names what is wrong.
+pub fn check_company_callback(fields: &[(String, String)]) -> Result<(), String> {
+    let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    match get("status") {
+        Some("0" | "1" | "2") => {}
+        Some(_) => return Err("status must be 0, 1 or 2".into()),
+        None => return Err("status is required".into()),
+    }
+    match get("actionEvent") {
+        Some("0" | "1" | "2" | "4" | "6" | "7" | "9") => {}
+        Some(_) => return Err("actionEvent must be one of 0, 1, 2, 4, 6, 7, 9".into()),
+        None => return Err("actionEvent is required".into()),
+    }
+    match get("requestId") {
+        Some(id) if !id.is_empty() => {}
+        _ => return Err("requestId is required".into()),
+    }
+    if let Some(info) = get("authInfo") {
+        if !matches!(serde_json::from_str::<Value>(info), Ok(Value::Object(_))) {
+            return Err("authInfo must be a JSON object".into());
+        }
+    }
+    Ok(())
+}
+
+async fn personal_callback(State(app): State<Arc<App>>, RawQuery(q): RawQuery, request: Request) -> Response {
+    receive_callback(&app, "personal-auth", q, request, check_personal_callback).await
+}
+
+async fn company_callback(State(app): State<Arc<App>>, RawQuery(q): RawQuery, request: Request) -> Response {
+    receive_callback(&app, "company-auth", q, request, check_company_callback).await
+}
+
+async fn receive_callback(
+    app: &App,
+    kind: &'static str,
+    query: Option<String>,
+    request: Request,
+    check: fn(&[(String, String)]) -> Result<(), String>,
+) -> Response {
+    if request.method() != Method::POST {
+        return error_json(StatusCode::METHOD_NOT_ALLOWED, codes::CALLBACK_MALFORMED, "POST only");
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let body = match read_body(request.into_body()).await {
+        Ok(body) => body,
+        Err(e) => return protocol_error(e),
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let verdict = if is_form {
+        let fields: Vec<(String, String)> =
+            form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        check(&fields)
+    } else {
+        Err("Content-Type must be application/x-www-form-urlencoded".into())
+    };
+    let error = verdict.as_ref().err().cloned().unwrap_or_default();
+    let store = app.cfg.store.clone();
+    let query = query.unwrap_or_default();
+    let stored = tokio::task::spawn_blocking(move || store.record(kind, &query, &text, &error)).await;
+    match (stored, verdict) {
+        (Ok(Ok(recorded)), Ok(())) => {
+            tracing::info!(kind, retry = recorded == Recorded::Retry, "server callback stored");
+            Json(json!({"code": 0})).into_response()
+        }
+        (Ok(Ok(_)), Err(reason)) => {
+            tracing::warn!(kind, %reason, "malformed server callback kept for inspection");
+            Json(json!({"code": codes::CALLBACK_MALFORMED, "message": reason})).into_response()
+        }
+        (stored, _) => {
+            tracing::error!(kind, error = ?stored.map(|r| r.err()), "server callback could not be stored");
+            error_json(StatusCode::INTERNAL_SERVER_ERROR, codes::CALLBACK_NOT_STORED, "not stored; retry later")
+        }
+    }
+}
