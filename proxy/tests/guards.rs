@@ -1,0 +1,362 @@
+//! What the proxy and the sandbox refuse: signatures, actions, origins, sizes, slow upstreams,
+//! and how server callbacks are stored and retried.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::routing::{any, post};
+use axum::{Json, Router};
+use common::*;
+use md5::{Digest, Md5};
+use qys_proxy::proxy::UpstreamMode;
+use qys_proxy::spawn_server;
+use serde_json::{json, Value};
+
+/// A vector computed outside this code base (coreutils `md5sum` and Python's hashlib agree).
+#[test]
+fn signature_vector_matches_an_independent_md5() {
+    let got = qys_proxy::sign::signature(
+        "demo-token",
+        "demo-secret",
+        "1700000000000",
+        "5a1f9a2e-0000-4000-8000-000000000001",
+    );
+    assert_eq!(got, "6bceac383165ff929b3724caca36feed");
+}
+
+fn md5_hex(text: &str) -> String {
+    Md5::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends a detail request to the sandbox with hand-made headers.
+async fn detail(stack: &Stack, headers: &[(&str, String)]) -> Value {
+    let mut request = stack.client.get(format!("{}/v2/contract/detail?contractId=2603417854124281870", stack.sandbox));
+    for (k, v) in headers {
+        request = request.header(*k, v);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+fn headers(token: &str, secret: &str, ts: u64, nonce: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-qys-open-accesstoken", token.to_owned()),
+        ("x-qys-open-timestamp", ts.to_string()),
+        ("x-qys-open-nonce", nonce.to_owned()),
+        ("x-qys-open-signature", md5_hex(&format!("{token}{secret}{ts}{nonce}"))),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_verifies_signatures_like_the_platform() {
+    let stack = Stack::start().await;
+    let now = qys_proxy::unix_millis();
+    let good = headers(TOKEN, SECRET, now, "nonce-1");
+    assert_eq!(detail(&stack, &good).await["code"], 0, "a correct signature passes");
+    assert_eq!(detail(&stack, &good).await["code"], 444, "the same nonce again is a replay");
+    let wrong = headers(TOKEN, "not-the-secret", now, "nonce-2");
+    assert_eq!(detail(&stack, &wrong).await["code"], 441);
+    let skewed = headers(TOKEN, SECRET, now - 16 * 60 * 1000, "nonce-3");
+    assert_eq!(detail(&stack, &skewed).await["code"], 443);
+    let future = headers(TOKEN, SECRET, now + 16 * 60 * 1000, "nonce-4");
+    assert_eq!(detail(&stack, &future).await["code"], 443);
+    let within = headers(TOKEN, SECRET, now - 14 * 60 * 1000, "nonce-5");
+    assert_eq!(detail(&stack, &within).await["code"], 0, "14 minutes of skew is tolerated");
+    let mut missing = headers(TOKEN, SECRET, now, "nonce-6");
+    missing.retain(|(k, _)| *k != "x-qys-open-signature");
+    assert_eq!(detail(&stack, &missing).await["code"], 441);
+    assert_eq!(detail(&stack, &headers("other-token", SECRET, now, "nonce-7")).await["code"], 442);
+    assert_eq!(detail(&stack, &[]).await["code"], 442);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_checks_required_fields_and_enums() {
+    let stack = Stack::start().await;
+    let call = |path: &'static str, body: Value| {
+        let stack = &stack;
+        async move {
+            let mut request = stack.client.post(format!("{}{path}", stack.sandbox)).json(&body);
+            let nonce = uuid::Uuid::new_v4().to_string();
+            for (k, v) in headers(TOKEN, SECRET, qys_proxy::unix_millis(), &nonce) {
+                request = request.header(k, v);
+            }
+            request.send().await.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    let user = json!({"contact": "13900000001", "contactType": "MOBILE"});
+    for (path, body, why) in [
+        ("/v2/contract/miniappexchange", json!({"user": user}), "contractId or bizId"),
+        ("/v2/contract/miniappexchange", json!({"contractId": "2603417854124281870"}), "user"),
+        ("/v2/contract/miniappexchange", json!({"contractId": "2603417854124281870", "user": {"contact": "13700000044", "contactType": "FAX"}}), "contactType"),
+        ("/v2/personalauth/miniappexchange", json!({"user": user, "mode": "SMS"}), "mode"),
+        ("/v2/personalauth/miniappexchange", json!({"user": user, "paperType": "VISA"}), "paperType"),
+        ("/v2/personalauth/miniappexchange", json!({"user": user, "otherModes": ["PHONE"]}), "otherModes"),
+        ("/v2/personalauth/miniappexchange", json!({"user": user, "modifyFields": ["MOBILE"]}), "modifyFields"),
+        ("/v2/personalauth/miniappexchange", json!({"user": {"contact": "13900000001"}}), "contactType required"),
+        ("/companyauth/miniappexchange", json!({"applicant": user}), "companyName"),
+        ("/companyauth/miniappexchange", json!({"companyName": "X", "applicant": user, "closeButton": "no"}), "closeButton"),
+        ("/companyauth/miniappexchange", json!({"companyName": "X", "applicant": user, "modifyFields": "corpName,address"}), "modifyFields"),
+        ("/v2/contract/pageurl", json!({"contractId": "2603417854124281870", "user": user, "pageType": "PDF"}), "pageType"),
+    ] {
+        let answer = call(path, body).await;
+        assert_eq!(answer["code"], 1005, "{why}: {answer}");
+    }
+    let ok = call("/v2/personalauth/miniappexchange", json!({"user": user, "mode": "IVS", "otherModes": ["MANUAL"], "paperType": "PASSPORT"})).await;
+    assert_eq!(ok["code"], 0, "{ok}");
+    assert!(ok["result"]["ticket"].is_string());
+}
+
+/// A fake upstream that counts requests and answers whatever `answer` says.
+async fn counting_upstream(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let router = Router::new().fallback(any(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            Json(json!({"code": 0, "message": "SUCCESS", "result": {"pageUrl": "http://127.0.0.1:1/x"}}))
+        }
+    }));
+    let (listener, url) = bind().await;
+    spawn_server(listener, router);
+    (url, hits)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_four_actions_reach_the_platform() {
+    let (upstream, hits) = counting_upstream(Duration::ZERO).await;
+    let stack = Stack::with(Options { platform_url: Some(upstream), ..Options::default() }).await;
+    for action in ["uniformapi", "contractDelete", "PersonalSign", ""] {
+        let (status, body) = stack.call(action, &state("u"), json!({})).await;
+        assert_eq!((status, body["code"].clone()), (400, json!(40002)), "{action}: {body}");
+    }
+    // Bad inputs of allowed actions are refused before any upstream call too.
+    for (params, needle) in [
+        (json!({"contractId": 2603417854124281870u64, "contact": "13700000044"}), "lost digits"),
+        (json!({"contractId": "26034178541242818701", "contact": "13700000044"}), "1–19 decimal digits"),
+        (json!({"contractId": "2603417854124281870", "contact": "137******44"}), "mobile number or an email"),
+        (json!({"contractId": "2603417854124281870", "contact": "a@b.cn", "contactType": "MOBILE"}), "looks like EMAIL"),
+        (json!({"contact": "13700000044"}), "contractId is required"),
+    ] {
+        let (status, body) = stack.call("personalSign", &state("p"), params).await;
+        assert_eq!((status, body["code"].clone()), (400, json!(40003)), "{body}");
+        assert!(body["message"].as_str().unwrap().contains(needle), "{body}");
+    }
+    let (_, body) = stack.call("personalAuth", &state("m"), json!({"contact": "13700000044", "mode": "ALIPAY"})).await;
+    assert_eq!(body["code"], 40003);
+    let (_, body) = stack.call("personalAuth", &state("m"), json!({"contact": "13700000044", "callbackUrl": "https://evil.example/cb"})).await;
+    assert_eq!(body["code"], 40003, "callbackUrl outside the allowlist: {body}");
+    let (_, body) = stack.call("personalSign", "short", json!({})).await;
+    assert_eq!(body["code"], 40000);
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the platform");
+
+    let (_, body) = stack.call("personalSign", &state("ok"), json!({"contractId": "2603417854124281870", "contact": "13700000044"})).await;
+    assert_eq!(body["code"], 0);
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "a valid call makes exactly one platform call");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_only_for_configured_origins() {
+    let stack = Stack::start().await;
+    let body = [("requestData", json!({"v": 1, "action": "personalSign", "state": state("c"),
+        "params": {"contractId": "2603417854124281870", "contact": "13700000044"}}).to_string())];
+    let endpoint = format!("{}/qys/proxy", stack.proxy);
+    let allowed = stack.client.post(&endpoint).header("origin", PAGE_ORIGIN).form(&body).send().await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], PAGE_ORIGIN);
+    assert_eq!(allowed.headers()["vary"], "Origin");
+    let own = stack.client.post(&endpoint).header("origin", stack.proxy.as_str()).form(&body).send().await.unwrap();
+    assert_eq!(own.headers()["access-control-allow-origin"], stack.proxy.as_str());
+
+    let other = stack.client.post(&endpoint).header("origin", "http://127.0.0.2:9").form(&body).send().await.unwrap();
+    assert_eq!(other.status(), 403);
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(other.json::<Value>().await.unwrap()["code"], 40300);
+
+    let preflight = |origin: &'static str| {
+        stack
+            .client
+            .request(reqwest::Method::OPTIONS, &endpoint)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let ok = preflight(PAGE_ORIGIN).await.unwrap();
+    assert_eq!(ok.status(), 204);
+    assert_eq!(ok.headers()["access-control-allow-origin"], PAGE_ORIGIN);
+    assert_eq!(preflight("null").await.unwrap().status(), 403);
+    assert!(!format!("{:?}", ok.headers()).contains("\"*\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn body_and_field_limits() {
+    let stack = Stack::start().await;
+    let endpoint = format!("{}/qys/proxy", stack.proxy);
+    let huge = "x".repeat(17 * 1024);
+    let response = stack.client.post(&endpoint).form(&[("requestData", huge.as_str())]).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.json::<Value>().await.unwrap()["code"], 41300);
+
+    let long = |n: usize| "张".repeat(n);
+    for (params, field) in [
+        (json!({"contact": "13700000044", "username": long(65)}), "username"),
+        (json!({"contact": "13700000044", "idCardNo": "1".repeat(33)}), "idCardNo"),
+        (json!({"contact": format!("{}@example.com", "a".repeat(60))}), "contact"),
+        (json!({"contact": "13700000044", "bankNo": "12ab"}), "bankNo"),
+        (json!({"contact": "13700000044", "callbackUrl": format!("https://x/{}", "a".repeat(520))}), "callbackUrl"),
+    ] {
+        let (status, body) = stack.call("personalAuth", &state("l"), params).await;
+        assert_eq!((status, body["code"].clone()), (400, json!(40003)), "{field}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(field), "{body}");
+    }
+    let name = long(129);
+    let (_, body) = stack
+        .call("enterpriseAuth", &state("l"), json!({"companyName": name, "companyAuthBean": {"applicant": {"contact": "13700000044"}}}))
+        .await;
+    assert_eq!(body["code"], 40003);
+    let text = stack.client.post(&endpoint).header("content-type", "text/plain").body("x").send().await.unwrap();
+    assert_eq!(text.status(), 415);
+    let json_body = stack
+        .client
+        .post(&endpoint)
+        .json(&json!({"v": 1, "action": "personalAuth", "state": state("j"), "params": {"contact": "13700000044"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_body.json::<Value>().await.unwrap()["code"], 0, "application/json is accepted too");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hanging_or_absent_upstream_gives_a_timeout_or_unavailable_code() {
+    // Accepts connections and never answers.
+    let (listener, hanging) = bind().await;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let limit = Duration::from_millis(500);
+    let stack = Stack::with(Options { platform_url: Some(hanging), timeout: limit, ..Options::default() }).await;
+    let started = Instant::now();
+    let (status, body) = stack.call("personalAuth", &state("t"), json!({"contact": "13700000044"})).await;
+    let took = started.elapsed();
+    assert_eq!((status, body["code"].clone()), (504, json!(50400)), "{body}");
+    assert!(took >= limit && took < limit * 6, "answered after {took:?}");
+
+    let (listener, closed) = bind().await;
+    drop(listener);
+    let stack = Stack::with(Options { platform_url: Some(closed), ..Options::default() }).await;
+    let (status, body) = stack.call("personalAuth", &state("t"), json!({"contact": "13700000044"})).await;
+    assert_eq!((status, body["code"].clone()), (502, json!(50200)), "{body}");
+
+    let (garbage, _) = {
+        let router = Router::new().fallback(any(|| async { "<html>maintenance</html>" }));
+        let (listener, url) = bind().await;
+        spawn_server(listener, router);
+        (url, ())
+    };
+    let stack = Stack::with(Options { platform_url: Some(garbage), ..Options::default() }).await;
+    let (status, body) = stack.call("personalAuth", &state("g"), json!({"contact": "13700000044"})).await;
+    assert_eq!((status, body["code"].clone()), (502, json!(50201)), "{body}");
+}
+
+async fn post_callback(stack: &Stack, path: &str, body: &str) -> Value {
+    stack
+        .client
+        .post(format!("{}{path}", stack.proxy))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callbacks_are_stored_once_and_malformed_ones_kept() {
+    let stack = Stack::start().await;
+    let personal = "/qys/callback/personal-auth?flow=abc";
+    assert_eq!(post_callback(&stack, personal, "mode=FACE&status=1").await, json!({"code": 0}));
+    assert_eq!(post_callback(&stack, personal, "mode=FACE&status=1").await, json!({"code": 0}), "retry");
+    let company = "/qys/callback/company-auth";
+    let info = form_urlencoded::Serializer::new(String::new())
+        .append_pair("status", "1")
+        .append_pair("actionEvent", "7")
+        .append_pair("requestId", "r-1")
+        .append_pair("authInfo", r#"{"name":"杭州测试","registerNo":"1","legalPerson":"韩"}"#)
+        .finish();
+    assert_eq!(post_callback(&stack, company, &info).await, json!({"code": 0}));
+    let bad = post_callback(&stack, personal, "mode=TELEPATHY&status=1").await;
+    assert_eq!(bad["code"], 1001, "{bad}");
+    let bad = post_callback(&stack, company, "status=1&actionEvent=7").await;
+    assert_eq!(bad["code"], 1001, "{bad}");
+    let stored = stack.store.all().unwrap();
+    assert_eq!(stored.len(), 4);
+    assert_eq!((stored[0].deliveries, stored[0].query.as_str()), (2, "flow=abc"));
+    assert!(stored[1].error.is_empty() && stored[1].body.contains("authInfo"));
+    assert!(stored[2].error.contains("mode") && stored[3].error.contains("requestId"));
+}
+
+/// A callback receiver that fails `fail_first` times, recording when each try came.
+async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Vec<(Instant, String)>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let router = Router::new().route(
+        "/cb",
+        post(move |body: String| {
+            let log = log.clone();
+            async move {
+                let mut log = log.lock().unwrap();
+                log.push((Instant::now(), body));
+                Json(json!({"code": if log.len() <= fail_first { 1001 } else { 0 }}))
+            }
+        }),
+    );
+    let (listener, url) = bind().await;
+    spawn_server(listener, router);
+    (format!("{url}/cb"), seen)
+}
+
+async fn wait_for(seen: &Mutex<Vec<(Instant, String)>>, n: usize, limit: Duration) {
+    let start = Instant::now();
+    while seen.lock().unwrap().len() < n && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_retries_callbacks_four_times_then_stops() {
+    let (always_failing, seen) = receiver(usize::MAX).await;
+    let (second_try_ok, seen_ok) = receiver(1).await;
+    let delay = Duration::from_millis(600);
+    let stack = Stack::with(Options {
+        callback_allowlist: vec![always_failing.clone(), second_try_ok.clone()],
+        retry_delay: delay,
+        mode: UpstreamMode::Ticket { template: String::new() },
+        ..Options::default()
+    })
+    .await;
+    for (target, tag) in [(&always_failing, "r1"), (&second_try_ok, "r2")] {
+        let url = stack
+            .page_url("personalAuth", &state(tag), json!({"mode": "FACE", "contact": "13900000011", "username": "甲",
+                "idCardNo": "1", "callbackUrl": target}))
+            .await;
+        let page = open(&stack.client, &url).await;
+        click(&stack.client, &page, "submit", &[]).await;
+    }
+    wait_for(&seen, 4, delay * 5).await;
+    tokio::time::sleep(delay * 2).await;
+    let tries = seen.lock().unwrap().clone();
+    assert_eq!(tries.len(), 4, "four tries in all, then it stops");
+    assert!(tries.iter().all(|(_, body)| body.contains("mode=FACE") && body.contains("status=1")));
+    let gap = |a: usize, b: usize| tries[b].0 - tries[a].0;
+    assert!(gap(0, 1) < delay / 2, "second try at once: {:?}", gap(0, 1));
+    assert!(gap(1, 2) >= delay, "third after the pause: {:?}", gap(1, 2));
+    assert!(gap(2, 3) < delay / 2, "fourth at once: {:?}", gap(2, 3));
+    assert_eq!(seen_ok.lock().unwrap().len(), 2, "a delivery that succeeds is not retried");
+}
