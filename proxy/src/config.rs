@@ -177,13 +177,15 @@ impl Cli {
         };
         let mut allowed_origins = Vec::new();
         for origin in self.allowed_origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+            if origin.contains('*') {
+                return Err(format!("QYS_ALLOWED_ORIGINS entry {origin:?} must be an exact origin, not a wildcard"));
+            }
             let parsed = url::Url::parse(origin)
                 .map_err(|_| format!("QYS_ALLOWED_ORIGINS entry {origin:?} is not an origin like https://shop.example"))?;
             let canonical = parsed.origin().ascii_serialization();
-            if canonical != origin.trim_end_matches('/') || origin == "*" {
+            if canonical != origin.trim_end_matches('/') {
                 return Err(format!(
-                    "QYS_ALLOWED_ORIGINS entry {origin:?} must be an exact origin (scheme://host[:port]), not {}",
-                    if origin == "*" { "a wildcard" } else { "a URL with a path" }
+                    "QYS_ALLOWED_ORIGINS entry {origin:?} must be an exact origin (scheme://host[:port]) without a path"
                 ));
             }
             allowed_origins.push(canonical);
