@@ -192,6 +192,9 @@ impl Cli {
         }
         for prefix in &self.callback_url_allowlist {
             check_base_url("QYS_CALLBACK_URL_ALLOWLIST", prefix)?;
+            if prefix.contains('@') {
+                return Err(format!("QYS_CALLBACK_URL_ALLOWLIST entry {prefix:?} may not contain user-info"));
+            }
         }
         let upstream_mode = match self.upstream_mode {
             Mode::PageUrl => UpstreamMode::PageUrl,

@@ -19,8 +19,6 @@ pub mod codes {
     pub const INVALID_PARAM: i64 = 40003;
     /// The page's origin is not in the allowed origins.
     pub const ORIGIN_NOT_ALLOWED: i64 = 40300;
-    /// The return token is missing, forged or expired.
-    pub const INVALID_RETURN_TOKEN: i64 = 40100;
     /// The body is larger than 16 KiB.
     pub const BODY_TOO_LARGE: i64 = 41300;
     /// The content type is neither a form nor JSON.
@@ -549,4 +547,80 @@ fn company_auth_body(p: &EnterpriseAuthParams) -> Value {
         body["modifyFields"] = json!(p.modify_fields.join(","));
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(action: &str, params: Value) -> Result<SdkRequest, ProtocolError> {
+        parse_request(&json!({"v": 1, "action": action, "state": "abcdefghijklmnop", "params": params}).to_string())
+    }
+
+    #[test]
+    fn maps_js_params_to_the_platform_fields_of_the_seeds() {
+        let sign = request("enterpriseSign", json!({"contractId": "2603417854124281870", "contact": "a@b.cn"})).unwrap();
+        assert_eq!(
+            ticket_body(&sign.params, Some("http://ignored")),
+            json!({"contractId": "2603417854124281870", "user": {"contact": "a@b.cn", "contactType": "EMAIL"}})
+        );
+        let auth = request(
+            "personalAuth",
+            json!({"mode": "BANK", "contact": "13700000044", "manual": true, "bankNo": "6222",
+                   "modifyFields": ["BANKNO", "BANKNO", "USERNAME"]}),
+        )
+        .unwrap();
+        assert_eq!(
+            ticket_body(&auth.params, Some("http://cb")),
+            json!({"mode": "BANK", "user": {"contact": "13700000044", "contactType": "MOBILE"}, "bankNo": "6222",
+                   "otherModes": ["MANUAL"], "modifyFields": ["BANKNO", "USERNAME"], "callbackUrl": "http://cb"})
+        );
+        let company = request(
+            "enterpriseAuth",
+            json!({"companyName": "甲公司", "companyAuthBean": {"companyName": "甲公司",
+                   "applicant": {"name": "张三", "contact": "13700000044", "contactType": "MOBILE"},
+                   "closeButton": false, "modifyFields": ["corpName", "legalPerson"]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            ticket_body(&company.params, None),
+            json!({"companyName": "甲公司", "applicant": {"name": "张三", "contact": "13700000044", "contactType": "MOBILE"},
+                   "closeButton": false, "modifyFields": "corpName,legalPerson"})
+        );
+    }
+
+    #[test]
+    fn refuses_bad_envelopes_and_params_with_a_code() {
+        let cases: &[(Value, i64, &str)] = &[
+            (json!([]), codes::BAD_REQUEST_DATA, "object"),
+            (json!({"v": 2, "action": "personalSign", "state": "abcdefghijklmnop", "params": {}}), codes::UNSUPPORTED_VERSION, "v1"),
+            (json!({"v": 1, "action": "eval", "state": "abcdefghijklmnop", "params": {}}), codes::UNKNOWN_ACTION, "not allowed"),
+            (json!({"v": 1, "action": "personalSign", "state": "abc", "params": {}}), codes::BAD_REQUEST_DATA, "state"),
+            (json!({"v": 1, "action": "personalSign", "state": "abcdefghijklmnop!", "params": {}}), codes::BAD_REQUEST_DATA, "state"),
+            (json!({"v": 1, "action": "personalSign", "state": "abcdefghijklmnop"}), codes::BAD_REQUEST_DATA, "params"),
+            (json!({"v": 1, "action": "enterpriseAuth", "state": "abcdefghijklmnop", "params": {"companyName": "甲"}}), codes::INVALID_PARAM, "companyAuthBean is required"),
+            (json!({"v": 1, "action": "enterpriseAuth", "state": "abcdefghijklmnop", "params": {"companyName": "甲",
+                "companyAuthBean": {"companyName": "乙", "applicant": {"contact": "13700000044"}}}}), codes::INVALID_PARAM, "differs"),
+            (json!({"v": 1, "action": "enterpriseAuth", "state": "abcdefghijklmnop", "params": {"companyName": "甲",
+                "companyAuthBean": {"applicant": {"contact": "13700000044"}, "closeButton": "yes"}}}), codes::INVALID_PARAM, "closeButton must be a boolean"),
+            (json!({"v": 1, "action": "personalAuth", "state": "abcdefghijklmnop", "params": {"contact": "13700000044",
+                "modifyFields": ["MOBILE"]}}), codes::INVALID_PARAM, "modifyFields"),
+            (json!({"v": 1, "action": "personalAuth", "state": "abcdefghijklmnop", "params": {"contact": "13700000044",
+                "bankMobile": "12345"}}), codes::INVALID_PARAM, "bankMobile"),
+            (json!({"v": 1, "action": "personalAuth", "state": "abcdefghijklmnop", "params": {"contact": "13700000044",
+                "username": "a\u{0}b"}}), codes::INVALID_PARAM, "control"),
+        ];
+        for (value, code, needle) in cases {
+            let err = parse_envelope(value.clone()).unwrap_err();
+            assert_eq!(err.code, *code, "{value}: {err:?}");
+            assert!(err.message.contains(needle), "{value}: {err:?}");
+        }
+        assert_eq!(parse_request("{").unwrap_err().code, codes::BAD_REQUEST_DATA);
+    }
+
+    #[test]
+    fn contacts() {
+        assert!(is_mobile("13700000044") && !is_mobile("137******44") && !is_mobile("23700000044"));
+        assert!(is_email("a.b@c.cn") && !is_email("a@b") && !is_email("a b@c.cn") && !is_email("@c.cn"));
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{RawQuery, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -140,18 +140,21 @@ impl App {
             Ok(Some(origin.to_owned()))
         } else {
             tracing::warn!(origin, "request from an origin that is not allowed");
-            Err(error_json(
+            // The refusal itself is readable by the page, so the SDK can say what to fix;
+            // nothing else is ever answered to that origin.
+            let refusal = error_json(
                 StatusCode::FORBIDDEN,
                 codes::ORIGIN_NOT_ALLOWED,
                 format!("origin {origin} is not allowed; add it to QYS_ALLOWED_ORIGINS"),
-            ))
+            );
+            Err(with_cors(refusal, Some(origin)))
         }
     }
 
     fn callback_url(&self, requested: Option<&str>, default_path: &str, state: &str) -> Result<String, ProtocolError> {
         match requested {
             None => Ok(format!("{}{default_path}?flow={state}", self.cfg.public_url)),
-            Some(url) if self.cfg.callback_url_allowlist.iter().any(|p| url.starts_with(p.as_str())) => {
+            Some(url) if self.cfg.callback_url_allowlist.iter().any(|prefix| url_under(url, prefix)) => {
                 Ok(url.to_owned())
             }
             Some(_) => Err(ProtocolError {
@@ -160,6 +163,17 @@ impl App {
             }),
         }
     }
+}
+
+/// Whether `url` lies under the allow-list entry `prefix`: same scheme, host and port, no
+/// user-info, and a path equal to the entry's or below it.
+pub fn url_under(url: &str, prefix: &str) -> bool {
+    let (Ok(url), Ok(prefix)) = (url::Url::parse(url), url::Url::parse(prefix)) else { return false };
+    let dir = prefix.path().trim_end_matches('/');
+    url.origin() == prefix.origin()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && (url.path() == prefix.path() || url.path().starts_with(&format!("{dir}/")))
 }
 
 fn with_cors(mut response: Response, origin: Option<&str>) -> Response {
@@ -514,9 +528,6 @@ async fn receive_callback(
     request: Request,
     check: fn(&[(String, String)]) -> Result<(), String>,
 ) -> Response {
-    if request.method() != Method::POST {
-        return error_json(StatusCode::METHOD_NOT_ALLOWED, codes::CALLBACK_MALFORMED, "POST only");
-    }
     let is_form = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -526,7 +537,6 @@ async fn receive_callback(
         Ok(body) => body,
         Err(e) => return protocol_error(e),
     };
-    let text = String::from_utf8_lossy(&body).into_owned();
     let verdict = if is_form {
         let fields: Vec<(String, String)> =
             form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
@@ -537,7 +547,7 @@ async fn receive_callback(
     let error = verdict.as_ref().err().cloned().unwrap_or_default();
     let store = app.cfg.store.clone();
     let query = query.unwrap_or_default();
-    let stored = tokio::task::spawn_blocking(move || store.record(kind, &query, &text, &error)).await;
+    let stored = tokio::task::spawn_blocking(move || store.record(kind, &query, &body, &error)).await;
     match (stored, verdict) {
         (Ok(Ok(recorded)), Ok(())) => {
             tracing::info!(kind, retry = recorded == Recorded::Retry, "server callback stored");

@@ -13,7 +13,7 @@ pub struct StoredCallback {
     pub kind: String,
     /// The request's query string (it carries the flow id the proxy put in `callbackUrl`).
     pub query: String,
-    /// The raw form body.
+    /// The form body (invalid UTF-8 replaced; retries are matched on the exact bytes).
     pub body: String,
     /// Empty when well-formed, else why it was refused.
     pub error: String,
@@ -60,8 +60,9 @@ impl CallbackStore {
 
     /// Stores a delivery durably, or counts it as a retry of an identical stored one.
     /// `error` is empty for a well-formed callback, else the reason it was refused.
-    pub fn record(&self, kind: &str, query: &str, body: &str, error: &str) -> rusqlite::Result<Recorded> {
+    pub fn record(&self, kind: &str, query: &str, body: &[u8], error: &str) -> rusqlite::Result<Recorded> {
         let key = dedup_key(kind, query, body);
+        let body = String::from_utf8_lossy(body);
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let inserted = conn.execute(
             "INSERT INTO callbacks (kind, dedup_key, query, body, error, received_at)
@@ -93,11 +94,12 @@ impl CallbackStore {
     }
 }
 
-fn dedup_key(kind: &str, query: &str, body: &str) -> String {
+/// Identity of a delivery: kind, query and the body's exact bytes.
+fn dedup_key(kind: &str, query: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
-    for part in [kind, query, body] {
+    for part in [kind.as_bytes(), query.as_bytes(), body] {
         h.update((part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
+        h.update(part);
     }
     crate::sign::hex(&h.finalize())
 }
@@ -111,9 +113,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cb.sqlite3");
         let store = CallbackStore::open(&path).unwrap();
-        assert_eq!(store.record("personal-auth", "flow=a", "mode=FACE&status=1", "").unwrap(), Recorded::New);
-        assert_eq!(store.record("personal-auth", "flow=a", "mode=FACE&status=1", "").unwrap(), Recorded::Retry);
-        assert_eq!(store.record("personal-auth", "flow=b", "mode=FACE&status=1", "").unwrap(), Recorded::New);
+        assert_eq!(store.record("personal-auth", "flow=a", b"mode=FACE&status=1", "").unwrap(), Recorded::New);
+        assert_eq!(store.record("personal-auth", "flow=a", b"mode=FACE&status=1", "").unwrap(), Recorded::Retry);
+        assert_eq!(store.record("personal-auth", "flow=b", b"mode=FACE&status=1", "").unwrap(), Recorded::New);
         drop(store);
         let all = CallbackStore::open(&path).unwrap().all().unwrap();
         assert_eq!(all.len(), 2);

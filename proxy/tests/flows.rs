@@ -167,6 +167,14 @@ async fn company_auth_success_close_button_and_already_authenticated() {
     assert!(!page.has("qys-sandbox-close"), "closeButton false hides the button");
     assert_eq!(click(&stack.client, &page, "close", &[]).await.status, 400, "and refuses the action");
 
+    // An editable name that the applicant changes is still confirmed (by the requested name).
+    let mut editable = bean("苏州原名公司", true);
+    editable["companyAuthBean"]["modifyFields"] = json!(["corpName"]);
+    let url = stack.page_url("enterpriseAuth", &state("ce"), editable).await;
+    let done = click(&stack.client, &open(&stack.client, &url).await, "submit", &[("corpName", "苏州新名公司")]).await;
+    let message = finish_message(&stack, &done, "ce").await;
+    assert_eq!((message["event"].clone(), message["data"]["name"].clone()), (json!("authSuccess"), json!("苏州新名公司")));
+
     let url = stack.page_url("enterpriseAuth", &state("cc"), bean("温州关闭公司", true)).await;
     let done = click(&stack.client, &open(&stack.client, &url).await, "close", &[]).await;
     assert_eq!(finish_message(&stack, &done, "cc").await["event"], "authFail");
@@ -228,4 +236,29 @@ async fn default_mode_lets_the_person_choose() {
     let done = click(&stack.client, &page, "submit", &[("mode", "FACE")]).await;
     let message = finish_message(&stack, &done, "def").await;
     assert_eq!(message["data"], json!({"username": "周", "mobile": "13900000010", "cardNo": "1"}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platform_calls_back_the_proxy_by_default_and_it_is_stored() {
+    let stack = Stack::ticket_mode().await;
+    let url = stack.page_url("personalAuth", &state("cbp"), json!({"mode": "FACE", "contact": "13900000020", "username": "丙", "idCardNo": "9"})).await;
+    click(&stack.client, &open(&stack.client, &url).await, "submit", &[]).await;
+    let company = json!({"companyName": "嘉兴回调公司", "companyAuthBean": {"applicant": {"contact": "13900000021"},
+        "registerNo": "1", "legalPerson": "丁"}});
+    let url = stack.page_url("enterpriseAuth", &state("cbc"), company).await;
+    click(&stack.client, &open(&stack.client, &url).await, "submit", &[]).await;
+    let mut stored = Vec::new();
+    for _ in 0..100 {
+        stored = stack.store.all().unwrap();
+        if stored.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let personal = stored.iter().find(|c| c.kind == "personal-auth").unwrap();
+    assert_eq!(personal.query, format!("flow={}", state("cbp")));
+    assert!(personal.body.contains("mode=FACE") && personal.body.contains("status=1") && personal.error.is_empty());
+    let company = stored.iter().find(|c| c.kind == "company-auth").unwrap();
+    assert!(company.body.contains("actionEvent=7") && company.error.is_empty(), "{company:?}");
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,27 +107,33 @@ async fn sandbox_checks_required_fields_and_enums() {
     assert!(ok["result"]["ticket"].is_string());
 }
 
-/// A fake upstream that counts requests and answers whatever `answer` says.
-async fn counting_upstream(delay: Duration) -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let router = Router::new().fallback(any(move || {
-        let counter = counter.clone();
+/// A fake upstream that records every request body and answers success after `delay`.
+async fn recording_upstream(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let log = bodies.clone();
+    let router = Router::new().fallback(any(move |body: String| {
+        let log = log.clone();
         async move {
-            counter.fetch_add(1, Ordering::SeqCst);
+            log.lock().unwrap().push(body);
             tokio::time::sleep(delay).await;
-            Json(json!({"code": 0, "message": "SUCCESS", "result": {"pageUrl": "http://127.0.0.1:1/x"}}))
+            let url = "http://127.0.0.1:1/page";
+            Json(json!({"code": 0, "message": "SUCCESS", "result": {"pageUrl": url, "authUrl": url}}))
         }
     }));
     let (listener, url) = bind().await;
     spawn_server(listener, router);
-    (url, hits)
+    (url, bodies)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_four_actions_reach_the_platform() {
-    let (upstream, hits) = counting_upstream(Duration::ZERO).await;
-    let stack = Stack::with(Options { platform_url: Some(upstream), ..Options::default() }).await;
+    let (upstream, hits) = recording_upstream(Duration::ZERO).await;
+    let stack = Stack::with(Options {
+        platform_url: Some(upstream),
+        callback_allowlist: vec!["http://127.0.0.1:1/callbacks".into()],
+        ..Options::default()
+    })
+    .await;
     for action in ["uniformapi", "contractDelete", "PersonalSign", ""] {
         let (status, body) = stack.call(action, &state("u"), json!({})).await;
         assert_eq!((status, body["code"].clone()), (400, json!(40002)), "{action}: {body}");
@@ -149,13 +154,24 @@ async fn only_the_four_actions_reach_the_platform() {
     assert_eq!(body["code"], 40003);
     let (_, body) = stack.call("personalAuth", &state("m"), json!({"contact": "13700000044", "callbackUrl": "https://evil.example/cb"})).await;
     assert_eq!(body["code"], 40003, "callbackUrl outside the allowlist: {body}");
+    for url in ["https://evil.example/cb", "http://127.0.0.1:1/cb", "http://127.0.0.1:1/callbacks-evil/x",
+                "http://127.0.0.1:1@evil.example/callbacks/x", "http://127.0.0.1:1.evil.example/callbacks/x"] {
+        let (_, body) = stack.call("personalAuth", &state("m"), json!({"contact": "13700000044", "callbackUrl": url})).await;
+        assert_eq!(body["code"], 40003, "{url} is outside http://127.0.0.1:1/callbacks: {body}");
+    }
     let (_, body) = stack.call("personalSign", "short", json!({})).await;
     assert_eq!(body["code"], 40000);
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the platform");
+    assert_eq!(hits.lock().unwrap().len(), 0, "nothing reached the platform");
 
     let (_, body) = stack.call("personalSign", &state("ok"), json!({"contractId": "2603417854124281870", "contact": "13700000044"})).await;
     assert_eq!(body["code"], 0);
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "a valid call makes exactly one platform call");
+    assert_eq!(hits.lock().unwrap().len(), 1, "a valid call makes exactly one platform call");
+    let (_, body) = stack
+        .call("personalAuth", &state("cb"), json!({"contact": "13700000044", "callbackUrl": "http://127.0.0.1:1/callbacks/qys?x=1"}))
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let sent: Value = serde_json::from_str(&hits.lock().unwrap()[1]).unwrap();
+    assert_eq!(sent["callbackUrl"], "http://127.0.0.1:1/callbacks/qys?x=1", "an allow-listed callbackUrl is used");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,10 +186,12 @@ async fn cors_only_for_configured_origins() {
     let own = stack.client.post(&endpoint).header("origin", stack.proxy.as_str()).form(&body).send().await.unwrap();
     assert_eq!(own.headers()["access-control-allow-origin"], stack.proxy.as_str());
 
+    // Another origin gets only a readable refusal (so the SDK can say what to fix), no page URL.
     let other = stack.client.post(&endpoint).header("origin", "http://127.0.0.2:9").form(&body).send().await.unwrap();
     assert_eq!(other.status(), 403);
-    assert!(other.headers().get("access-control-allow-origin").is_none());
-    assert_eq!(other.json::<Value>().await.unwrap()["code"], 40300);
+    let refusal = other.json::<Value>().await.unwrap();
+    assert_eq!(refusal["code"], 40300);
+    assert!(refusal.get("result").is_none());
 
     let preflight = |origin: &'static str| {
         stack
@@ -186,7 +204,9 @@ async fn cors_only_for_configured_origins() {
     let ok = preflight(PAGE_ORIGIN).await.unwrap();
     assert_eq!(ok.status(), 204);
     assert_eq!(ok.headers()["access-control-allow-origin"], PAGE_ORIGIN);
-    assert_eq!(preflight("null").await.unwrap().status(), 403);
+    let refused = preflight("null").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.headers().get("access-control-allow-methods").is_none(), "no preflight grant");
     assert!(!format!("{:?}", ok.headers()).contains("\"*\""));
 }
 

@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
-use super::world::{Session, SessionKind};
+use super::world::{contact_type, Session, SessionKind};
 use super::{codes, reject, Shared};
 use crate::unix_millis;
 
@@ -261,7 +261,7 @@ pub async fn personal_auth_result(State(sb): State<Shared>, Query(q): Query<Hash
             "mode": p.mode,
             "username": p.username,
             "idCardNo": p.id_card_no,
-            "mobile": p.contact,
+            "mobile": (contact_type(&p.contact) == "MOBILE").then_some(&p.contact),
             "bankNo": p.bank_no,
             "bankMobile": p.bank_mobile,
         }),
@@ -273,7 +273,10 @@ pub async fn personal_auth_result(State(sb): State<Shared>, Query(q): Query<Hash
 pub async fn company_auth_result(State(sb): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
     let world = sb.world();
     let company = match (q.get("companyName"), q.get("requestId")) {
-        (Some(name), _) => world.companies.get(name),
+        (Some(name), _) => world
+            .companies
+            .get(name)
+            .or_else(|| world.companies.values().find(|c| c.requested_name.as_deref() == Some(name.as_str()))),
         (None, Some(id)) => world.companies.values().find(|c| c.request_id.as_deref() == Some(id.as_str())),
         (None, None) => return answer(Err(invalid("requestId and companyName may not both be empty"))),
     };

@@ -236,6 +236,7 @@ pub async fn act(State(sb): State<Shared>, Form(params): Form<Params>) -> Respon
                 legal_person: pick("legalPerson", "legalPerson", "legalPerson"),
                 authenticated: true,
                 request_id: Some(request_id.clone()),
+                requested_name: Some(text(request, "companyName").to_owned()),
             };
             if company.name.is_empty() || company.register_no.is_empty() || company.legal_person.is_empty() {
                 return message(StatusCode::BAD_REQUEST, "信息不完整", "Name, register number and legal person are required.");

@@ -106,6 +106,9 @@ pub struct Company {
     /// Id of the auth request that authenticated it.
     #[serde(default)]
     pub request_id: Option<String>,
+    /// The name the auth request asked for, when the applicant edited it.
+    #[serde(default)]
+    pub requested_name: Option<String>,
 }
 
 /// What an H5 page session is for.
