@@ -24,4 +24,4 @@ done = function(summary, latency, requests)
 end
 LUA
 curl -sf -X POST -H 'Origin: http://127.0.0.1:18080' --data-urlencode 'requestData={"v":1,"action":"personalSign","state":"benchbenchbench0123456","params":{"contractId":"2603417854124281870","contact":"13700000044"}}' http://127.0.0.1:18080/qys/proxy | grep -q '"code":0'
-wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$dir/post.lua" http://127.0.0.1:18080/qys/proxy
+wrk -t"$(( conns < 2 ? 1 : 2 ))" -c"$conns" -d"${secs}s" --latency -s "$dir/post.lua" http://127.0.0.1:18080/qys/proxy
