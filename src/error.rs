@@ -1,0 +1,72 @@
+//! The one error type of the SDK: `kind`, `code`, `message` (and `param` for bad arguments).
+
+use std::fmt;
+
+/// What went wrong, as a stable string for `error.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// An argument failed validation; nothing was sent.
+    InvalidArgument,
+    /// The proxy could not be reached (offline, DNS, CORS refusal, connection reset).
+    Network,
+    /// The proxy did not answer within `timeoutMs`.
+    Timeout,
+    /// The proxy answered a non-2xx HTTP status; `code` is the status.
+    Http,
+    /// The proxy's answer or a message did not fit protocol v1.
+    Protocol,
+    /// The platform refused; `code` is the platform's code (e.g. 1110, 1605).
+    Platform,
+}
+
+impl ErrorKind {
+    /// The JS-facing name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalidArgument",
+            ErrorKind::Network => "network",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Http => "http",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Platform => "platform",
+        }
+    }
+}
+
+/// An SDK error. In JS it becomes an `Error` named `QysError` with these fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QysError {
+    /// Category.
+    pub kind: ErrorKind,
+    /// Platform code (`platform`), HTTP status (`http`), or `None`.
+    pub code: Option<i64>,
+    /// The offending argument's path for `invalidArgument`, e.g. `companyAuthBean.applicant.contact`.
+    pub param: Option<String>,
+    /// What happened and what to do about it.
+    pub message: String,
+}
+
+impl QysError {
+    /// A bad argument at `param`.
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::InvalidArgument, code: None, param: Some(param.into()), message: message.into() }
+    }
+
+    /// An error of `kind` without a code.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, code: None, param: None, message: message.into() }
+    }
+
+    /// An error of `kind` with a code.
+    pub fn with_code(kind: ErrorKind, code: i64, message: impl Into<String>) -> Self {
+        Self { kind, code: Some(code), param: None, message: message.into() }
+    }
+}
+
+impl fmt::Display for QysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for QysError {}

@@ -1,0 +1,16 @@
+//! qys-sdk-wasm: the embedded-signing SDK of the 契约锁 (Qiyuesuo) platform.
+//!
+//! A pure core — [`params`] (validation), [`wire`] (protocol v1), [`message`] (which messages to
+//! believe), [`error`] and [`value`] — that builds and tests natively, under a thin wasm-bindgen
+//! layer (`glue`, wasm32 only) that touches the DOM, `fetch` and events.
+
+pub mod error;
+pub mod message;
+pub mod params;
+pub mod value;
+pub mod wire;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
+
+pub use error::{ErrorKind, QysError};

@@ -1,0 +1,93 @@
+//! Which `message` events the SDK believes: the return page's protocol v1 messages, from the
+//! right origin and window, for this call's state, once.
+
+use crate::params::Action;
+use crate::value::Value;
+
+/// A terminal event of a flow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The signature is confirmed. Payload: `{contractId}`.
+    SignSuccess(Value),
+    /// Authentication is confirmed. Payload: the `userInfo` of seed 004.
+    AuthSuccess(Value),
+    /// The user left authentication.
+    AuthFail,
+}
+
+/// Accepts at most one message for one call.
+#[derive(Debug, Clone)]
+pub struct MessageGate {
+    action: Action,
+    origin: String,
+    state: String,
+    done: bool,
+}
+
+/// `userInfo` fields for personal auth (seed 004 §3).
+const PERSONAL_INFO: &[&str] = &["username", "mobile", "cardNo", "bankNo", "contact"];
+/// `userInfo` fields for company auth (the platform's CorpAuthDetail).
+const COMPANY_INFO: &[&str] = &["name", "registerNo", "legalPerson"];
+
+impl MessageGate {
+    /// A gate for `action`, expecting messages from `origin` carrying `state`.
+    pub fn new(action: Action, origin: String, state: String) -> Self {
+        Self { action, origin, state, done: false }
+    }
+
+    /// Whether a terminal event was accepted (all later messages are ignored).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Offers one `message` event: its origin, whether its source is this call's iframe window,
+    /// and its data. Returns the event to act on, or `None` to ignore it.
+    pub fn offer(&mut self, origin: &str, from_our_frame: bool, data: &Value) -> Option<Event> {
+        if self.done || origin != self.origin || !from_our_frame {
+            return None;
+        }
+        let event = self.parse(data)?;
+        self.done = true;
+        Some(event)
+    }
+
+    fn parse(&self, data: &Value) -> Option<Event> {
+        if data.get("type")?.as_str()? != "qys-sdk" || data.get("v")? != &Value::Number(1.0) {
+            return None;
+        }
+        if data.get("state")?.as_str()? != self.state {
+            return None;
+        }
+        let payload = match data.get("data") {
+            None | Some(Value::Null) => Value::Object(Vec::new()),
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(_) => return None,
+        };
+        match (data.get("event")?.as_str()?, self.action.is_sign()) {
+            ("signSuccess", true) => {
+                let contract_id = strings(&payload, &["contractId"])?;
+                Some(Event::SignSuccess(contract_id))
+            }
+            ("authSuccess", false) => {
+                let fields = if self.action == Action::PersonalAuth { PERSONAL_INFO } else { COMPANY_INFO };
+                Some(Event::AuthSuccess(strings(&payload, fields)?))
+            }
+            ("authFail", _) => Some(Event::AuthFail),
+            _ => None,
+        }
+    }
+}
+
+/// Copies the listed members that are strings; `None` if any listed member is neither a string
+/// nor null/absent (malformed).
+fn strings(payload: &Value, keys: &[&str]) -> Option<Value> {
+    let mut members = Vec::new();
+    for key in keys {
+        match payload.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.chars().count() <= 256 => members.push(((*key).to_owned(), Value::String(s.clone()))),
+            Some(_) => return None,
+        }
+    }
+    Some(Value::Object(members))
+}
