@@ -15,7 +15,7 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowToken {
     /// The flow.
-    #[serde(rename = "a")]
+    #[serde(rename = "a", with = "action_name")]
     pub action: Action,
     /// The SDK's per-call state, echoed back in the message.
     #[serde(rename = "s")]
@@ -32,6 +32,21 @@ pub struct FlowToken {
     /// Unix seconds after which the token is refused.
     #[serde(rename = "x")]
     pub expires: u64,
+}
+
+/// (De)serialises an [`Action`] by its wire name.
+mod action_name {
+    use super::Action;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(action: &Action, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(action.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+        let name = String::deserialize(d)?;
+        Action::from_name(&name).ok_or_else(|| D::Error::custom("unknown action"))
+    }
 }
 
 /// Signs and verifies [`FlowToken`]s with one key.

@@ -140,7 +140,7 @@ async fn only_the_four_actions_reach_the_platform() {
     }
     // Bad inputs of allowed actions are refused before any upstream call too.
     for (params, needle) in [
-        (json!({"contractId": 2603417854124281870u64, "contact": "13700000044"}), "lost digits"),
+        (json!({"contractId": 2603417854124281870u64, "contact": "13700000044"}), "already rounded"),
         (json!({"contractId": "26034178541242818701", "contact": "13700000044"}), "1–19 decimal digits"),
         (json!({"contractId": "2603417854124281870", "contact": "137******44"}), "mobile number or an email"),
         (json!({"contractId": "2603417854124281870", "contact": "a@b.cn", "contactType": "MOBILE"}), "looks like EMAIL"),
