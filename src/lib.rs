@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod message;
+pub mod options;
 pub mod params;
 pub mod value;
 pub mod wire;

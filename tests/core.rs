@@ -200,3 +200,24 @@ fn auth_events_carry_the_seed_user_info() {
     let mut g = gate(Action::EnterpriseSign);
     assert_eq!(g.offer(ORIGIN, true, &msg("authFail", "null")), Some(Event::AuthFail));
 }
+
+#[test]
+fn options_are_checked() {
+    use qys_sdk_wasm::options::Options;
+    let o = Options::parse(&v(r#"{"query":{"a":1,"token":"ab1234","on":true,"skip":null},"timeoutMs":2000,"debug":true}"#)).unwrap();
+    assert_eq!(o.query, vec![("a".into(), "1".into()), ("token".into(), "ab1234".into()), ("on".into(), "true".into())]);
+    assert_eq!((o.timeout_ms, o.debug), (2000, true));
+    assert_eq!(Options::parse(&Value::Null).unwrap().timeout_ms, 15_000);
+    for (json, param) in [
+        (r#"{"query":"a=1"}"#, "query"),
+        (r#"{"query":{"a":{"b":1}}}"#, "query.a"),
+        (r#"{"timeoutMs":0}"#, "timeoutMs"),
+        (r#"{"timeoutMs":1.5}"#, "timeoutMs"),
+        (r#"{"timeoutMs":"5000"}"#, "timeoutMs"),
+        (r#"{"debug":1}"#, "debug"),
+        ("[]", "options"),
+    ] {
+        let err = Options::parse(&v(json)).unwrap_err();
+        assert_eq!((err.kind, err.param.as_deref()), (ErrorKind::InvalidArgument, Some(param)), "{json}");
+    }
+}

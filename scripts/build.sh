@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Release build of the SDK into pkg/: cargo (wasm32) → wasm-bindgen (pinned) → wasm-opt -Oz.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked --target wasm32-unknown-unknown -p qys-sdk-wasm
+rm -rf pkg
+wasm-bindgen --target web --out-dir pkg --out-name qys_sdk_wasm \
+  target/wasm32-unknown-unknown/release/qys_sdk_wasm.wasm
+node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+  pkg/qys_sdk_wasm_bg.wasm -o pkg/qys_sdk_wasm_bg.wasm
+# The seed's constructor name, `qysSdk`, next to the class name.
+cat > pkg/index.js <<'JS'
+export { default, initSync, QysSdk, QysSdk as qysSdk } from './qys_sdk_wasm.js';
+JS
+cat > pkg/index.d.ts <<'TS'
+export * from './qys_sdk_wasm.js';
+export { default } from './qys_sdk_wasm.js';
+export { QysSdk as qysSdk } from './qys_sdk_wasm.js';
+TS
+for f in pkg/qys_sdk_wasm_bg.wasm pkg/qys_sdk_wasm.js; do
+  printf '%-32s %7d B  gzip -9 %6d B\n' "$f" "$(wc -c <"$f")" "$(gzip -9c "$f" | wc -c)"
+done

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the build and test tools this project needs, skipping what is already there:
+# the wasm32 target, wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen, npm packages,
+# and Debian's chromium + chromium-driver.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$want" ]; then
+  echo "installing wasm-bindgen-cli $want (have: ${have:-none})"
+  # --locked fails on this registry (a locked dependency is missing); the unlocked build works.
+  cargo install -q wasm-bindgen-cli --version "$want" --locked 2>/dev/null \
+    || cargo install -q wasm-bindgen-cli --version "$want"
+fi
+
+[ -x node_modules/.bin/wasm-opt ] && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi

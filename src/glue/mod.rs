@@ -1,0 +1,391 @@
+//! The wasm-bindgen layer: `qysSdk` and its four methods. Everything it decides is delegated to
+//! the pure core; this file only touches `fetch`, the DOM and `message` events.
+
+mod convert;
+mod resources;
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use gloo_net::http::Request;
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{AbortController, HtmlIFrameElement, MessageEvent};
+
+use crate::error::{ErrorKind, QysError};
+use crate::message::{Event, MessageGate};
+use crate::options::Options;
+use crate::params::{Action, Params};
+use crate::value::{object, Value};
+use crate::wire::{decode_response, state_from_random, Envelope, PageGrant};
+use convert::{callback, to_js, to_js_error, to_value};
+use resources::{MessageListener, Timeout};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** What went wrong: `code` is the platform's code for `platform` and the HTTP status for `http`. */
+export type QysErrorKind = "invalidArgument" | "network" | "timeout" | "http" | "protocol" | "platform";
+/** Every rejection of this SDK is an `Error` named `QysError`. */
+export interface QysError extends Error {
+  name: "QysError";
+  kind: QysErrorKind;
+  code: number | null;
+  /** For `invalidArgument`: the path of the offending argument, e.g. `companyAuthBean.applicant.contact`. */
+  param?: string;
+}
+/** Options of `new qysSdk(proxyUrl, options)`. */
+export interface QysSdkOptions {
+  /** Sent as query parameters with every request to the proxy. */
+  query?: Record<string, string | number | boolean | null | undefined>;
+  /** Abort the proxy request after this many milliseconds (default 15000). */
+  timeoutMs?: number;
+  /** Log each step to the console. */
+  debug?: boolean;
+}
+export type ContactType = "MOBILE" | "EMAIL";
+/** Callbacks of `personalSign` and `enterpriseSign`. */
+export interface SignCallbacks {
+  signSuccessCb?: (result: { contractId?: string }) => void;
+  authFailCb?: () => void;
+}
+/** seed 004 §3 userInfo; `bankNo` and `contact` (bank reserved mobile) only after bank auth. */
+export interface PersonalUserInfo { username?: string; mobile?: string; cardNo?: string; bankNo?: string; contact?: string }
+/** The authenticated company's details. */
+export interface CompanyInfo { name?: string; registerNo?: string; legalPerson?: string }
+export interface AuthCallbacks<Info> {
+  authSuccessCb?: (userInfo: Info) => void;
+  authFailCb?: () => void;
+}
+/** Parameters of `personalAuth` (seed 004 §3). */
+export interface PersonalAuthParams {
+  mode?: "DEFAULT" | "FACE" | "BANK";
+  contact: string;
+  contactType?: ContactType;
+  username?: string;
+  idCardNo?: string;
+  bankNo?: string;
+  bankMobile?: string;
+  manual?: boolean;
+  callbackUrl?: string;
+  modifyFields?: Array<"USERNAME" | "IDCARDNO" | "BANKNO" | "BANKMOBILE">;
+}
+/** Parameters of `enterpriseAuth` (seed 004 §6). */
+export interface EnterpriseAuthParams {
+  companyName: string;
+  companyAuthBean: {
+    companyName?: string;
+    applicant: { name?: string; contact: string; contactType?: ContactType };
+    registerNo?: string;
+    legalPerson?: string;
+    callbackUrl?: string;
+    closeButton?: boolean;
+    modifyFields?: Array<"corpName" | "registerNo" | "legalPerson">;
+  };
+}
+"#;
+
+/// One open flow: its `message` listener lives as long as this value.
+struct Flow {
+    id: u32,
+    _listener: MessageListener,
+}
+
+struct Inner {
+    /// Absolute proxy URL, query included.
+    proxy_url: String,
+    /// Default `returnOrigin`.
+    proxy_origin: String,
+    options: Options,
+    flows: RefCell<Vec<Flow>>,
+    next_id: Cell<u32>,
+    destroyed: Cell<bool>,
+}
+
+impl Inner {
+    fn log(&self, step: &str) {
+        if self.options.debug {
+            web_sys::console::log_2(&"[qys-sdk]".into(), &step.into());
+        }
+    }
+
+    fn close_flow(&self, id: u32) {
+        self.flows.borrow_mut().retain(|f| f.id != id);
+    }
+}
+
+/// The SDK instance: `new qysSdk(proxyUrl, { query, timeoutMs, debug })`.
+#[wasm_bindgen]
+pub struct QysSdk {
+    inner: Rc<Inner>,
+}
+
+fn page_href() -> Option<String> {
+    web_sys::window().and_then(|w| w.location().href().ok())
+}
+
+fn resolve_proxy_url(proxy_url: &str, query: &[(String, String)]) -> Result<(String, String), QysError> {
+    let bad = |why: &str| QysError::invalid("proxyUrl", format!("proxyUrl {proxy_url:?} {why}"));
+    let url = match page_href() {
+        Some(base) => web_sys::Url::new_with_base(proxy_url, &base),
+        None => web_sys::Url::new(proxy_url),
+    }
+    .map_err(|_| bad("is not a URL (a relative URL needs a page to resolve against)"))?;
+    if !matches!(url.protocol().as_str(), "http:" | "https:") {
+        return Err(bad("must be an http(s) URL"));
+    }
+    let params = url.search_params();
+    for (name, value) in query {
+        params.append(name, value);
+    }
+    Ok((url.href(), url.origin()))
+}
+
+fn random_state() -> Result<String, QysError> {
+    let crypto = web_sys::window()
+        .and_then(|w| w.crypto().ok())
+        .ok_or_else(|| QysError::new(ErrorKind::InvalidArgument, "crypto.getRandomValues is not available on this page"))?;
+    let mut bytes = [0u8; 16];
+    crypto
+        .get_random_values_with_u8_array(&mut bytes)
+        .map_err(|_| QysError::new(ErrorKind::InvalidArgument, "crypto.getRandomValues failed"))?;
+    Ok(state_from_random(&bytes))
+}
+
+/// The callbacks a flow may fire.
+struct Callbacks {
+    success: Option<Function>,
+    fail: Option<Function>,
+}
+
+#[wasm_bindgen]
+impl QysSdk {
+    /// Creates an instance bound to the integrator's proxy; `proxyUrl` may be relative.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(js_name = proxyUrl)] proxy_url: String,
+        #[wasm_bindgen(unchecked_param_type = "QysSdkOptions")] options: JsValue,
+    ) -> Result<QysSdk, JsValue> {
+        let build = || -> Result<QysSdk, QysError> {
+            let options = Options::parse(&to_value(&options, "options")?)?;
+            let (proxy_url, proxy_origin) = resolve_proxy_url(&proxy_url, &options.query)?;
+            let inner = Inner {
+                proxy_url,
+                proxy_origin,
+                options,
+                flows: RefCell::default(),
+                next_id: Cell::new(0),
+                destroyed: Cell::new(false),
+            };
+            inner.log(&format!("ready; proxy {}", inner.proxy_url));
+            Ok(QysSdk { inner: Rc::new(inner) })
+        };
+        build().map_err(|e| to_js_error(&e))
+    }
+
+    /// Personal signing (seed 004 §2). Resolves to the iframe to append.
+    #[wasm_bindgen(js_name = personalSign, unchecked_return_type = "Promise<HTMLElement>")]
+    pub fn personal_sign(
+        &self,
+        #[wasm_bindgen(js_name = contractId, unchecked_param_type = "string | number | bigint")] contract_id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] contact: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "SignCallbacks")] callbacks: JsValue,
+    ) -> Promise {
+        self.sign(Action::PersonalSign, contract_id, contact, callbacks)
+    }
+
+    /// Enterprise signing (seed 004 §5). Resolves to the iframe to append.
+    #[wasm_bindgen(js_name = enterpriseSign, unchecked_return_type = "Promise<HTMLElement>")]
+    pub fn enterprise_sign(
+        &self,
+        #[wasm_bindgen(js_name = contractId, unchecked_param_type = "string | number | bigint")] contract_id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] contact: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "SignCallbacks")] callbacks: JsValue,
+    ) -> Promise {
+        self.sign(Action::EnterpriseSign, contract_id, contact, callbacks)
+    }
+
+    /// Personal authentication (seed 004 §3). Resolves to the iframe to append.
+    #[wasm_bindgen(js_name = personalAuth, unchecked_return_type = "Promise<HTMLElement>")]
+    pub fn personal_auth(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PersonalAuthParams")] params: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "AuthCallbacks<PersonalUserInfo>")] callbacks: JsValue,
+    ) -> Promise {
+        self.auth(Action::PersonalAuth, params, callbacks)
+    }
+
+    /// Enterprise authentication (seed 004 §6). Resolves to the iframe to append.
+    #[wasm_bindgen(js_name = enterpriseAuth, unchecked_return_type = "Promise<HTMLElement>")]
+    pub fn enterprise_auth(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "EnterpriseAuthParams")] params: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "AuthCallbacks<CompanyInfo>")] callbacks: JsValue,
+    ) -> Promise {
+        self.auth(Action::EnterpriseAuth, params, callbacks)
+    }
+
+    /// Removes every listener this instance added; no callback fires afterwards.
+    pub fn destroy(&self) {
+        self.inner.destroyed.set(true);
+        self.inner.flows.borrow_mut().clear();
+        self.inner.log("destroyed");
+    }
+}
+
+impl QysSdk {
+    fn sign(&self, action: Action, contract_id: JsValue, contact: JsValue, callbacks: JsValue) -> Promise {
+        let prepared = (|| {
+            let contract_id = if contract_id.is_bigint() {
+                Value::String(String::from(js_sys::JsString::from(contract_id)))
+            } else {
+                to_value(&contract_id, "contractId")?
+            };
+            let params = object([("contractId", contract_id), ("contact", to_value(&contact, "contact")?)]);
+            let callbacks = Callbacks {
+                success: callback(&callbacks, "signSuccessCb")?,
+                fail: callback(&callbacks, "authFailCb")?,
+            };
+            Ok((Params::parse(action, &params)?, callbacks))
+        })();
+        self.start(action, prepared)
+    }
+
+    fn auth(&self, action: Action, params: JsValue, callbacks: JsValue) -> Promise {
+        let prepared = (|| {
+            let params = Params::parse(action, &to_value(&params, "params")?)?;
+            let callbacks = Callbacks {
+                success: callback(&callbacks, "authSuccessCb")?,
+                fail: callback(&callbacks, "authFailCb")?,
+            };
+            Ok((params, callbacks))
+        })();
+        self.start(action, prepared)
+    }
+
+    fn start(&self, action: Action, prepared: Result<(Params, Callbacks), QysError>) -> Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let result = async {
+                if inner.destroyed.get() {
+                    return Err(QysError::new(ErrorKind::InvalidArgument, "this qysSdk instance was destroyed"));
+                }
+                let (params, callbacks) = prepared?;
+                let allow_camera = match &params {
+                    Params::PersonalAuth(p) => p.mode != "BANK",
+                    Params::EnterpriseAuth(_) => false,
+                    Params::Sign(_) => true,
+                };
+                let envelope = Envelope { action, state: random_state()?, params };
+                inner.log(&format!("{}: requesting a page from the proxy", action.name()));
+                let grant = request_page(&inner, &envelope).await?;
+                if inner.destroyed.get() {
+                    return Err(QysError::new(ErrorKind::InvalidArgument, "this qysSdk instance was destroyed"));
+                }
+                inner.log(&format!("{}: page granted, return origin {}", action.name(), grant.return_origin));
+                open_frame(&inner, action, envelope.state, grant, callbacks, allow_camera)
+            }
+            .await;
+            result.map(JsValue::from).map_err(|e| {
+                inner.log(&format!("{}: {} ({})", action.name(), e.message, e.kind.as_str()));
+                to_js_error(&e)
+            })
+        })
+    }
+}
+
+/// One form POST to the proxy, aborted after `timeoutMs`.
+async fn request_page(inner: &Inner, envelope: &Envelope) -> Result<PageGrant, QysError> {
+    let controller = AbortController::new().map_err(|_| QysError::new(ErrorKind::Network, "AbortController is not available"))?;
+    let signal = controller.signal();
+    let timed_out = Rc::new(Cell::new(false));
+    let flag = timed_out.clone();
+    let _timer = Timeout::new(inner.options.timeout_ms, move || {
+        flag.set(true);
+        controller.abort();
+    });
+    let network = |e: gloo_net::Error| {
+        if timed_out.get() {
+            QysError::new(ErrorKind::Timeout, format!("the proxy did not answer within {} ms", inner.options.timeout_ms))
+        } else {
+            QysError::new(ErrorKind::Network, format!("the proxy at {} could not be reached ({e}); check the URL, the network and the proxy's allowed origins", inner.proxy_url))
+        }
+    };
+    let response = Request::post(&inner.proxy_url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .abort_signal(Some(&signal))
+        .body(envelope.to_form_body())
+        .map_err(|e| QysError::new(ErrorKind::Network, e.to_string()))?
+        .send()
+        .await
+        .map_err(network)?;
+    let text = response.text().await.map_err(network)?;
+    let body = js_sys::JSON::parse(&text).ok().and_then(|js| to_value(&js, "response").ok());
+    decode_response(response.status(), body.as_ref(), &inner.proxy_origin)
+}
+
+fn frame_title(action: Action) -> &'static str {
+    match action {
+        Action::PersonalSign => "契约锁 个人签署",
+        Action::EnterpriseSign => "契约锁 企业签署",
+        Action::PersonalAuth => "契约锁 个人认证",
+        Action::EnterpriseAuth => "契约锁 企业认证",
+    }
+}
+
+fn open_frame(
+    inner: &Rc<Inner>,
+    action: Action,
+    state: String,
+    grant: PageGrant,
+    callbacks: Callbacks,
+    allow_camera: bool,
+) -> Result<HtmlIFrameElement, QysError> {
+    let dom = || QysError::new(ErrorKind::InvalidArgument, "this page has no document to create the iframe in");
+    let window = web_sys::window().ok_or_else(dom)?;
+    let document = window.document().ok_or_else(dom)?;
+    let frame: HtmlIFrameElement = document.create_element("iframe").map_err(|_| dom())?.unchecked_into();
+    frame.set_src(&grant.page_url);
+    frame.set_title(frame_title(action));
+    if allow_camera {
+        let _ = frame.set_attribute("allow", "camera");
+    }
+    let style = frame.style();
+    for (name, value) in [("border", "0"), ("width", "100%"), ("height", "100%")] {
+        let _ = style.set_property(name, value);
+    }
+
+    let id = inner.next_id.get();
+    inner.next_id.set(id + 1);
+    let gate = RefCell::new(MessageGate::new(action, grant.return_origin, state));
+    let weak: Weak<Inner> = Rc::downgrade(inner);
+    let watched = frame.clone();
+    let listener = MessageListener::new(window.into(), move |event: MessageEvent| {
+        let Some(inner) = weak.upgrade() else { return };
+        let from_frame = match (event.source(), watched.content_window()) {
+            (Some(source), Some(own)) => JsValue::from(source) == JsValue::from(own),
+            _ => false,
+        };
+        let data = to_value(&event.data(), "message").unwrap_or(Value::Null);
+        let Some(accepted) = gate.borrow_mut().offer(&event.origin(), from_frame, &data) else {
+            inner.log(&format!("{}: ignored a message from {}", action.name(), event.origin()));
+            return;
+        };
+        // Terminal: drop the listener once this handler has returned.
+        let closing = inner.clone();
+        wasm_bindgen_futures::spawn_local(async move { closing.close_flow(id) });
+        let (name, target, argument) = match accepted {
+            Event::SignSuccess(result) => ("signSuccess", &callbacks.success, to_js(&result)),
+            Event::AuthSuccess(info) => ("authSuccess", &callbacks.success, to_js(&info)),
+            Event::AuthFail => ("authFail", &callbacks.fail, JsValue::UNDEFINED),
+        };
+        inner.log(&format!("{}: {name}", action.name()));
+        if let Some(f) = target {
+            if let Err(thrown) = f.call1(&JsValue::UNDEFINED, &argument) {
+                wasm_bindgen::throw_val(thrown);
+            }
+        }
+    });
+    inner.flows.borrow_mut().push(Flow { id, _listener: listener });
+    Ok(frame)
+}

@@ -1,0 +1,72 @@
+//! Constructor options: `new qysSdk(proxyUrl, { query, timeoutMs, debug })`.
+
+use crate::error::QysError;
+use crate::value::Value;
+
+/// Default request timeout.
+pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
+/// Longest accepted `timeoutMs` (ten minutes).
+pub const MAX_TIMEOUT_MS: u32 = 600_000;
+
+/// Validated options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Extra query parameters for every proxy request, in order.
+    pub query: Vec<(String, String)>,
+    /// Abort the proxy request after this many milliseconds.
+    pub timeout_ms: u32,
+    /// Log each step to the console.
+    pub debug: bool,
+}
+
+impl Options {
+    /// Validates the options object (`undefined`/`null` means all defaults).
+    pub fn parse(value: &Value) -> Result<Self, QysError> {
+        let mut options = Options { query: Vec::new(), timeout_ms: DEFAULT_TIMEOUT_MS, debug: false };
+        let members = match value {
+            Value::Null => return Ok(options),
+            Value::Object(members) => members,
+            other => return Err(QysError::invalid("options", format!("options must be an object, not {}", other.type_name()))),
+        };
+        for (key, member) in members {
+            match (key.as_str(), member) {
+                (_, Value::Null) => {}
+                ("query", Value::Object(pairs)) => {
+                    for (name, v) in pairs {
+                        let text = match v {
+                            Value::String(s) => s.clone(),
+                            Value::Number(n) if n.is_finite() => format!("{n}"),
+                            Value::Bool(b) => b.to_string(),
+                            Value::Null => continue,
+                            other => {
+                                return Err(QysError::invalid(
+                                    format!("query.{name}"),
+                                    format!("query.{name} must be a string, number or boolean, not {}", other.type_name()),
+                                ))
+                            }
+                        };
+                        options.query.push((name.clone(), text));
+                    }
+                }
+                ("query", other) => {
+                    return Err(QysError::invalid("query", format!("query must be an object, not {}", other.type_name())))
+                }
+                ("timeoutMs", Value::Number(n)) if n.fract() == 0.0 && *n >= 1.0 && *n <= f64::from(MAX_TIMEOUT_MS) => {
+                    options.timeout_ms = *n as u32;
+                }
+                ("timeoutMs", _) => {
+                    return Err(QysError::invalid(
+                        "timeoutMs",
+                        format!("timeoutMs must be a whole number of milliseconds from 1 to {MAX_TIMEOUT_MS}"),
+                    ))
+                }
+                ("debug", Value::Bool(b)) => options.debug = *b,
+                ("debug", other) => {
+                    return Err(QysError::invalid("debug", format!("debug must be a boolean, not {}", other.type_name())))
+                }
+                _ => {}
+            }
+        }
+        Ok(options)
+    }
+}
