@@ -7,11 +7,11 @@ mod resources;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
-use gloo_net::http::Request;
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{AbortController, HtmlIFrameElement, MessageEvent};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, Headers, HtmlIFrameElement, MessageEvent, RequestInit, Response};
 
 use crate::error::{ErrorKind, QysError};
 use crate::message::{Event, MessageGate};
@@ -294,33 +294,47 @@ impl QysSdk {
     }
 }
 
-/// One form POST to the proxy, aborted after `timeoutMs`.
+/// One form POST to the proxy (a CORS simple request), aborted after `timeoutMs`.
 async fn request_page(inner: &Inner, envelope: &Envelope) -> Result<PageGrant, QysError> {
-    let controller = AbortController::new().map_err(|_| QysError::new(ErrorKind::Network, "AbortController is not available"))?;
-    let signal = controller.signal();
+    let failed = |what: &str| QysError::new(ErrorKind::Network, format!("{what} is not available on this page"));
+    let window = web_sys::window().ok_or_else(|| failed("window"))?;
+    let controller = AbortController::new().map_err(|_| failed("AbortController"))?;
     let timed_out = Rc::new(Cell::new(false));
     let flag = timed_out.clone();
+    let signal = controller.signal();
     let _timer = Timeout::new(inner.options.timeout_ms, move || {
         flag.set(true);
         controller.abort();
     });
-    let network = |e: gloo_net::Error| {
+    let network = |e: JsValue| {
         if timed_out.get() {
             QysError::new(ErrorKind::Timeout, format!("the proxy did not answer within {} ms", inner.options.timeout_ms))
         } else {
-            QysError::new(ErrorKind::Network, format!("the proxy at {} could not be reached ({e}); check the URL, the network and the proxy's allowed origins", inner.proxy_url))
+            let reason = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default();
+            QysError::new(
+                ErrorKind::Network,
+                format!(
+                    "the proxy at {} could not be reached ({reason}); check the URL, the network and the proxy's allowed origins",
+                    inner.proxy_url
+                ),
+            )
         }
     };
-    let response = Request::post(&inner.proxy_url)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .abort_signal(Some(&signal))
-        .body(envelope.to_form_body())
-        .map_err(|e| QysError::new(ErrorKind::Network, e.to_string()))?
-        .send()
+    let headers = Headers::new().map_err(|_| failed("Headers"))?;
+    let _ = headers.set("Content-Type", "application/x-www-form-urlencoded");
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(&envelope.to_form_body()));
+    init.set_signal(Some(&signal));
+    let response: Response = JsFuture::from(window.fetch_with_str_and_init(&inner.proxy_url, &init))
         .await
-        .map_err(network)?;
-    let text = response.text().await.map_err(network)?;
-    let body = js_sys::JSON::parse(&text).ok().and_then(|js| to_value(&js, "response").ok());
+        .map_err(network)?
+        .unchecked_into();
+    let text = JsFuture::from(response.text().map_err(network)?).await.map_err(network)?;
+    let body = js_sys::JSON::parse(&text.as_string().unwrap_or_default())
+        .ok()
+        .and_then(|js| to_value(&js, "response").ok());
     decode_response(response.status(), body.as_ref(), &inner.proxy_origin)
 }
 

@@ -1,0 +1,126 @@
+// The demo page in headless Chromium: all four flows clicked through the sandbox's pages.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startProxy, startForger, launch, stateOf } from './harness.mjs';
+
+let proxy, forger, browser;
+before(async () => {
+  [proxy, forger, browser] = await Promise.all([startProxy(), startForger(), launch()]);
+});
+after(async () => {
+  await browser?.close();
+  proxy?.stop();
+  forger?.stop();
+});
+
+/** Opens the demo page, counting what reaches the proxy endpoint. */
+async function openDemo() {
+  const page = await browser.newPage();
+  const proxyCalls = [];
+  page.sdkLog = [];
+  page.on('console', (m) => { if (m.text().startsWith('[qys-sdk]')) page.sdkLog.push(m.text()); });
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/qys/proxy') proxyCalls.push({ method: r.method(), url: r.url() });
+  });
+  await page.goto(`${proxy.proxy}/`);
+  await page.waitForSelector('body[data-ready=true]');
+  return { page, proxyCalls };
+}
+
+async function events(page) {
+  return page.$$eval('#events li', (lis) => lis.map((li) => ({ event: li.dataset.event, text: li.textContent })));
+}
+
+async function run(button, click, expected) {
+  const { page, proxyCalls } = await openDemo();
+  await page.click(`#${button}`);
+  const frame = page.frameLocator('#qys-frame');
+  for (const id of click) await frame.locator(id).click();
+  await page.waitForSelector('#events li');
+  await page.waitForTimeout(200); // a second (wrong) callback would show up here
+  const seen = await events(page);
+  assert.equal(seen.length, 1, JSON.stringify(seen));
+  assert.equal(seen[0].event, expected.event);
+  if (expected.payload) assert.deepEqual(JSON.parse(seen[0].text.slice(expected.event.length + 1)), expected.payload);
+  assert.deepEqual(proxyCalls.map((c) => c.method), ['POST'], 'one request per call, no preflight');
+  assert.match(proxyCalls[0].url, /\?a=1&token=ab1234$/, 'the page query travels with the request');
+  await page.close();
+}
+
+test('personalSign: sign → signSuccess once', () =>
+  run('personalSign', ['#qys-sandbox-sign'], { event: 'signSuccess', payload: { contractId: '2603417854124281870' } }));
+
+test('enterpriseSign: sign → signSuccess once', () =>
+  run('enterpriseSign', ['#qys-sandbox-sign'], { event: 'signSuccess', payload: { contractId: '2603417854124281870' } }));
+
+test('personalAuth: submit → authSuccess with userInfo from the platform', () =>
+  run('personalAuth', ['#qys-sandbox-auth-submit'], {
+    event: 'authSuccess',
+    payload: { username: '李雷', mobile: '13900000001', cardNo: '110101199303033456' },
+  }));
+
+test('enterpriseAuth: submit → authSuccess with the company', () =>
+  run('enterpriseAuth', ['#qys-sandbox-auth-submit'], {
+    event: 'authSuccess',
+    payload: { name: '杭州演示科技有限公司', registerNo: '91330100MA2B000009', legalPerson: '韩梅梅' },
+  }));
+
+test('personalSign by an unauthenticated signer: exit → authFail once', async () => {
+  const { page } = await openDemo();
+  await page.fill('#contractId', '2603417854124281871');
+  await page.fill('#signContact', '13900000066');
+  await page.click('#personalSign');
+  await page.frameLocator('#qys-frame').locator('#qys-sandbox-exit').click();
+  await page.waitForSelector('#events li');
+  await page.waitForTimeout(200);
+  assert.deepEqual((await events(page)).map((e) => e.event), ['authFail']);
+  await page.close();
+});
+
+test('forged messages fire nothing; replays after the real one fire nothing', async () => {
+  const { page } = await openDemo();
+  await page.fill('#contractId', '2603417854124281872');
+  await page.click('#personalSign');
+  const frame = await page.waitForSelector('#qys-frame');
+  const pageUrl = await frame.getAttribute('src');
+  const state = stateOf(pageUrl);
+  // 1. Another origin, right state.
+  await page.evaluate(({ url }) => new Promise((done) => {
+    const f = document.createElement('iframe');
+    f.src = url;
+    f.onload = () => done();
+    document.body.append(f);
+  }), { url: `${forger.url}/forge?state=${state}` });
+  // 2. The return origin (this page's own origin) but the wrong window, right state.
+  await page.evaluate((s) => {
+    for (const event of ['signSuccess', 'authFail']) {
+      window.postMessage({ type: 'qys-sdk', v: 1, state: s, event, data: { contractId: '1' } }, '*');
+    }
+  }, state);
+  await page.waitForTimeout(300);
+  assert.deepEqual(await events(page), [], 'no callback for forged messages');
+  const ignored = (origin) => page.sdkLog.filter((l) => l.endsWith(`ignored a message from ${origin}`)).length;
+  assert.equal(ignored(forger.url), 3, 'the foreign frame\'s three messages arrived and were ignored');
+  assert.equal(ignored(proxy.proxy), 2, 'the wrong-window messages arrived and were ignored');
+
+  await page.frameLocator('#qys-frame').locator('#qys-sandbox-sign').click();
+  await page.waitForSelector('#events li');
+  // Replay: the return page loaded again posts the same genuine message.
+  const returnUrl = await page.frameLocator('#qys-frame').locator('body').evaluate(() => location.href);
+  await page.evaluate((u) => { document.getElementById('qys-frame').src = u; }, returnUrl);
+  await page.waitForTimeout(500);
+  assert.deepEqual((await events(page)).map((e) => e.event), ['signSuccess']);
+  assert.ok(page.sdkLog.some((l) => l.endsWith('personalSign: signSuccess')));
+  await page.close();
+});
+
+test('platform refusals reach the page as QysError', async () => {
+  const { page } = await openDemo();
+  await page.fill('#signContact', '13911112222');
+  await page.click('#personalSign');
+  await page.waitForSelector('#events li');
+  const [error] = await events(page);
+  assert.equal(error.event, 'error');
+  assert.deepEqual(JSON.parse(error.text.slice('error '.length)).code, 1110);
+  await page.close();
+});

@@ -1,0 +1,75 @@
+// Shared harness of the end-to-end tests: the real qys-proxy binary with its sandbox on ephemeral
+// loopback ports, a foreign-origin server for forged messages, and Debian's Chromium.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Starts `qys-proxy` (release build) with its embedded sandbox; resolves to its URLs. */
+export async function startProxy(env = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'qys-e2e-'));
+  const child = spawn(join(root, 'target/release/qys-proxy'), [], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH,
+      QYS_LISTEN: '127.0.0.1:0',
+      QYS_SANDBOX_LISTEN: '127.0.0.1:0',
+      QYS_DATABASE: join(dir, 'callbacks.sqlite3'),
+      RUST_LOG: 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  const urls = await new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`qys-proxy exited with ${code}: ${out}`)));
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const proxy = /^proxy: (\S+)/m.exec(out);
+      const sandbox = /^sandbox platform: (\S+)/m.exec(out);
+      if (proxy && sandbox) resolve({ proxy: proxy[1], sandbox: sandbox[1] });
+    });
+  });
+  return { ...urls, stop: () => child.kill() };
+}
+
+/** A server on another origin whose page posts forged protocol messages to its parent. */
+export async function startForger() {
+  const server = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(`<!doctype html><script>
+      const q = new URLSearchParams(location.search);
+      for (const event of ['signSuccess', 'authSuccess', 'authFail']) {
+        parent.postMessage({ type: 'qys-sdk', v: 1, state: q.get('state'), event,
+          data: { contractId: '1', username: 'forged' } }, '*');
+      }
+      document.title = 'posted';
+    </script>`);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { url: `http://127.0.0.1:${server.address().port}`, stop: () => server.close() };
+}
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+}
+
+/** The SDK call's state, read from the iframe's page URL (it travels in the return token). */
+export function stateOf(pageUrl) {
+  const callbackPage = new URL(pageUrl).searchParams.get('callbackPage')
+    ?? new URL(pageUrl).searchParams.get('callbackPage');
+  const token = new URL(callbackPage).searchParams.get('t');
+  const payload = JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString());
+  return payload.s;
+}
