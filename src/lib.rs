@@ -15,3 +15,5 @@ pub mod wire;
 mod glue;
 
 pub use error::{ErrorKind, QysError};
+#[cfg(target_arch = "wasm32")]
+pub use glue::QysSdk;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `npm test`: every test of the project.
+#  1. native: the SDK's pure core and the proxy/sandbox (cargo test)
+#  2. the release build of the SDK into pkg/ (npm run build)
+#  3. wasm-bindgen-test in headless Chromium against a running qys-proxy sandbox + fault server
+#  4. Playwright end-to-end flows on the demo page
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/tools.sh
+
+echo "== native tests"
+cargo test --workspace --locked --all-targets
+
+echo "== build"
+bash scripts/build.sh
+cargo build --release --locked -p qys-proxy
+
+echo "== browser tests (wasm-bindgen-test, Chromium)"
+run=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$run"; }
+trap cleanup EXIT
+runner_addr=127.0.0.1:18100
+QYS_LISTEN=127.0.0.1:18180 QYS_SANDBOX_LISTEN=127.0.0.1:18181 QYS_ALLOWED_ORIGINS=http://$runner_addr \
+  QYS_DATABASE="$run/callbacks.sqlite3" RUST_LOG=warn target/release/qys-proxy >"$run/proxy.out" 2>&1 &
+pids+=($!)
+node tests/support/faults.mjs 18190 >"$run/faults.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  grep -q '^proxy:' "$run/proxy.out" && grep -q '^faults:' "$run/faults.out" && break
+  sleep 0.1
+done
+grep -q '^proxy:' "$run/proxy.out" || { cat "$run/proxy.out"; exit 1; }
+CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_ADDRESS=$runner_addr \
+  WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 \
+  cargo test --locked --target wasm32-unknown-unknown -p qys-sdk-wasm --test browser
+
+echo "== end-to-end (Playwright, Chromium)"
+node --test tests/e2e/

@@ -1,0 +1,167 @@
+//! The SDK in headless Chromium (wasm-bindgen-test) against a running `qys-proxy` sandbox and a
+//! misbehaving server; `scripts/test.sh` starts both on these loopback ports.
+#![cfg(target_arch = "wasm32")]
+
+use js_sys::{Promise, Reflect};
+use qys_sdk_wasm::QysSdk;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_sys::HtmlIFrameElement;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const PROXY: &str = match option_env!("QYS_TEST_PROXY") {
+    Some(url) => url,
+    None => "http://127.0.0.1:18180/qys/proxy",
+};
+const SANDBOX: &str = match option_env!("QYS_TEST_SANDBOX") {
+    Some(url) => url,
+    None => "http://127.0.0.1:18181",
+};
+const FAULTS: &str = match option_env!("QYS_TEST_FAULTS") {
+    Some(url) => url,
+    None => "http://127.0.0.1:18190",
+};
+
+fn js(json: &str) -> JsValue {
+    js_sys::JSON::parse(json).unwrap()
+}
+
+fn sdk(url: &str, options: &str) -> QysSdk {
+    QysSdk::new(url.into(), js(options)).unwrap()
+}
+
+async fn frame(promise: Promise) -> HtmlIFrameElement {
+    let element = JsFuture::from(promise).await.expect("resolves to an element");
+    element.dyn_into::<HtmlIFrameElement>().expect("an iframe")
+}
+
+/// The rejection's (name, kind, code, message).
+async fn rejection(promise: Promise) -> (String, String, JsValue, String) {
+    let error = JsFuture::from(promise).await.expect_err("rejects");
+    let get = |k: &str| Reflect::get(&error, &k.into()).unwrap();
+    (
+        get("name").as_string().unwrap(),
+        get("kind").as_string().unwrap(),
+        get("code"),
+        get("message").as_string().unwrap(),
+    )
+}
+
+async fn faults_received() -> f64 {
+    let window = web_sys::window().unwrap();
+    let response: web_sys::Response =
+        JsFuture::from(window.fetch_with_str(&format!("{FAULTS}/count"))).await.unwrap().unchecked_into();
+    let body = JsFuture::from(response.json().unwrap()).await.unwrap();
+    Reflect::get(&body, &"received".into()).unwrap().as_f64().unwrap()
+}
+
+fn check_frame(frame: &HtmlIFrameElement, camera: bool) {
+    assert!(frame.src().starts_with(&format!("{SANDBOX}/h5?ticket=")), "{}", frame.src());
+    assert!(frame.title().starts_with("契约锁"), "titled");
+    assert_eq!(frame.get_attribute("allow").as_deref(), camera.then_some("camera"));
+    assert_eq!(frame.style().get_property_value("width").unwrap(), "100%");
+    assert_eq!(frame.style().get_property_value("height").unwrap(), "100%");
+}
+
+#[wasm_bindgen_test]
+async fn personal_sign_resolves_to_a_camera_enabled_iframe() {
+    let sdk = sdk(PROXY, r#"{"query":{"a":1,"token":"ab1234"}}"#);
+    let f = frame(sdk.personal_sign("2603417854124281870".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    check_frame(&f, true);
+}
+
+#[wasm_bindgen_test]
+async fn enterprise_sign_resolves_with_a_safe_integer_id_too() {
+    let sdk = sdk(PROXY, "{}");
+    // 2603417854124281870 as a number would be refused; a safe integer id is accepted and sent as a string.
+    let err = rejection(sdk.enterprise_sign(JsValue::from_f64(2603417854124281870.0), "13800000055".into(), JsValue::UNDEFINED)).await;
+    assert_eq!(err.1, "invalidArgument");
+    assert!(err.3.contains("already rounded"), "{}", err.3);
+    let f = frame(sdk.enterprise_sign("2603417854124281870".into(), "13800000055".into(), JsValue::UNDEFINED)).await;
+    check_frame(&f, true);
+}
+
+#[wasm_bindgen_test]
+async fn personal_auth_resolves_and_bank_mode_needs_no_camera() {
+    let sdk = sdk(PROXY, "{}");
+    let f = frame(sdk.personal_auth(js(r#"{"mode":"FACE","contact":"13900000001"}"#), JsValue::UNDEFINED)).await;
+    check_frame(&f, true);
+    let f = frame(sdk.personal_auth(js(r#"{"mode":"BANK","contact":"13900000001","bankNo":"6222"}"#), JsValue::UNDEFINED)).await;
+    check_frame(&f, false);
+}
+
+#[wasm_bindgen_test]
+async fn enterprise_auth_resolves() {
+    let sdk = sdk(PROXY, "{}");
+    let params = js(r#"{"companyName":"自测JSSDK企业认证x","companyAuthBean":{"applicant":{"name":"胡震坤","contact":"15164046497"},"closeButton":true}}"#);
+    let f = frame(sdk.enterprise_auth(params, JsValue::UNDEFINED)).await;
+    check_frame(&f, false);
+}
+
+#[wasm_bindgen_test]
+async fn invalid_arguments_reject_and_send_nothing() {
+    let sdk = sdk(&format!("{FAULTS}/status500"), "{}");
+    let before = faults_received().await;
+    let callbacks = js(r#"{"signSuccessCb":"not a function"}"#);
+    let cases = [
+        sdk.personal_sign("2603417854124281870".into(), "137******44".into(), JsValue::UNDEFINED),
+        sdk.personal_sign("12ab".into(), "13700000044".into(), JsValue::UNDEFINED),
+        sdk.personal_sign("2603417854124281870".into(), "13700000044".into(), callbacks),
+        sdk.personal_auth(js(r#"{"mode":"IVS","contact":"13700000044"}"#), JsValue::UNDEFINED),
+        sdk.enterprise_auth(js(r#"{"companyName":"甲"}"#), JsValue::UNDEFINED),
+    ];
+    for promise in cases {
+        let (name, kind, code, message) = rejection(promise).await;
+        assert_eq!((name.as_str(), kind.as_str(), code), ("QysError", "invalidArgument", JsValue::NULL), "{message}");
+    }
+    assert_eq!(faults_received().await, before, "nothing reached the network");
+    let bad = QysSdk::new(PROXY.into(), js(r#"{"timeoutMs":-1}"#)).err().expect("constructor throws");
+    assert_eq!(Reflect::get(&bad, &"kind".into()).unwrap(), "invalidArgument");
+    assert!(QysSdk::new("ftp://x/".into(), JsValue::UNDEFINED).is_err());
+}
+
+#[wasm_bindgen_test]
+async fn unreachable_proxy_is_a_network_error() {
+    let sdk = sdk("http://127.0.0.1:9/qys/proxy", "{}");
+    let (_, kind, code, message) = rejection(sdk.personal_sign("1".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    assert_eq!((kind.as_str(), code), ("network", JsValue::NULL), "{message}");
+}
+
+#[wasm_bindgen_test]
+async fn a_hanging_proxy_times_out() {
+    let sdk = sdk(&format!("{FAULTS}/hang"), r#"{"timeoutMs":300}"#);
+    let (_, kind, _, message) = rejection(sdk.personal_sign("1".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    assert_eq!(kind, "timeout", "{message}");
+    assert!(message.contains("300 ms"));
+}
+
+#[wasm_bindgen_test]
+async fn http_500_and_garbage_bodies() {
+    let sdk500 = sdk(&format!("{FAULTS}/status500"), "{}");
+    let (_, kind, code, _) = rejection(sdk500.personal_sign("1".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    assert_eq!((kind.as_str(), code.as_f64()), ("http", Some(500.0)));
+    let garbage = sdk(&format!("{FAULTS}/garbage"), "{}");
+    let (_, kind, code, message) = rejection(garbage.personal_sign("1".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    assert_eq!((kind.as_str(), code), ("protocol", JsValue::NULL), "{message}");
+}
+
+#[wasm_bindgen_test]
+async fn platform_codes_1110_and_1605() {
+    let sdk = sdk(PROXY, "{}");
+    let (_, kind, code, message) = rejection(sdk.personal_sign("2603417854124281870".into(), "13911112222".into(), JsValue::UNDEFINED)).await;
+    assert_eq!((kind.as_str(), code.as_f64()), ("platform", Some(1110.0)), "{message}");
+    let authed = js(r#"{"companyName":"上海示例科技有限公司","companyAuthBean":{"applicant":{"contact":"13800000055"}}}"#);
+    let (_, kind, code, message) = rejection(sdk.enterprise_auth(authed, JsValue::UNDEFINED)).await;
+    assert_eq!((kind.as_str(), code.as_f64(), message.as_str()), ("platform", Some(1605.0), "COMPANY ALREADY AUTHED"));
+}
+
+#[wasm_bindgen_test]
+async fn a_destroyed_instance_refuses_new_calls() {
+    let sdk = sdk(PROXY, "{}");
+    sdk.destroy();
+    let (_, kind, _, message) = rejection(sdk.personal_sign("2603417854124281870".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    assert_eq!(kind, "invalidArgument");
+    assert!(message.contains("destroyed"));
+}
