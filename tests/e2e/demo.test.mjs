@@ -124,3 +124,19 @@ test('platform refusals reach the page as QysError', async () => {
   assert.deepEqual(JSON.parse(error.text.slice('error '.length)).code, 1110);
   await page.close();
 });
+
+test('after destroy() no callback fires', async () => {
+  const { page } = await openDemo();
+  await page.fill('#contractId', '2603417854124281872');
+  await page.click('#enterpriseSign');
+  await page.waitForSelector('#qys-frame');
+  await page.evaluate(() => window.qysDemo.sdk.destroy());
+  await page.frameLocator('#qys-frame').locator('#qys-sandbox-sign').click();
+  // The return page has loaded and posted its (genuine) message.
+  await page.frameLocator('#qys-frame').locator('#qys-return-status').waitFor();
+  await page.waitForTimeout(300);
+  assert.deepEqual(await events(page), []);
+  assert.ok(page.sdkLog.some((l) => l.endsWith('destroyed')));
+  assert.ok(!page.sdkLog.some((l) => l.includes('ignored a message')), 'the listener is gone, not just ignoring');
+  await page.close();
+});
