@@ -35,13 +35,13 @@ impl Options {
                     for (name, v) in pairs {
                         let text = match v {
                             Value::String(s) => s.clone(),
-                            Value::Number(n) if n.is_finite() => format!("{n}"),
+                            Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => (*n as i64).to_string(),
                             Value::Bool(b) => b.to_string(),
                             Value::Null => continue,
                             other => {
                                 return Err(QysError::invalid(
                                     format!("query.{name}"),
-                                    format!("query.{name} must be a string, number or boolean, not {}", other.type_name()),
+                                    format!("query.{name} must be a string, an integer or a boolean, not {}", other.type_name()),
                                 ))
                             }
                         };

@@ -204,11 +204,11 @@ pub fn contract_id(value: Option<&Value>, param: &str) -> Result<String, QysErro
             }
             Ok(s.clone())
         }
-        Some(Value::Number(n)) if n.fract() == 0.0 && *n >= 1.0 && *n <= MAX_SAFE_INTEGER => Ok(format!("{n}")),
+        Some(Value::Number(n)) if n.fract() == 0.0 && *n >= 1.0 && *n <= MAX_SAFE_INTEGER => Ok((*n as u64).to_string()),
         Some(Value::Number(n)) if n.fract() == 0.0 && *n > MAX_SAFE_INTEGER => Err(QysError::invalid(
             param,
             format!(
-                "{param} {n} is not a safe integer: JavaScript has already rounded it; pass the id as a string, e.g. '2603417854124281870'"
+                "{param} is a number above 2^53, not a safe integer: JavaScript has already rounded it; pass the id as a string, e.g. '2603417854124281870'"
             ),
         )),
         None | Some(Value::Null) => Err(QysError::invalid(param, format!("{param} is required"))),

@@ -1,10 +1,6 @@
-//! A small dynamic value: what crosses the JS boundary (via serde-wasm-bindgen) and the proxy's
-//! JSON (via serde_json) alike, so one validation serves both. Also a compact JSON writer, so the
-//! wasm build needs no serde_json.
-
-use std::fmt::{self, Write};
-
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+//! A small dynamic value, with its own JSON reader and writer: what crosses the JS boundary (as
+//! JSON text) and what the proxy receives are read by the same code, so one validation serves
+//! both, and the wasm build carries no serde machinery and no float formatting.
 
 /// A JSON-like value. Object keys keep their order; `undefined` reads as [`Value::Null`].
 #[derive(Debug, Clone, PartialEq)]
@@ -63,10 +59,7 @@ impl Value {
         match self {
             Value::Null => out.push_str("null"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Number(n) if n.is_finite() => {
-                let _ = write!(out, "{n}");
-            }
-            Value::Number(_) => out.push_str("null"),
+            Value::Number(n) => write_number(*n, out),
             Value::String(s) => write_json_string(s, out),
             Value::Array(items) => {
                 out.push('[');
@@ -129,6 +122,46 @@ impl From<bool> for Value {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Integers exactly; other finite numbers with up to nine decimals (the protocol carries none);
+/// NaN and infinities as `null`, as `JSON.stringify` does.
+fn write_number(n: f64, out: &mut String) {
+    if !n.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    if n < 0.0 {
+        out.push('-');
+    }
+    let n = n.abs();
+    if n >= 1e19 {
+        // Beyond u64: digits of the integral value (exact for doubles this large).
+        let mut digits = Vec::new();
+        let mut rest = n;
+        while rest >= 1.0 {
+            let digit = rest % 10.0;
+            digits.push(b'0' + digit as u8);
+            rest = (rest - digit) / 10.0;
+        }
+        out.extend(digits.iter().rev().map(|&d| d as char));
+        return;
+    }
+    let whole = n as u64;
+    out.push_str(&whole.to_string());
+    let mut frac = ((n - whole as f64) * 1e9).round() as u64;
+    if frac > 0 {
+        let mut text = [b'0'; 9];
+        for slot in text.iter_mut().rev() {
+            *slot = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        out.push('.');
+        let end = text.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+        out.extend(text[..end].iter().map(|&d| d as char));
+    }
+}
+
 fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
@@ -139,7 +172,10 @@ fn write_json_string(s: &str, out: &mut String) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                out.push_str("\\u");
+                for shift in [12, 8, 4, 0] {
+                    out.push(HEX[(c as usize >> shift) & 15] as char);
+                }
             }
             c => out.push(c),
         }
@@ -147,72 +183,247 @@ fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor)
+/// Why JSON text could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonError {
+    /// Byte offset of the problem.
+    pub at: usize,
+}
+
+/// Deepest nesting accepted, so hostile input cannot exhaust the stack.
+const MAX_DEPTH: usize = 64;
+
+impl Value {
+    /// Reads JSON text (RFC 8259; duplicate keys: the last wins, as in `JSON.parse`).
+    pub fn parse(text: &str) -> Result<Value, JsonError> {
+        let mut reader = Reader { bytes: text.as_bytes(), at: 0 };
+        let value = reader.value(0)?;
+        reader.skip_space();
+        if reader.at != reader.bytes.len() {
+            return Err(reader.error());
+        }
+        Ok(value)
     }
 }
 
-struct ValueVisitor;
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
 
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON-like value")
+impl Reader<'_> {
+    fn error(&self) -> JsonError {
+        JsonError { at: self.at }
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v as f64))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v as f64))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::Number(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        Value::deserialize(d)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
+    fn skip_space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
         }
-        Ok(Value::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut members: Vec<(String, Value)> = Vec::new();
-        while let Some((key, value)) = map.next_entry::<String, Value>()? {
-            members.retain(|(k, _)| *k != key);
-            members.push((key, value));
+    fn eat(&mut self, literal: &[u8]) -> Result<(), JsonError> {
+        if self.bytes[self.at..].starts_with(literal) {
+            self.at += literal.len();
+            Ok(())
+        } else {
+            Err(self.error())
         }
-        Ok(Value::Object(members))
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, JsonError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error());
+        }
+        self.skip_space();
+        match self.peek().ok_or_else(|| self.error())? {
+            b'n' => self.eat(b"null").map(|()| Value::Null),
+            b't' => self.eat(b"true").map(|()| Value::Bool(true)),
+            b'f' => self.eat(b"false").map(|()| Value::Bool(false)),
+            b'"' => self.string().map(Value::String),
+            b'[' => {
+                self.at += 1;
+                let mut items = Vec::new();
+                self.skip_space();
+                if self.peek() == Some(b']') {
+                    self.at += 1;
+                    return Ok(Value::Array(items));
+                }
+                loop {
+                    items.push(self.value(depth + 1)?);
+                    self.skip_space();
+                    match self.peek() {
+                        Some(b',') => self.at += 1,
+                        Some(b']') => {
+                            self.at += 1;
+                            return Ok(Value::Array(items));
+                        }
+                        _ => return Err(self.error()),
+                    }
+                }
+            }
+            b'{' => {
+                self.at += 1;
+                let mut members: Vec<(String, Value)> = Vec::new();
+                self.skip_space();
+                if self.peek() == Some(b'}') {
+                    self.at += 1;
+                    return Ok(Value::Object(members));
+                }
+                loop {
+                    self.skip_space();
+                    if self.peek() != Some(b'"') {
+                        return Err(self.error());
+                    }
+                    let key = self.string()?;
+                    self.skip_space();
+                    self.eat(b":")?;
+                    let value = self.value(depth + 1)?;
+                    members.retain(|(k, _)| *k != key);
+                    members.push((key, value));
+                    self.skip_space();
+                    match self.peek() {
+                        Some(b',') => self.at += 1,
+                        Some(b'}') => {
+                            self.at += 1;
+                            return Ok(Value::Object(members));
+                        }
+                        _ => return Err(self.error()),
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => Err(self.error()),
+        }
+    }
+
+    fn digits(&mut self) -> (u64, i32, usize) {
+        // Up to 19 significant digits are kept; the rest only scale the value.
+        let (mut value, mut dropped, mut count) = (0u64, 0i32, 0usize);
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            if value < 1_000_000_000_000_000_000 {
+                value = value * 10 + u64::from(d - b'0');
+            } else {
+                dropped += 1;
+            }
+            count += 1;
+            self.at += 1;
+        }
+        (value, dropped, count)
+    }
+
+    fn number(&mut self) -> Result<Value, JsonError> {
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.at += 1;
+        }
+        if self.peek() == Some(b'0') && matches!(self.bytes.get(self.at + 1), Some(b'0'..=b'9')) {
+            return Err(self.error());
+        }
+        let (mut mantissa, mut exponent, count) = self.digits();
+        if count == 0 {
+            return Err(self.error());
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            let start = self.at;
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                if mantissa < 1_000_000_000_000_000_000 {
+                    mantissa = mantissa * 10 + u64::from(d - b'0');
+                    exponent -= 1;
+                }
+                self.at += 1;
+            }
+            if self.at == start {
+                return Err(self.error());
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            let sign = match self.peek() {
+                Some(b'-') => {
+                    self.at += 1;
+                    -1
+                }
+                Some(b'+') => {
+                    self.at += 1;
+                    1
+                }
+                _ => 1,
+            };
+            let (e, _, n) = self.digits();
+            if n == 0 {
+                return Err(self.error());
+            }
+            exponent = exponent.saturating_add(sign * e.min(1000) as i32);
+        }
+        let magnitude = mantissa as f64 * 10f64.powi(exponent);
+        Ok(Value::Number(if negative { -magnitude } else { magnitude }))
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let digits = self.bytes.get(self.at..self.at + 4).ok_or_else(|| self.error())?;
+        let mut code = 0;
+        for &d in digits {
+            code = code * 16 + char::from(d).to_digit(16).ok_or_else(|| self.error())?;
+        }
+        self.at += 4;
+        Ok(code)
+    }
+
+    fn string(&mut self) -> Result<String, JsonError> {
+        self.at += 1; // opening quote
+        let mut out = String::new();
+        loop {
+            let start = self.at;
+            while matches!(self.peek(), Some(b) if b != b'"' && b != b'\\' && b >= 0x20) {
+                self.at += 1;
+            }
+            // The input is a &str and we stop only at ASCII bytes, so this slice is valid UTF-8.
+            out.push_str(std::str::from_utf8(&self.bytes[start..self.at]).map_err(|_| self.error())?);
+            match self.peek() {
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.at += 1;
+                    let escape = self.peek().ok_or_else(|| self.error())?;
+                    self.at += 1;
+                    match escape {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let mut code = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&code) && self.bytes[self.at..].starts_with(b"\\u") {
+                                let mark = self.at;
+                                self.at += 2;
+                                let low = self.hex4()?;
+                                if (0xDC00..0xE000).contains(&low) {
+                                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                                } else {
+                                    self.at = mark;
+                                }
+                            }
+                            // Lone surrogates become U+FFFD, as a Rust string cannot hold them.
+                            out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
+                        }
+                        _ => return Err(self.error()),
+                    }
+                }
+                _ => return Err(self.error()),
+            }
+        }
     }
 }
 
@@ -223,7 +434,7 @@ mod tests {
     #[test]
     fn reads_and_writes_json() {
         let text = r#"{"a":[1,2.5,true,null,"x\"\n\u2028"],"b":{"c":"张三"},"a2":-3}"#;
-        let v: Value = serde_json::from_str(text).unwrap();
+        let v = Value::parse(text).unwrap();
         assert_eq!(v.get("b").and_then(|b| b.get("c")).and_then(Value::as_str), Some("张三"));
         let back: serde_json::Value = serde_json::from_str(&v.to_json()).unwrap();
         assert_eq!(back, serde_json::from_str::<serde_json::Value>(text).unwrap());

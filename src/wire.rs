@@ -75,7 +75,7 @@ impl Envelope {
         let action = Action::from_name(name).ok_or_else(|| {
             let shown: String = name.chars().take(40).collect();
             EnvelopeError::UnknownAction(format!(
-                "action {shown:?} is not allowed; allowed: personalSign, enterpriseSign, personalAuth, enterpriseAuth"
+                "action \"{shown}\" is not allowed; allowed: personalSign, enterpriseSign, personalAuth, enterpriseAuth"
             ))
         })?;
         let state = match value.get("state").and_then(Value::as_str) {

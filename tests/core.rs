@@ -7,7 +7,7 @@ use qys_sdk_wasm::wire::{decode_response, state_from_random, valid_state, Envelo
 use qys_sdk_wasm::ErrorKind;
 
 fn v(json: &str) -> Value {
-    serde_json::from_str(json).unwrap()
+    Value::parse(json).unwrap()
 }
 
 #[test]
@@ -219,5 +219,51 @@ fn options_are_checked() {
     ] {
         let err = Options::parse(&v(json)).unwrap_err();
         assert_eq!((err.kind, err.param.as_deref()), (ErrorKind::InvalidArgument, Some(param)), "{json}");
+    }
+}
+
+/// The core's JSON reader agrees with serde_json on what is JSON and what it means.
+#[test]
+fn json_reader_matches_an_independent_parser() {
+    fn same(ours: &Value, theirs: &serde_json::Value) -> bool {
+        match (ours, theirs) {
+            (Value::Null, serde_json::Value::Null) => true,
+            (Value::Bool(a), serde_json::Value::Bool(b)) => a == b,
+            (Value::Number(a), serde_json::Value::Number(b)) => {
+                let b = b.as_f64().unwrap();
+                a == &b || ((a - b) / b).abs() < 1e-12
+            }
+            (Value::String(a), serde_json::Value::String(b)) => a == b,
+            (Value::Array(a), serde_json::Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y)),
+            (Value::Object(a), serde_json::Value::Object(b)) => {
+                a.len() == b.len() && a.iter().all(|(k, x)| b.get(k).is_some_and(|y| same(x, y)))
+            }
+            _ => false,
+        }
+    }
+    let deep_ok = format!("{}1{}", "[".repeat(60), "]".repeat(60));
+    let docs = [
+        "null", "true", " false ", "0", "-0", "12", "-12.5", "1e3", "1.5E-3", "2603417854124281870",
+        "123456789012345678901234", "9007199254740993", r#""a\"b\\c\/d\b\f\n\r\t""#, r#""\u00e9\u4e2d\ud83d\ude00""#,
+        r#""张三""#, r#"{"a":[1,{"b":null}],"c":{}}"#, "[]", "[ 1 , 2 ]", r#"{"k":1,"k":2}"#, &deep_ok,
+        "01", "1.", ".5", "-", "1e", "[1,]", r#"{"a":1,}"#, "{'a':1}", "\"\u{1}\"", "[1 2]", "nul", "\"abc",
+        r#""\x""#, "{\"a\"}", "", "1 2", "NaN", "[", r#""\ud83d""#,
+    ];
+    for doc in docs {
+        let ours = Value::parse(doc);
+        let theirs = serde_json::from_str::<serde_json::Value>(doc);
+        match (&ours, &theirs) {
+            (Ok(o), Ok(t)) => assert!(same(o, t) || doc.contains("\"k\""), "{doc}: {o:?} vs {t}"),
+            (Err(_), Err(_)) => {}
+            // A lone surrogate: serde_json refuses it, JSON.parse accepts it; we follow JSON.parse.
+            (Ok(Value::String(s)), Err(_)) if doc == r#""\ud83d""# => assert_eq!(s, "\u{FFFD}"),
+            _ => panic!("{doc}: ours {ours:?}, serde_json {theirs:?}"),
+        }
+    }
+    assert_eq!(v(r#"{"k":1,"k":2}"#), v(r#"{"k":2}"#), "the last duplicate key wins, as in JSON.parse");
+    assert!(Value::parse(&format!("{}{}", "[".repeat(100), "]".repeat(100))).is_err(), "nesting is bounded");
+    assert_eq!(v("2603417854124281870"), Value::Number(2603417854124281870.0), "rounds like JavaScript");
+    for n in [0.0, 1.0, -42.0, 2.5, 0.125, 9007199254740991.0, 1e21] {
+        assert_eq!(v(&Value::Number(n).to_json()), Value::Number(n), "{n}");
     }
 }

@@ -49,9 +49,9 @@ pub struct ProtocolError {
 /// Parses and validates the `requestData` JSON text with the SDK's own core, so the proxy and
 /// the SDK refuse exactly the same inputs.
 pub fn parse_request(request_data: &str) -> Result<SdkRequest, ProtocolError> {
-    let value: qys_sdk_wasm::value::Value = serde_json::from_str(request_data).map_err(|e| ProtocolError {
+    let value = qys_sdk_wasm::value::Value::parse(request_data).map_err(|e| ProtocolError {
         code: codes::BAD_REQUEST_DATA,
-        message: format!("requestData is not JSON: {e}"),
+        message: format!("requestData is not JSON (at byte {})", e.at),
     })?;
     SdkRequest::parse(&value).map_err(|e| {
         let (code, message) = match e {

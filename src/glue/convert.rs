@@ -6,13 +6,18 @@ use wasm_bindgen::{JsCast, JsValue};
 use crate::error::QysError;
 use crate::value::Value;
 
-/// Reads a JS value into the core's [`Value`]; `what` names it in the error.
+/// Reads a JS value into the core's [`Value`] through `JSON.stringify` (`undefined` → `Null`);
+/// `what` names it in the error.
 pub fn to_value(js: &JsValue, what: &str) -> Result<Value, QysError> {
-    if js.is_function() || js.is_symbol() {
-        return Err(QysError::invalid(what, format!("{what} must be plain data, not a function or symbol")));
+    if js.is_undefined() {
+        return Ok(Value::Null);
     }
-    serde_wasm_bindgen::from_value(js.clone())
-        .map_err(|e| QysError::invalid(what, format!("{what} could not be read: {e}")))
+    let unreadable = || QysError::invalid(what, format!("{what} must be plain data (no functions, symbols, bigints or cycles)"));
+    if js.is_function() || js.is_symbol() {
+        return Err(unreadable());
+    }
+    let text = JSON::stringify(js).map_err(|_| unreadable())?;
+    Value::parse(&String::from(text)).map_err(|_| unreadable())
 }
 
 /// Builds a plain JS object from a core [`Value`].

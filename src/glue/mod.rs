@@ -125,7 +125,7 @@ fn page_href() -> Option<String> {
 }
 
 fn resolve_proxy_url(proxy_url: &str, query: &[(String, String)]) -> Result<(String, String), QysError> {
-    let bad = |why: &str| QysError::invalid("proxyUrl", format!("proxyUrl {proxy_url:?} {why}"));
+    let bad = |why: &str| QysError::invalid("proxyUrl", format!("proxyUrl \"{proxy_url}\" {why}"));
     let url = match page_href() {
         Some(base) => web_sys::Url::new_with_base(proxy_url, &base),
         None => web_sys::Url::new(proxy_url),
