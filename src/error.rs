@@ -52,6 +52,14 @@ impl QysError {
         Self { kind: ErrorKind::InvalidArgument, code: None, param: Some(param.into()), message: message.into() }
     }
 
+    /// A bad argument at `param`; the message is `param` followed by `what`'s parts. (Joining
+    /// parts instead of `format!` keeps the wasm small.)
+    pub fn invalid_at(param: &str, what: &[&str]) -> Self {
+        let mut message = String::from(param);
+        what.iter().for_each(|part| message.push_str(part));
+        Self::invalid(param, message)
+    }
+
     /// An error of `kind` without a code.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self { kind, code: None, param: None, message: message.into() }

@@ -1,11 +1,11 @@
 //! Constructor options: `new qysSdk(proxyUrl, { query, timeoutMs, debug })`.
 
 use crate::error::QysError;
-use crate::value::Value;
+use crate::value::{decimal, Value};
 
 /// Default request timeout.
 pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
-/// Longest accepted `timeoutMs` (ten minutes).
+/// Longest accepted `timeoutMs` (ten minutes; also in the error message).
 pub const MAX_TIMEOUT_MS: u32 = 600_000;
 
 /// Validated options.
@@ -26,7 +26,7 @@ impl Options {
         let members = match value {
             Value::Null => return Ok(options),
             Value::Object(members) => members,
-            other => return Err(QysError::invalid("options", format!("options must be an object, not {}", other.type_name()))),
+            other => return Err(QysError::invalid_at("options", &[" must be an object, not ", other.type_name()])),
         };
         for (key, member) in members {
             match (key.as_str(), member) {
@@ -35,13 +35,16 @@ impl Options {
                     for (name, v) in pairs {
                         let text = match v {
                             Value::String(s) => s.clone(),
-                            Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => (*n as i64).to_string(),
-                            Value::Bool(b) => b.to_string(),
+                            Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
+                                let digits = decimal(n.abs() as u64);
+                                if *n < 0.0 { ["-", &digits].concat() } else { digits }
+                            }
+                            Value::Bool(b) => String::from(if *b { "true" } else { "false" }),
                             Value::Null => continue,
                             other => {
-                                return Err(QysError::invalid(
-                                    format!("query.{name}"),
-                                    format!("query.{name} must be a string, an integer or a boolean, not {}", other.type_name()),
+                                return Err(QysError::invalid_at(
+                                    &["query.", name].concat(),
+                                    &[" must be a string, an integer or a boolean, not ", other.type_name()],
                                 ))
                             }
                         };
@@ -49,20 +52,20 @@ impl Options {
                     }
                 }
                 ("query", other) => {
-                    return Err(QysError::invalid("query", format!("query must be an object, not {}", other.type_name())))
+                    return Err(QysError::invalid_at("query", &[" must be an object, not ", other.type_name()]))
                 }
                 ("timeoutMs", Value::Number(n)) if n.fract() == 0.0 && *n >= 1.0 && *n <= f64::from(MAX_TIMEOUT_MS) => {
                     options.timeout_ms = *n as u32;
                 }
                 ("timeoutMs", _) => {
-                    return Err(QysError::invalid(
+                    return Err(QysError::invalid_at(
                         "timeoutMs",
-                        format!("timeoutMs must be a whole number of milliseconds from 1 to {MAX_TIMEOUT_MS}"),
+                        &[" must be a whole number of milliseconds from 1 to 600000"],
                     ))
                 }
                 ("debug", Value::Bool(b)) => options.debug = *b,
                 ("debug", other) => {
-                    return Err(QysError::invalid("debug", format!("debug must be a boolean, not {}", other.type_name())))
+                    return Err(QysError::invalid_at("debug", &[" must be a boolean, not ", other.type_name()]))
                 }
                 _ => {}
             }

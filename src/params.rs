@@ -2,7 +2,7 @@
 //! proxy: what fails here is never sent.
 
 use crate::error::QysError;
-use crate::value::{object, Value};
+use crate::value::{decimal, object, Value};
 
 /// The four SDK actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,28 +194,20 @@ pub fn contract_id(value: Option<&Value>, param: &str) -> Result<String, QysErro
     match value {
         Some(Value::String(s)) => {
             if s.is_empty() || s.len() > limits::CONTRACT_ID_DIGITS || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(QysError::invalid(
-                    param,
-                    format!("{param} must be a string of 1–{} decimal digits", limits::CONTRACT_ID_DIGITS),
-                ));
+                return Err(QysError::invalid_at(param, &[" must be a string of 1–19 decimal digits"]));
             }
-            if s.parse::<i64>().is_err() {
-                return Err(QysError::invalid(param, format!("{param} is larger than any contract id")));
+            if s.len() == limits::CONTRACT_ID_DIGITS && s.as_str() > "9223372036854775807" {
+                return Err(QysError::invalid_at(param, &[" is larger than any contract id"]));
             }
             Ok(s.clone())
         }
-        Some(Value::Number(n)) if n.fract() == 0.0 && *n >= 1.0 && *n <= MAX_SAFE_INTEGER => Ok((*n as u64).to_string()),
-        Some(Value::Number(n)) if n.fract() == 0.0 && *n > MAX_SAFE_INTEGER => Err(QysError::invalid(
+        Some(Value::Number(n)) if n.fract() == 0.0 && *n >= 1.0 && *n <= MAX_SAFE_INTEGER => Ok(decimal(*n as u64)),
+        Some(Value::Number(n)) if n.fract() == 0.0 && *n > MAX_SAFE_INTEGER => Err(QysError::invalid_at(
             param,
-            format!(
-                "{param} is a number above 2^53, not a safe integer: JavaScript has already rounded it; pass the id as a string, e.g. '2603417854124281870'"
-            ),
+            &[" is a number above 2^53, not a safe integer: JavaScript has already rounded it; pass the id as a string, e.g. '2603417854124281870'"],
         )),
-        None | Some(Value::Null) => Err(QysError::invalid(param, format!("{param} is required"))),
-        Some(other) => Err(QysError::invalid(
-            param,
-            format!("{param} must be a decimal string, not {}", other.type_name()),
-        )),
+        None | Some(Value::Null) => Err(QysError::invalid_at(param, &[" is required"])),
+        Some(other) => Err(QysError::invalid_at(param, &[" must be a decimal string, not ", other.type_name()])),
     }
 }
 
@@ -335,24 +327,23 @@ impl<'a> Fields<'a> {
             Value::Object(_) => Ok(Self { members: value, prefix: prefix.to_owned() }),
             other => {
                 let param = if prefix.is_empty() { "params" } else { prefix.trim_end_matches('.') };
-                Err(QysError::invalid(param, format!("{param} must be an object, not {}", other.type_name())))
+                Err(QysError::invalid_at(param, &[" must be an object, not ", other.type_name()]))
             }
         }
     }
 
     fn path(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        [self.prefix.as_str(), key].concat()
     }
 
-    fn err(&self, key: &str, what: impl std::fmt::Display) -> QysError {
-        let path = self.path(key);
-        QysError::invalid(path.clone(), format!("{path} {what}"))
+    fn err(&self, key: &str, what: &[&str]) -> QysError {
+        QysError::invalid_at(&self.path(key), what)
     }
 
     fn object_req(&self, key: &str) -> Result<Fields<'a>, QysError> {
         match self.members.get(key) {
-            None | Some(Value::Null) => Err(self.err(key, "is required")),
-            Some(v) => Fields::new(v, &format!("{}.", self.path(key))),
+            None | Some(Value::Null) => Err(self.err(key, &[" is required"])),
+            Some(v) => Fields::new(v, &[self.path(key).as_str(), "."].concat()),
         }
     }
 
@@ -360,7 +351,7 @@ impl<'a> Fields<'a> {
         match self.members.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(self.err(key, format_args!("must be a string, not {}", other.type_name()))),
+            Some(other) => Err(self.err(key, &[" must be a string, not ", other.type_name()])),
         }
     }
 
@@ -371,22 +362,22 @@ impl<'a> Fields<'a> {
             return Ok(None);
         }
         if s.chars().count() > max {
-            return Err(self.err(key, format_args!("is longer than {max} characters")));
+            return Err(self.err(key, &[" is longer than ", &decimal(max as u64), " characters"]));
         }
         if s.chars().any(char::is_control) {
-            return Err(self.err(key, "contains control characters"));
+            return Err(self.err(key, &[" contains control characters"]));
         }
         Ok(Some(s.to_owned()))
     }
 
     fn text_req(&self, key: &str, max: usize) -> Result<String, QysError> {
-        self.text_opt(key, max)?.ok_or_else(|| self.err(key, "is required"))
+        self.text_opt(key, max)?.ok_or_else(|| self.err(key, &[" is required"]))
     }
 
     fn digits_opt(&self, key: &str, max: usize) -> Result<Option<String>, QysError> {
         let v = self.text_opt(key, max)?;
         match &v {
-            Some(s) if !s.bytes().all(|b| b.is_ascii_digit()) => Err(self.err(key, "must contain digits only")),
+            Some(s) if !s.bytes().all(|b| b.is_ascii_digit()) => Err(self.err(key, &[" must contain digits only"])),
             _ => Ok(v),
         }
     }
@@ -394,7 +385,7 @@ impl<'a> Fields<'a> {
     fn mobile_opt(&self, key: &str) -> Result<Option<String>, QysError> {
         let v = self.text_opt(key, limits::CONTACT)?;
         match &v {
-            Some(s) if !is_mobile(s) => Err(self.err(key, "must be an 11-digit mobile number")),
+            Some(s) if !is_mobile(s) => Err(self.err(key, &[" must be an 11-digit mobile number"])),
             _ => Ok(v),
         }
     }
@@ -403,7 +394,7 @@ impl<'a> Fields<'a> {
         match self.members.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.err(key, format_args!("must be a boolean, not {}", other.type_name()))),
+            Some(other) => Err(self.err(key, &[" must be a boolean, not ", other.type_name()])),
         }
     }
 
@@ -411,7 +402,7 @@ impl<'a> Fields<'a> {
         let Some(s) = self.str_opt(key)? else { return Ok(None) };
         match allowed.iter().copied().find(|a| *a == s) {
             Some(a) => Ok(Some(a)),
-            None => Err(self.err(key, format_args!("must be one of {}", allowed.join(", ")))),
+            None => Err(self.err(key, &[" must be one of ", &allowed.join(", ")])),
         }
     }
 
@@ -419,14 +410,14 @@ impl<'a> Fields<'a> {
         let items = match self.members.get(key) {
             None | Some(Value::Null) => return Ok(Vec::new()),
             Some(Value::Array(items)) => items,
-            Some(other) => return Err(self.err(key, format_args!("must be an array, not {}", other.type_name()))),
+            Some(other) => return Err(self.err(key, &[" must be an array, not ", other.type_name()])),
         };
         let mut out = Vec::new();
         for item in items {
             match item.as_str().and_then(|s| allowed.iter().copied().find(|a| *a == s)) {
                 Some(a) if !out.contains(&a) => out.push(a),
                 Some(_) => {}
-                None => return Err(self.err(key, format_args!("items must be among {}", allowed.join(", ")))),
+                None => return Err(self.err(key, &[" items must be among ", &allowed.join(", ")])),
             }
         }
         Ok(out)
@@ -436,20 +427,20 @@ impl<'a> Fields<'a> {
         let v = self.text_opt(key, limits::URL)?;
         match &v {
             Some(s) if !(s.starts_with("https://") || s.starts_with("http://")) => {
-                Err(self.err(key, "must be an http(s) URL"))
+                Err(self.err(key, &[" must be an http(s) URL"]))
             }
             _ => Ok(v),
         }
     }
 
     fn contact(&self, key: &str, type_key: &str) -> Result<Contact, QysError> {
-        let value = self.text_opt(key, limits::CONTACT)?.ok_or_else(|| self.err(key, "is required"))?;
+        let value = self.text_opt(key, limits::CONTACT)?.ok_or_else(|| self.err(key, &[" is required"]))?;
         let kind = ContactType::of(&value).ok_or_else(|| {
-            self.err(key, "must be an 11-digit mobile number or an email address (not a masked one like 137******44)")
+            self.err(key, &[" must be an 11-digit mobile number or an email address (not a masked one like 137******44)"])
         })?;
         if let Some(stated) = self.enum_opt(type_key, CONTACT_TYPES)? {
             if stated != kind.as_str() {
-                return Err(self.err(type_key, format_args!("is {stated} but {} looks like {}", self.path(key), kind.as_str())));
+                return Err(self.err(type_key, &[" is ", stated, " but ", &self.path(key), " looks like ", kind.as_str()]));
             }
         }
         Ok(Contact { value, kind })

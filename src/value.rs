@@ -124,6 +124,21 @@ impl From<bool> for Value {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Decimal digits of `n` (without `core::fmt`, which the wasm build avoids).
+pub fn decimal(mut n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[at..].iter().map(|&d| d as char).collect()
+}
+
 /// Integers exactly; other finite numbers with up to nine decimals (the protocol carries none);
 /// NaN and infinities as `null`, as `JSON.stringify` does.
 fn write_number(n: f64, out: &mut String) {
@@ -148,7 +163,7 @@ fn write_number(n: f64, out: &mut String) {
         return;
     }
     let whole = n as u64;
-    out.push_str(&whole.to_string());
+    out.push_str(&decimal(whole));
     let mut frac = ((n - whole as f64) * 1e9).round() as u64;
     if frac > 0 {
         let mut text = [b'0'; 9];

@@ -3,7 +3,7 @@
 
 use crate::error::{ErrorKind, QysError};
 use crate::params::{Action, Params};
-use crate::value::{object, Value};
+use crate::value::{decimal, object, Value};
 
 /// The protocol version.
 pub const VERSION: u32 = 1;
@@ -50,7 +50,7 @@ impl Envelope {
 
     /// The `application/x-www-form-urlencoded` body: `requestData=<json>`.
     pub fn to_form_body(&self) -> String {
-        format!("requestData={}", form_encode(&self.to_json()))
+        ["requestData=", &form_encode(&self.to_json())].concat()
     }
 
     /// Validates a decoded `requestData` value (proxy side).
@@ -153,13 +153,15 @@ pub fn decode_response(status: u16, body: Option<&Value>, proxy_origin: &str) ->
         _ => None,
     });
     if !(200..300).contains(&status) {
-        let detail = match (code, message) {
-            (Some(code), m) if !m.is_empty() => format!(": {m} (proxy code {code})"),
-            _ => String::new(),
-        };
-        return Err(QysError::with_code(ErrorKind::Http, i64::from(status), format!("the proxy answered HTTP {status}{detail}")));
+        let status_text = decimal(u64::from(status));
+        let mut text = ["the proxy answered HTTP ", &status_text].concat();
+        if let (Some(code), false) = (code, message.is_empty()) {
+            let sign = if code < 0 { "-" } else { "" };
+            text = [&text, ": ", message, " (proxy code ", sign, &decimal(code.unsigned_abs()), ")"].concat();
+        }
+        return Err(QysError::with_code(ErrorKind::Http, i64::from(status), text));
     }
-    let protocol = |what: &str| QysError::new(ErrorKind::Protocol, format!("the proxy's answer is not protocol v1: {what}"));
+    let protocol = |what: &str| QysError::new(ErrorKind::Protocol, ["the proxy's answer is not protocol v1: ", what].concat());
     let body = body.ok_or_else(|| protocol("the body is not JSON"))?;
     match code {
         Some(0) => {}

@@ -12,7 +12,7 @@ pub fn to_value(js: &JsValue, what: &str) -> Result<Value, QysError> {
     if js.is_undefined() {
         return Ok(Value::Null);
     }
-    let unreadable = || QysError::invalid(what, format!("{what} must be plain data (no functions, symbols, bigints or cycles)"));
+    let unreadable = || QysError::invalid_at(what, &[" must be plain data (no functions, symbols, bigints or cycles)"]);
     if js.is_function() || js.is_symbol() {
         return Err(unreadable());
     }
@@ -53,5 +53,5 @@ pub fn callback(callbacks: &JsValue, key: &str) -> Result<Option<js_sys::Functio
     member
         .dyn_into::<js_sys::Function>()
         .map(Some)
-        .map_err(|_| QysError::invalid(key, format!("{key} must be a function")))
+        .map_err(|_| QysError::invalid_at(key, &[" must be a function"]))
 }

@@ -17,7 +17,7 @@ use crate::error::{ErrorKind, QysError};
 use crate::message::{Event, MessageGate};
 use crate::options::Options;
 use crate::params::{Action, Params};
-use crate::value::{object, Value};
+use crate::value::{decimal, object, Value};
 use crate::wire::{decode_response, state_from_random, Envelope, PageGrant};
 use convert::{callback, to_js, to_js_error, to_value};
 use resources::{MessageListener, Timeout};
@@ -103,9 +103,10 @@ struct Inner {
 }
 
 impl Inner {
-    fn log(&self, step: &str) {
+    /// With `debug`, logs `[qys-sdk]` and the parts, joined, to the console.
+    fn log(&self, parts: &[&str]) {
         if self.options.debug {
-            web_sys::console::log_2(&"[qys-sdk]".into(), &step.into());
+            web_sys::console::log_2(&"[qys-sdk]".into(), &parts.concat().into());
         }
     }
 
@@ -125,7 +126,7 @@ fn page_href() -> Option<String> {
 }
 
 fn resolve_proxy_url(proxy_url: &str, query: &[(String, String)]) -> Result<(String, String), QysError> {
-    let bad = |why: &str| QysError::invalid("proxyUrl", format!("proxyUrl \"{proxy_url}\" {why}"));
+    let bad = |why: &str| QysError::invalid_at("proxyUrl", &[" \"", proxy_url, "\" ", why]);
     let url = match page_href() {
         Some(base) => web_sys::Url::new_with_base(proxy_url, &base),
         None => web_sys::Url::new(proxy_url),
@@ -177,7 +178,7 @@ impl QysSdk {
                 next_id: Cell::new(0),
                 destroyed: Cell::new(false),
             };
-            inner.log(&format!("ready; proxy {}", inner.proxy_url));
+            inner.log(&["ready; proxy ", &inner.proxy_url]);
             Ok(QysSdk { inner: Rc::new(inner) })
         };
         build().map_err(|e| to_js_error(&e))
@@ -229,7 +230,7 @@ impl QysSdk {
     pub fn destroy(&self) {
         self.inner.destroyed.set(true);
         self.inner.flows.borrow_mut().clear();
-        self.inner.log("destroyed");
+        self.inner.log(&["destroyed"]);
     }
 }
 
@@ -265,77 +266,108 @@ impl QysSdk {
 
     fn start(&self, action: Action, prepared: Result<(Params, Callbacks), QysError>) -> Promise {
         let inner = self.inner.clone();
+        let mut call = match begin(&inner, action, prepared) {
+            Ok(call) => call,
+            Err(e) => return Promise::reject(&fail(&inner, action, &e)),
+        };
+        // Only the two awaits live in the future; the work around them is in plain functions.
         wasm_bindgen_futures::future_to_promise(async move {
-            let result = async {
-                if inner.destroyed.get() {
-                    return Err(QysError::new(ErrorKind::InvalidArgument, "this qysSdk instance was destroyed"));
+            let answer = match JsFuture::from(call.fetch.take().expect("fetch started")).await {
+                Ok(response) => {
+                    let response: Response = response.unchecked_into();
+                    match response.text() {
+                        Ok(text) => JsFuture::from(text).await.map(|text| (response.status(), text)),
+                        Err(e) => Err(e),
+                    }
                 }
-                let (params, callbacks) = prepared?;
-                let allow_camera = match &params {
-                    Params::PersonalAuth(p) => p.mode != "BANK",
-                    Params::EnterpriseAuth(_) => false,
-                    Params::Sign(_) => true,
-                };
-                let envelope = Envelope { action, state: random_state()?, params };
-                inner.log(&format!("{}: requesting a page from the proxy", action.name()));
-                let grant = request_page(&inner, &envelope).await?;
-                if inner.destroyed.get() {
-                    return Err(QysError::new(ErrorKind::InvalidArgument, "this qysSdk instance was destroyed"));
-                }
-                inner.log(&format!("{}: page granted, return origin {}", action.name(), grant.return_origin));
-                open_frame(&inner, action, envelope.state, grant, callbacks, allow_camera)
-            }
-            .await;
-            result.map(JsValue::from).map_err(|e| {
-                inner.log(&format!("{}: {} ({})", action.name(), e.message, e.kind.as_str()));
-                to_js_error(&e)
-            })
+                Err(e) => Err(e),
+            };
+            finish(&inner, call, answer).map_err(|e| fail(&inner, action, &e))
         })
     }
 }
 
-/// One form POST to the proxy (a CORS simple request), aborted after `timeoutMs`.
-async fn request_page(inner: &Inner, envelope: &Envelope) -> Result<PageGrant, QysError> {
-    let failed = |what: &str| QysError::new(ErrorKind::Network, format!("{what} is not available on this page"));
+/// One call between its request and the proxy's answer.
+struct Call {
+    action: Action,
+    state: String,
+    callbacks: Callbacks,
+    allow_camera: bool,
+    fetch: Option<Promise>,
+    timed_out: Rc<Cell<bool>>,
+    _timer: Timeout,
+}
+
+fn destroyed() -> QysError {
+    QysError::new(ErrorKind::InvalidArgument, "this qysSdk instance was destroyed")
+}
+
+/// Logs a failure (with `debug`) and turns it into the `QysError` the promise rejects with.
+fn fail(inner: &Inner, action: Action, e: &QysError) -> JsValue {
+    inner.log(&[action.name(), ": ", &e.message, " (", e.kind.as_str(), ")"]);
+    to_js_error(e)
+}
+
+/// Validates, then sends one form POST to the proxy (a CORS simple request), aborted after `timeoutMs`.
+#[inline(never)]
+fn begin(inner: &Inner, action: Action, prepared: Result<(Params, Callbacks), QysError>) -> Result<Call, QysError> {
+    if inner.destroyed.get() {
+        return Err(destroyed());
+    }
+    let (params, callbacks) = prepared?;
+    let allow_camera = match &params {
+        Params::PersonalAuth(p) => p.mode != "BANK",
+        Params::EnterpriseAuth(_) => false,
+        Params::Sign(_) => true,
+    };
+    let envelope = Envelope { action, state: random_state()?, params };
+    let failed = |what: &str| QysError::new(ErrorKind::Network, [what, " is not available on this page"].concat());
     let window = web_sys::window().ok_or_else(|| failed("window"))?;
     let controller = AbortController::new().map_err(|_| failed("AbortController"))?;
-    let timed_out = Rc::new(Cell::new(false));
-    let flag = timed_out.clone();
-    let signal = controller.signal();
-    let _timer = Timeout::new(inner.options.timeout_ms, move || {
-        flag.set(true);
-        controller.abort();
-    });
-    let network = |e: JsValue| {
-        if timed_out.get() {
-            QysError::new(ErrorKind::Timeout, format!("the proxy did not answer within {} ms", inner.options.timeout_ms))
-        } else {
-            let reason = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default();
-            QysError::new(
-                ErrorKind::Network,
-                format!(
-                    "the proxy at {} could not be reached ({reason}); check the URL, the network and the proxy's allowed origins",
-                    inner.proxy_url
-                ),
-            )
-        }
-    };
     let headers = Headers::new().map_err(|_| failed("Headers"))?;
     let _ = headers.set("Content-Type", "application/x-www-form-urlencoded");
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_headers(&headers);
     init.set_body(&JsValue::from_str(&envelope.to_form_body()));
-    init.set_signal(Some(&signal));
-    let response: Response = JsFuture::from(window.fetch_with_str_and_init(&inner.proxy_url, &init))
-        .await
-        .map_err(network)?
-        .unchecked_into();
-    let text = JsFuture::from(response.text().map_err(network)?).await.map_err(network)?;
-    let body = js_sys::JSON::parse(&text.as_string().unwrap_or_default())
-        .ok()
-        .and_then(|js| to_value(&js, "response").ok());
-    decode_response(response.status(), body.as_ref(), &inner.proxy_origin)
+    init.set_signal(Some(&controller.signal()));
+    inner.log(&[action.name(), ": requesting a page from the proxy"]);
+    let fetch = window.fetch_with_str_and_init(&inner.proxy_url, &init);
+    let timed_out = Rc::new(Cell::new(false));
+    let flag = timed_out.clone();
+    let timer = Timeout::new(inner.options.timeout_ms, move || {
+        flag.set(true);
+        controller.abort();
+    });
+    Ok(Call { action, state: envelope.state, callbacks, allow_camera, fetch: Some(fetch), timed_out, _timer: timer })
+}
+
+/// Reads the proxy's answer and, on success, creates the iframe and starts listening.
+#[inline(never)]
+fn finish(inner: &Rc<Inner>, call: Call, answer: Result<(u16, JsValue), JsValue>) -> Result<JsValue, QysError> {
+    let (status, text) = answer.map_err(|e| {
+        if call.timed_out.get() {
+            let ms = decimal(u64::from(inner.options.timeout_ms));
+            QysError::new(ErrorKind::Timeout, ["the proxy did not answer within ", &ms, " ms"].concat())
+        } else {
+            let reason = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default();
+            let text = [
+                "the proxy at ",
+                &inner.proxy_url,
+                " could not be reached (",
+                &reason,
+                "); check the URL, the network and the proxy's allowed origins",
+            ];
+            QysError::new(ErrorKind::Network, text.concat())
+        }
+    })?;
+    let body = Value::parse(&text.as_string().unwrap_or_default()).ok();
+    let grant = decode_response(status, body.as_ref(), &inner.proxy_origin)?;
+    if inner.destroyed.get() {
+        return Err(destroyed());
+    }
+    inner.log(&[call.action.name(), ": page granted, return origin ", &grant.return_origin]);
+    open_frame(inner, call.action, call.state, grant, call.callbacks, call.allow_camera).map(JsValue::from)
 }
 
 fn frame_title(action: Action) -> &'static str {
@@ -382,7 +414,7 @@ fn open_frame(
         };
         let data = to_value(&event.data(), "message").unwrap_or(Value::Null);
         let Some(accepted) = gate.borrow_mut().offer(&event.origin(), from_frame, &data) else {
-            inner.log(&format!("{}: ignored a message from {}", action.name(), event.origin()));
+            inner.log(&[action.name(), ": ignored a message from ", &event.origin()]);
             return;
         };
         // Terminal: drop the listener once this handler has returned.
@@ -393,7 +425,7 @@ fn open_frame(
             Event::AuthSuccess(info) => ("authSuccess", &callbacks.success, to_js(&info)),
             Event::AuthFail => ("authFail", &callbacks.fail, JsValue::UNDEFINED),
         };
-        inner.log(&format!("{}: {name}", action.name()));
+        inner.log(&[action.name(), ": ", name]);
         if let Some(f) = target {
             if let Err(thrown) = f.call1(&JsValue::UNDEFINED, &argument) {
                 wasm_bindgen::throw_val(thrown);
