@@ -2,6 +2,7 @@
 # Release build of the SDK into pkg/: cargo (wasm32) → wasm-bindgen (pinned) → wasm-opt -Oz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/tools.sh
 cargo build --release --locked --target wasm32-unknown-unknown -p qys-sdk-wasm
 rm -rf pkg
 wasm-bindgen --target web --out-dir pkg --out-name qys_sdk_wasm \
