@@ -29,7 +29,7 @@ fn js(json: &str) -> JsValue {
 }
 
 fn sdk(url: &str, options: &str) -> QysSdk {
-    QysSdk::new(url.into(), js(options)).unwrap()
+    QysSdk::new(url.into(), Some(js(options))).unwrap()
 }
 
 async fn frame(promise: Promise) -> HtmlIFrameElement {
@@ -68,7 +68,7 @@ fn check_frame(frame: &HtmlIFrameElement, camera: bool) {
 #[wasm_bindgen_test]
 async fn personal_sign_resolves_to_a_camera_enabled_iframe() {
     let sdk = sdk(PROXY, r#"{"query":{"a":1,"token":"ab1234"}}"#);
-    let f = frame(sdk.personal_sign("2603417854124281870".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    let f = frame(sdk.personal_sign("2603417854124281870".into(), "13700000044".into(), None)).await;
     check_frame(&f, true);
 }
 
@@ -76,19 +76,19 @@ async fn personal_sign_resolves_to_a_camera_enabled_iframe() {
 async fn enterprise_sign_resolves_with_a_safe_integer_id_too() {
     let sdk = sdk(PROXY, "{}");
     // 2603417854124281870 as a number would be refused; a safe integer id is accepted and sent as a string.
-    let err = rejection(sdk.enterprise_sign(JsValue::from_f64(2603417854124281870.0), "13800000055".into(), JsValue::UNDEFINED)).await;
+    let err = rejection(sdk.enterprise_sign(JsValue::from_f64(2603417854124281870.0), "13800000055".into(), None)).await;
     assert_eq!(err.1, "invalidArgument");
     assert!(err.3.contains("already rounded"), "{}", err.3);
-    let f = frame(sdk.enterprise_sign("2603417854124281870".into(), "13800000055".into(), JsValue::UNDEFINED)).await;
+    let f = frame(sdk.enterprise_sign("2603417854124281870".into(), "13800000055".into(), None)).await;
     check_frame(&f, true);
 }
 
 #[wasm_bindgen_test]
 async fn personal_auth_resolves_and_bank_mode_needs_no_camera() {
     let sdk = sdk(PROXY, "{}");
-    let f = frame(sdk.personal_auth(js(r#"{"mode":"FACE","contact":"13900000001"}"#), JsValue::UNDEFINED)).await;
+    let f = frame(sdk.personal_auth(js(r#"{"mode":"FACE","contact":"13900000001"}"#), None)).await;
     check_frame(&f, true);
-    let f = frame(sdk.personal_auth(js(r#"{"mode":"BANK","contact":"13900000001","bankNo":"6222"}"#), JsValue::UNDEFINED)).await;
+    let f = frame(sdk.personal_auth(js(r#"{"mode":"BANK","contact":"13900000001","bankNo":"6222"}"#), None)).await;
     check_frame(&f, false);
 }
 
@@ -96,7 +96,7 @@ async fn personal_auth_resolves_and_bank_mode_needs_no_camera() {
 async fn enterprise_auth_resolves() {
     let sdk = sdk(PROXY, "{}");
     let params = js(r#"{"companyName":"自测JSSDK企业认证x","companyAuthBean":{"applicant":{"name":"胡震坤","contact":"15164046497"},"closeButton":true}}"#);
-    let f = frame(sdk.enterprise_auth(params, JsValue::UNDEFINED)).await;
+    let f = frame(sdk.enterprise_auth(params, None)).await;
     check_frame(&f, false);
 }
 
@@ -106,33 +106,33 @@ async fn invalid_arguments_reject_and_send_nothing() {
     let before = faults_received().await;
     let callbacks = js(r#"{"signSuccessCb":"not a function"}"#);
     let cases = [
-        sdk.personal_sign("2603417854124281870".into(), "137******44".into(), JsValue::UNDEFINED),
-        sdk.personal_sign("12ab".into(), "13700000044".into(), JsValue::UNDEFINED),
-        sdk.personal_sign("2603417854124281870".into(), "13700000044".into(), callbacks),
-        sdk.personal_auth(js(r#"{"mode":"IVS","contact":"13700000044"}"#), JsValue::UNDEFINED),
-        sdk.enterprise_auth(js(r#"{"companyName":"甲"}"#), JsValue::UNDEFINED),
+        sdk.personal_sign("2603417854124281870".into(), "137******44".into(), None),
+        sdk.personal_sign("12ab".into(), "13700000044".into(), None),
+        sdk.personal_sign("2603417854124281870".into(), "13700000044".into(), Some(callbacks)),
+        sdk.personal_auth(js(r#"{"mode":"IVS","contact":"13700000044"}"#), None),
+        sdk.enterprise_auth(js(r#"{"companyName":"甲"}"#), None),
     ];
     for promise in cases {
         let (name, kind, code, message) = rejection(promise).await;
         assert_eq!((name.as_str(), kind.as_str(), code), ("QysError", "invalidArgument", JsValue::NULL), "{message}");
     }
     assert_eq!(faults_received().await, before, "nothing reached the network");
-    let bad = QysSdk::new(PROXY.into(), js(r#"{"timeoutMs":-1}"#)).err().expect("constructor throws");
+    let bad = QysSdk::new(PROXY.into(), Some(js(r#"{"timeoutMs":-1}"#))).err().expect("constructor throws");
     assert_eq!(Reflect::get(&bad, &"kind".into()).unwrap(), "invalidArgument");
-    assert!(QysSdk::new("ftp://x/".into(), JsValue::UNDEFINED).is_err());
+    assert!(QysSdk::new("ftp://x/".into(), None).is_err());
 }
 
 #[wasm_bindgen_test]
 async fn unreachable_proxy_is_a_network_error() {
     let sdk = sdk("http://127.0.0.1:9/qys/proxy", "{}");
-    let (_, kind, code, message) = rejection(sdk.personal_sign("1".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    let (_, kind, code, message) = rejection(sdk.personal_sign("1".into(), "13700000044".into(), None)).await;
     assert_eq!((kind.as_str(), code), ("network", JsValue::NULL), "{message}");
 }
 
 #[wasm_bindgen_test]
 async fn a_hanging_proxy_times_out() {
     let sdk = sdk(&format!("{FAULTS}/hang"), r#"{"timeoutMs":300}"#);
-    let (_, kind, _, message) = rejection(sdk.personal_sign("1".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    let (_, kind, _, message) = rejection(sdk.personal_sign("1".into(), "13700000044".into(), None)).await;
     assert_eq!(kind, "timeout", "{message}");
     assert!(message.contains("300 ms"));
 }
@@ -140,20 +140,20 @@ async fn a_hanging_proxy_times_out() {
 #[wasm_bindgen_test]
 async fn http_500_and_garbage_bodies() {
     let sdk500 = sdk(&format!("{FAULTS}/status500"), "{}");
-    let (_, kind, code, _) = rejection(sdk500.personal_sign("1".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    let (_, kind, code, _) = rejection(sdk500.personal_sign("1".into(), "13700000044".into(), None)).await;
     assert_eq!((kind.as_str(), code.as_f64()), ("http", Some(500.0)));
     let garbage = sdk(&format!("{FAULTS}/garbage"), "{}");
-    let (_, kind, code, message) = rejection(garbage.personal_sign("1".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    let (_, kind, code, message) = rejection(garbage.personal_sign("1".into(), "13700000044".into(), None)).await;
     assert_eq!((kind.as_str(), code), ("protocol", JsValue::NULL), "{message}");
 }
 
 #[wasm_bindgen_test]
 async fn platform_codes_1110_and_1605() {
     let sdk = sdk(PROXY, "{}");
-    let (_, kind, code, message) = rejection(sdk.personal_sign("2603417854124281870".into(), "13911112222".into(), JsValue::UNDEFINED)).await;
+    let (_, kind, code, message) = rejection(sdk.personal_sign("2603417854124281870".into(), "13911112222".into(), None)).await;
     assert_eq!((kind.as_str(), code.as_f64()), ("platform", Some(1110.0)), "{message}");
     let authed = js(r#"{"companyName":"上海示例科技有限公司","companyAuthBean":{"applicant":{"contact":"13800000055"}}}"#);
-    let (_, kind, code, message) = rejection(sdk.enterprise_auth(authed, JsValue::UNDEFINED)).await;
+    let (_, kind, code, message) = rejection(sdk.enterprise_auth(authed, None)).await;
     assert_eq!((kind.as_str(), code.as_f64(), message.as_str()), ("platform", Some(1605.0), "COMPANY ALREADY AUTHED"));
 }
 
@@ -161,7 +161,7 @@ async fn platform_codes_1110_and_1605() {
 async fn a_destroyed_instance_refuses_new_calls() {
     let sdk = sdk(PROXY, "{}");
     sdk.destroy();
-    let (_, kind, _, message) = rejection(sdk.personal_sign("2603417854124281870".into(), "13700000044".into(), JsValue::UNDEFINED)).await;
+    let (_, kind, _, message) = rejection(sdk.personal_sign("2603417854124281870".into(), "13700000044".into(), None)).await;
     assert_eq!(kind, "invalidArgument");
     assert!(message.contains("destroyed"));
 }

@@ -165,10 +165,10 @@ impl QysSdk {
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(js_name = proxyUrl)] proxy_url: String,
-        #[wasm_bindgen(unchecked_param_type = "QysSdkOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "QysSdkOptions")] options: Option<JsValue>,
     ) -> Result<QysSdk, JsValue> {
         let build = || -> Result<QysSdk, QysError> {
-            let options = Options::parse(&to_value(&options, "options")?)?;
+            let options = Options::parse(&to_value(&options.unwrap_or(JsValue::UNDEFINED), "options")?)?;
             let (proxy_url, proxy_origin) = resolve_proxy_url(&proxy_url, &options.query)?;
             let inner = Inner {
                 proxy_url,
@@ -190,7 +190,7 @@ impl QysSdk {
         &self,
         #[wasm_bindgen(js_name = contractId, unchecked_param_type = "string | number | bigint")] contract_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] contact: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SignCallbacks")] callbacks: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "SignCallbacks")] callbacks: Option<JsValue>,
     ) -> Promise {
         self.sign(Action::PersonalSign, contract_id, contact, callbacks)
     }
@@ -201,7 +201,7 @@ impl QysSdk {
         &self,
         #[wasm_bindgen(js_name = contractId, unchecked_param_type = "string | number | bigint")] contract_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] contact: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SignCallbacks")] callbacks: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "SignCallbacks")] callbacks: Option<JsValue>,
     ) -> Promise {
         self.sign(Action::EnterpriseSign, contract_id, contact, callbacks)
     }
@@ -211,7 +211,7 @@ impl QysSdk {
     pub fn personal_auth(
         &self,
         #[wasm_bindgen(unchecked_param_type = "PersonalAuthParams")] params: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "AuthCallbacks<PersonalUserInfo>")] callbacks: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "AuthCallbacks<PersonalUserInfo>")] callbacks: Option<JsValue>,
     ) -> Promise {
         self.auth(Action::PersonalAuth, params, callbacks)
     }
@@ -221,7 +221,7 @@ impl QysSdk {
     pub fn enterprise_auth(
         &self,
         #[wasm_bindgen(unchecked_param_type = "EnterpriseAuthParams")] params: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "AuthCallbacks<CompanyInfo>")] callbacks: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "AuthCallbacks<CompanyInfo>")] callbacks: Option<JsValue>,
     ) -> Promise {
         self.auth(Action::EnterpriseAuth, params, callbacks)
     }
@@ -235,7 +235,8 @@ impl QysSdk {
 }
 
 impl QysSdk {
-    fn sign(&self, action: Action, contract_id: JsValue, contact: JsValue, callbacks: JsValue) -> Promise {
+    fn sign(&self, action: Action, contract_id: JsValue, contact: JsValue, callbacks: Option<JsValue>) -> Promise {
+        let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
         let prepared = (|| {
             let contract_id = if contract_id.is_bigint() {
                 Value::String(String::from(js_sys::JsString::from(contract_id)))
@@ -252,7 +253,8 @@ impl QysSdk {
         self.start(action, prepared)
     }
 
-    fn auth(&self, action: Action, params: JsValue, callbacks: JsValue) -> Promise {
+    fn auth(&self, action: Action, params: JsValue, callbacks: Option<JsValue>) -> Promise {
+        let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
         let prepared = (|| {
             let params = Params::parse(action, &to_value(&params, "params")?)?;
             let callbacks = Callbacks {
