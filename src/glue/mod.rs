@@ -9,8 +9,8 @@ use std::rc::{Rc, Weak};
 
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Headers, HtmlIFrameElement, MessageEvent, RequestInit, Response};
 
 use crate::error::{ErrorKind, QysError};
@@ -268,25 +268,57 @@ impl QysSdk {
 
     fn start(&self, action: Action, prepared: Result<(Params, Callbacks), QysError>) -> Promise {
         let inner = self.inner.clone();
-        let mut call = match begin(&inner, action, prepared) {
-            Ok(call) => call,
-            Err(e) => return Promise::reject(&fail(&inner, action, &e)),
-        };
-        // Only the two awaits live in the future; the work around them is in plain functions.
-        wasm_bindgen_futures::future_to_promise(async move {
-            let answer = match JsFuture::from(call.fetch.take().expect("fetch started")).await {
-                Ok(response) => {
-                    let response: Response = response.unchecked_into();
-                    match response.text() {
-                        Ok(text) => JsFuture::from(text).await.map(|text| (response.status(), text)),
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            finish(&inner, call, answer).map_err(|e| fail(&inner, action, &e))
+        let mut begun = Some(begin(&inner, action, prepared));
+        Promise::new(&mut |resolve, reject| match begun.take().expect("the executor runs once") {
+            Ok(call) => await_answer(inner.clone(), call, resolve, reject),
+            Err(e) => {
+                let _ = reject.call1(&JsValue::UNDEFINED, &fail(&inner, action, &e));
+            }
         })
     }
+}
+
+/// Settles `promise` into one callback that always runs: `Promise.allSettled([promise])`
+/// hands it `{status, value | reason}`, so no closure is left uncalled (and leaked).
+fn on_settled(promise: &Promise, next: impl FnOnce(Result<JsValue, JsValue>) + 'static) {
+    let settled = Promise::all_settled(&js_sys::Array::of1(promise));
+    let handler = Closure::once_into_js(move |outcomes: JsValue| {
+        let outcome = js_sys::Reflect::get_u32(&outcomes, 0).unwrap_or(JsValue::UNDEFINED);
+        let field = |name: &str| js_sys::Reflect::get(&outcome, &name.into()).unwrap_or(JsValue::UNDEFINED);
+        next(if field("status") == "fulfilled" { Ok(field("value")) } else { Err(field("reason")) });
+    });
+    settled.unchecked_ref::<Thenable>().then(&handler);
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// A promise seen through `then` with an untyped callback (a self-freeing `once_into_js`
+    /// function; js-sys's `then` wants a typed `Closure` that must be kept or leaked).
+    type Thenable;
+    #[wasm_bindgen(method)]
+    fn then(this: &Thenable, callback: &JsValue) -> JsValue;
+}
+
+/// Waits for the proxy's response and its body, then settles the call's promise.
+fn await_answer(inner: Rc<Inner>, mut call: Call, resolve: Function, reject: Function) {
+    let fetch = call.fetch.take().expect("fetch started");
+    on_settled(&fetch, move |response| {
+        let settle = move |answer: Result<(u16, JsValue), JsValue>| {
+            let action = call.action;
+            match finish(&inner, call, answer) {
+                Ok(frame) => resolve.call1(&JsValue::UNDEFINED, &frame),
+                Err(e) => reject.call1(&JsValue::UNDEFINED, &fail(&inner, action, &e)),
+            }
+        };
+        let response: Response = match response {
+            Ok(response) => response.unchecked_into(),
+            Err(e) => return drop(settle(Err(e))),
+        };
+        match response.text() {
+            Ok(text) => on_settled(&text, move |text| drop(settle(text.map(|t| (response.status(), t))))),
+            Err(e) => drop(settle(Err(e))),
+        }
+    });
 }
 
 /// One call between its request and the proxy's answer.
@@ -419,9 +451,8 @@ fn open_frame(
             inner.log(&[action.name(), ": ignored a message from ", &event.origin()]);
             return;
         };
-        // Terminal: drop the listener once this handler has returned.
-        let closing = inner.clone();
-        wasm_bindgen_futures::spawn_local(async move { closing.close_flow(id) });
+        // Terminal: drop the listener now; wasm-bindgen defers freeing a running closure.
+        inner.close_flow(id);
         let (name, target, argument) = match accepted {
             Event::SignSuccess(result) => ("signSuccess", &callbacks.success, to_js(&result)),
             Event::AuthSuccess(info) => ("authSuccess", &callbacks.success, to_js(&info)),
