@@ -40,10 +40,16 @@ impl MessageGate {
         self.done
     }
 
+    /// Whether a message from `origin`, and from this call's iframe or not, could be accepted;
+    /// checked before the message's data is read at all.
+    pub fn accepts(&self, origin: &str, from_our_frame: bool) -> bool {
+        !self.done && from_our_frame && origin == self.origin
+    }
+
     /// Offers one `message` event: its origin, whether its source is this call's iframe window,
     /// and its data. Returns the event to act on, or `None` to ignore it.
     pub fn offer(&mut self, origin: &str, from_our_frame: bool, data: &Value) -> Option<Event> {
-        if self.done || origin != self.origin || !from_our_frame {
+        if !self.accepts(origin, from_our_frame) {
             return None;
         }
         let event = self.parse(data)?;

@@ -199,6 +199,9 @@ pub fn contract_id(value: Option<&Value>, param: &str) -> Result<String, QysErro
             if s.len() == limits::CONTRACT_ID_DIGITS && s.as_str() > "9223372036854775807" {
                 return Err(QysError::invalid_at(param, &[" is larger than any contract id"]));
             }
+            if s.bytes().all(|b| b == b'0') {
+                return Err(QysError::invalid_at(param, &[" may not be zero"]));
+            }
             Ok(s.clone())
         }
         Some(Value::Number(n)) if n.fract() == 0.0 && *n >= 1.0 && *n <= MAX_SAFE_INTEGER => Ok(decimal(*n as u64)),

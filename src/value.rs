@@ -2,7 +2,8 @@
 //! JSON text) and what the proxy receives are read by the same code, so one validation serves
 //! both, and the wasm build carries no serde machinery and no float formatting.
 
-/// A JSON-like value. Object keys keep their order; `undefined` reads as [`Value::Null`].
+/// A JSON-like value. Object members keep their order (and repeated keys, which [`Value::get`]
+/// resolves like `JSON.parse`: the last wins); `undefined` reads as [`Value::Null`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// `null` or `undefined`.
@@ -20,10 +21,11 @@ pub enum Value {
 }
 
 impl Value {
-    /// The member `key` of an object; `None` for absent keys and non-objects.
+    /// The member `key` of an object (the last one if the key repeats, as in `JSON.parse`);
+    /// `None` for absent keys and non-objects.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            Value::Object(members) => members.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -139,8 +141,9 @@ pub fn decimal(mut n: u64) -> String {
     digits[at..].iter().map(|&d| d as char).collect()
 }
 
-/// Integers exactly; other finite numbers with up to nine decimals (the protocol carries none);
-/// NaN and infinities as `null`, as `JSON.stringify` does.
+/// Integers below 10^19 exactly; other finite numbers approximately (nine decimals, or 17
+/// significant digits and an exponent when larger; the protocol carries neither); NaN and
+/// infinities as `null`, as `JSON.stringify` does.
 fn write_number(n: f64, out: &mut String) {
     if !n.is_finite() {
         out.push_str("null");
@@ -149,22 +152,25 @@ fn write_number(n: f64, out: &mut String) {
     if n < 0.0 {
         out.push('-');
     }
-    let n = n.abs();
+    let mut n = n.abs();
     if n >= 1e19 {
-        // Beyond u64: digits of the integral value (exact for doubles this large).
-        let mut digits = Vec::new();
-        let mut rest = n;
-        while rest >= 1.0 {
-            let digit = rest % 10.0;
-            digits.push(b'0' + digit as u8);
-            rest = (rest - digit) / 10.0;
+        let mut exponent = 0u64;
+        while n >= 1e17 {
+            n /= 10.0;
+            exponent += 1;
         }
-        out.extend(digits.iter().rev().map(|&d| d as char));
+        out.push_str(&decimal(n.round() as u64));
+        out.push('e');
+        out.push_str(&decimal(exponent));
         return;
     }
-    let whole = n as u64;
-    out.push_str(&decimal(whole));
+    let mut whole = n as u64;
     let mut frac = ((n - whole as f64) * 1e9).round() as u64;
+    if frac >= 1_000_000_000 {
+        whole += 1;
+        frac = 0;
+    }
+    out.push_str(&decimal(whole));
     if frac > 0 {
         let mut text = [b'0'; 9];
         for slot in text.iter_mut().rev() {
@@ -298,7 +304,6 @@ impl Reader<'_> {
                     self.skip_space();
                     self.eat(b":")?;
                     let value = self.value(depth + 1)?;
-                    members.retain(|(k, _)| *k != key);
                     members.push((key, value));
                     self.skip_space();
                     match self.peek() {
@@ -376,7 +381,9 @@ impl Reader<'_> {
             }
             exponent = exponent.saturating_add(sign * e.min(1000) as i32);
         }
-        let magnitude = mantissa as f64 * 10f64.powi(exponent);
+        // Exact for integers; other values within a few units in the last place, which is all
+        // the protocol needs (`v`, timeouts, ids).
+        let magnitude = if mantissa == 0 { 0.0 } else { mantissa as f64 * 10f64.powi(exponent) };
         Ok(Value::Number(if negative { -magnitude } else { magnitude }))
     }
 

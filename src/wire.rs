@@ -139,8 +139,10 @@ pub struct PageGrant {
 }
 
 /// Whether `s` is a serialised origin: `http(s)://host[:port]` with nothing after.
+/// (The scheme may be in any case; the SDK canonicalises the origin before comparing.)
 pub fn is_origin(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) else { return false };
+    let lower = s.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")) else { return false };
     !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ', '\\'])
 }
 

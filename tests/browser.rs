@@ -49,12 +49,18 @@ async fn rejection(promise: Promise) -> (String, String, JsValue, String) {
     )
 }
 
-async fn faults_received() -> f64 {
+/// How many requests the fault server received, and the last one's path and query.
+async fn faults_seen() -> (f64, String) {
     let window = web_sys::window().unwrap();
     let response: web_sys::Response =
         JsFuture::from(window.fetch_with_str(&format!("{FAULTS}/count"))).await.unwrap().unchecked_into();
     let body = JsFuture::from(response.json().unwrap()).await.unwrap();
-    Reflect::get(&body, &"received".into()).unwrap().as_f64().unwrap()
+    let get = |k: &str| Reflect::get(&body, &k.into()).unwrap();
+    (get("received").as_f64().unwrap(), get("last").as_string().unwrap())
+}
+
+async fn faults_received() -> f64 {
+    faults_seen().await.0
 }
 
 fn check_frame(frame: &HtmlIFrameElement, camera: bool) {
@@ -164,4 +170,53 @@ async fn a_destroyed_instance_refuses_new_calls() {
     let (_, kind, _, message) = rejection(sdk.personal_sign("2603417854124281870".into(), "13700000044".into(), None)).await;
     assert_eq!(kind, "invalidArgument");
     assert!(message.contains("destroyed"));
+}
+
+#[wasm_bindgen_test]
+async fn a_bigint_contract_id_is_read_exactly() {
+    let sdk = sdk(PROXY, "{}");
+    let id = JsValue::bigint_from_str("2603417854124281870");
+    let f = frame(sdk.personal_sign(id, "13700000044".into(), None)).await;
+    check_frame(&f, true);
+}
+
+#[wasm_bindgen_test]
+async fn non_finite_numbers_are_refused_not_turned_into_null() {
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"timeoutMs".into(), &JsValue::from_f64(f64::NAN)).unwrap();
+    let err = QysSdk::new(PROXY.into(), Some(options.into())).err().expect("NaN timeout throws");
+    assert_eq!(Reflect::get(&err, &"param".into()).unwrap(), "timeoutMs");
+    let sdk = sdk(PROXY, "{}");
+    let (_, kind, _, message) = rejection(sdk.personal_sign(JsValue::from_f64(f64::INFINITY), "13700000044".into(), None)).await;
+    assert_eq!(kind, "invalidArgument", "{message}");
+}
+
+#[wasm_bindgen_test]
+async fn the_proxy_url_keeps_its_own_query_and_gains_the_options_query() {
+    let sdk = sdk(&format!("{FAULTS}/status500?keep=a%20b~&flag"), r#"{"query":{"t":"1 2","n":3}}"#);
+    let (_, kind, _, message) = rejection(sdk.personal_sign("1".into(), "13700000044".into(), None)).await;
+    assert_eq!(kind, "http", "{message}");
+    assert_eq!(faults_seen().await.1, "/status500?keep=a%20b~&flag&t=1+2&n=3");
+    assert!(!message.contains("t=1"), "messages leave the query out: {message}");
+}
+
+#[wasm_bindgen_test]
+async fn a_non_canonical_return_origin_still_matches_the_browser_origin() {
+    // `/grant` answers returnOrigin "HTTP://127.0.0.1:18190" (uppercase scheme) and a page that
+    // posts authFail with the call's state; `event.origin` is "http://127.0.0.1:18190".
+    let sdk = sdk(&format!("{FAULTS}/grant"), "{}");
+    let (fired, resolve) = {
+        let mut resolve = None;
+        let promise = Promise::new(&mut |r, _| resolve = Some(r));
+        (promise, resolve.unwrap())
+    };
+    let callbacks = js_sys::Object::new();
+    Reflect::set(&callbacks, &"authFailCb".into(), &resolve).unwrap();
+    let f = frame(sdk.personal_sign("1".into(), "13700000044".into(), Some(callbacks.into()))).await;
+    web_sys::window().unwrap().document().unwrap().body().unwrap().append_child(&f).unwrap();
+    let timeout = Promise::new(&mut |_, reject| {
+        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&reject, 5000).unwrap();
+    });
+    JsFuture::from(Promise::race(&js_sys::Array::of2(&fired, &timeout))).await.expect("authFailCb fired");
+    f.remove();
 }

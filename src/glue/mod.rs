@@ -5,7 +5,7 @@ mod convert;
 mod resources;
 
 use std::cell::{Cell, RefCell};
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
@@ -18,9 +18,9 @@ use crate::message::{Event, MessageGate};
 use crate::options::Options;
 use crate::params::{Action, Params};
 use crate::value::{decimal, object, Value};
-use crate::wire::{decode_response, state_from_random, Envelope, PageGrant};
+use crate::wire::{decode_response, form_encode, state_from_random, Envelope, PageGrant};
 use convert::{callback, to_js, to_js_error, to_value};
-use resources::{MessageListener, Timeout};
+use resources::{EventListener, Timeout};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
@@ -36,7 +36,7 @@ export interface QysError extends Error {
 }
 /** Options of `new qysSdk(proxyUrl, options)`. */
 export interface QysSdkOptions {
-  /** Sent as query parameters with every request to the proxy. */
+  /** Sent as query parameters with every request to the proxy (numbers must be integers). */
   query?: Record<string, string | number | boolean | null | undefined>;
   /** Abort the proxy request after this many milliseconds (default 15000). */
   timeoutMs?: number;
@@ -85,19 +85,35 @@ export interface EnterpriseAuthParams {
 }
 "#;
 
-/// One open flow: its `message` listener lives as long as this value.
+/// One open flow. Its `message` listener lives as long as this value and holds the instance, so
+/// an open flow keeps working after the page drops its `qysSdk` object.
 struct Flow {
     id: u32,
-    _listener: MessageListener,
+    frame: HtmlIFrameElement,
+    /// The iframe has loaded a page, so the page did put it in the document.
+    loaded: Rc<Cell<bool>>,
+    _messages: EventListener,
+    _load: EventListener,
+}
+
+impl Flow {
+    /// A flow whose iframe the page added and then removed can never finish.
+    fn abandoned(&self) -> bool {
+        self.loaded.get() && !self.frame.is_connected()
+    }
 }
 
 struct Inner {
     /// Absolute proxy URL, query included.
     proxy_url: String,
+    /// Origin and path of the proxy, for messages (the query may carry tokens).
+    proxy_endpoint: String,
     /// Default `returnOrigin`.
     proxy_origin: String,
     options: Options,
     flows: RefCell<Vec<Flow>>,
+    /// Requests in flight, aborted by `destroy()`.
+    requests: RefCell<Vec<(u32, AbortController)>>,
     next_id: Cell<u32>,
     destroyed: Cell<bool>,
 }
@@ -110,8 +126,22 @@ impl Inner {
         }
     }
 
-    fn close_flow(&self, id: u32) {
-        self.flows.borrow_mut().retain(|f| f.id != id);
+    fn next_id(&self) -> u32 {
+        let id = self.next_id.get();
+        self.next_id.set(id.wrapping_add(1));
+        id
+    }
+
+    /// Drops the flow `id`, if given, and every abandoned one, with their listeners
+    /// (wasm-bindgen defers freeing a closure that is running).
+    fn close_flows(&self, id: Option<u32>) {
+        let closed: Vec<Flow> = {
+            let mut flows = self.flows.borrow_mut();
+            let (closed, open) = flows.drain(..).partition(|f| Some(f.id) == id || f.abandoned());
+            *flows = open;
+            closed
+        };
+        drop(closed);
     }
 }
 
@@ -121,13 +151,18 @@ pub struct QysSdk {
     inner: Rc<Inner>,
 }
 
-fn page_href() -> Option<String> {
-    web_sys::window().and_then(|w| w.location().href().ok())
+/// Something this page lacks (window, document, crypto, AbortController): the SDK cannot make or
+/// show a request here. Reported as `network`, the kind for "the request could not be made".
+fn missing(api: &str) -> QysError {
+    QysError::new(ErrorKind::Network, [api, " is not available on this page"].concat())
 }
 
-fn resolve_proxy_url(proxy_url: &str, query: &[(String, String)]) -> Result<(String, String), QysError> {
+/// Resolves `proxy_url` against the page and appends the `query` pairs to its own query, which is
+/// kept byte for byte. Returns (URL, origin + path, origin).
+fn resolve_proxy_url(proxy_url: &str, query: &[(String, String)]) -> Result<(String, String, String), QysError> {
     let bad = |why: &str| QysError::invalid_at("proxyUrl", &[" \"", proxy_url, "\" ", why]);
-    let url = match page_href() {
+    let page = web_sys::window().and_then(|w| w.location().href().ok());
+    let url = match page {
         Some(base) => web_sys::Url::new_with_base(proxy_url, &base),
         None => web_sys::Url::new(proxy_url),
     }
@@ -135,22 +170,31 @@ fn resolve_proxy_url(proxy_url: &str, query: &[(String, String)]) -> Result<(Str
     if !matches!(url.protocol().as_str(), "http:" | "https:") {
         return Err(bad("must be an http(s) URL"));
     }
-    let params = url.search_params();
+    let mut search = url.search();
     for (name, value) in query {
-        params.append(name, value);
+        search.push_str(if search.is_empty() { "?" } else { "&" });
+        search.push_str(&form_encode(name));
+        search.push('=');
+        search.push_str(&form_encode(value));
     }
-    Ok((url.href(), url.origin()))
+    url.set_search(&search);
+    url.set_hash("");
+    Ok((url.href(), [url.origin(), url.pathname()].concat(), url.origin()))
 }
 
 fn random_state() -> Result<String, QysError> {
-    let crypto = web_sys::window()
-        .and_then(|w| w.crypto().ok())
-        .ok_or_else(|| QysError::new(ErrorKind::InvalidArgument, "crypto.getRandomValues is not available on this page"))?;
+    let crypto = web_sys::window().and_then(|w| w.crypto().ok()).ok_or_else(|| missing("crypto.getRandomValues"))?;
     let mut bytes = [0u8; 16];
-    crypto
-        .get_random_values_with_u8_array(&mut bytes)
-        .map_err(|_| QysError::new(ErrorKind::InvalidArgument, "crypto.getRandomValues failed"))?;
+    crypto.get_random_values_with_u8_array(&mut bytes).map_err(|_| missing("crypto.getRandomValues"))?;
     Ok(state_from_random(&bytes))
+}
+
+/// `JSON.stringify` turns NaN and ±Infinity into `null`; refuse them before it can.
+fn finite(js: &JsValue, param: &str) -> Result<(), QysError> {
+    match js.as_f64() {
+        Some(n) if !n.is_finite() => Err(QysError::invalid_at(param, &[" must be a finite number"])),
+        _ => Ok(()),
+    }
 }
 
 /// The callbacks a flow may fire.
@@ -168,17 +212,32 @@ impl QysSdk {
         #[wasm_bindgen(unchecked_optional_param_type = "QysSdkOptions")] options: Option<JsValue>,
     ) -> Result<QysSdk, JsValue> {
         let build = || -> Result<QysSdk, QysError> {
-            let options = Options::parse(&to_value(&options.unwrap_or(JsValue::UNDEFINED), "options")?)?;
-            let (proxy_url, proxy_origin) = resolve_proxy_url(&proxy_url, &options.query)?;
+            let options = options.unwrap_or(JsValue::UNDEFINED);
+            if options.is_object() {
+                let get = |key: &str| js_sys::Reflect::get(&options, &key.into()).unwrap_or(JsValue::UNDEFINED);
+                finite(&get("timeoutMs"), "timeoutMs")?;
+                let query = get("query");
+                if query.is_object() {
+                    for key in js_sys::Object::keys(query.unchecked_ref::<js_sys::Object>()).iter() {
+                        let key = key.as_string().unwrap_or_default();
+                        let value = js_sys::Reflect::get(&query, &key.as_str().into()).unwrap_or(JsValue::UNDEFINED);
+                        finite(&value, &["query.", &key].concat())?;
+                    }
+                }
+            }
+            let options = Options::parse(&to_value(&options, "options")?)?;
+            let (proxy_url, proxy_endpoint, proxy_origin) = resolve_proxy_url(&proxy_url, &options.query)?;
             let inner = Inner {
                 proxy_url,
+                proxy_endpoint,
                 proxy_origin,
                 options,
                 flows: RefCell::default(),
+                requests: RefCell::default(),
                 next_id: Cell::new(0),
                 destroyed: Cell::new(false),
             };
-            inner.log(&["ready; proxy ", &inner.proxy_url]);
+            inner.log(&["ready; proxy ", &inner.proxy_endpoint]);
             Ok(QysSdk { inner: Rc::new(inner) })
         };
         build().map_err(|e| to_js_error(&e))
@@ -226,10 +285,14 @@ impl QysSdk {
         self.auth(Action::EnterpriseAuth, params, callbacks)
     }
 
-    /// Removes every listener this instance added; no callback fires afterwards.
+    /// Removes every listener this instance added and aborts its requests; no callback fires
+    /// afterwards.
     pub fn destroy(&self) {
         self.inner.destroyed.set(true);
-        self.inner.flows.borrow_mut().clear();
+        let requests = std::mem::take(&mut *self.inner.requests.borrow_mut());
+        requests.iter().for_each(|(_, controller)| controller.abort());
+        let flows = std::mem::take(&mut *self.inner.flows.borrow_mut());
+        drop(flows);
         self.inner.log(&["destroyed"]);
     }
 }
@@ -238,8 +301,11 @@ impl QysSdk {
     fn sign(&self, action: Action, contract_id: JsValue, contact: JsValue, callbacks: Option<JsValue>) -> Promise {
         let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
         let prepared = (|| {
+            finite(&contract_id, "contractId")?;
             let contract_id = if contract_id.is_bigint() {
-                Value::String(String::from(js_sys::JsString::from(contract_id)))
+                // Exact, unlike a number; the core checks the digits like any string.
+                let digits = contract_id.unchecked_ref::<js_sys::BigInt>().to_string(10);
+                Value::String(digits.map(String::from).unwrap_or_default())
             } else {
                 to_value(&contract_id, "contractId")?
             };
@@ -305,6 +371,7 @@ fn await_answer(inner: Rc<Inner>, mut call: Call, resolve: Function, reject: Fun
     on_settled(&fetch, move |response| {
         let settle = move |answer: Result<(u16, JsValue), JsValue>| {
             let action = call.action;
+            inner.requests.borrow_mut().retain(|(id, _)| *id != call.id);
             match finish(&inner, call, answer) {
                 Ok(frame) => resolve.call1(&JsValue::UNDEFINED, &frame),
                 Err(e) => reject.call1(&JsValue::UNDEFINED, &fail(&inner, action, &e)),
@@ -323,6 +390,7 @@ fn await_answer(inner: Rc<Inner>, mut call: Call, resolve: Function, reject: Fun
 
 /// One call between its request and the proxy's answer.
 struct Call {
+    id: u32,
     action: Action,
     state: String,
     callbacks: Callbacks,
@@ -355,10 +423,9 @@ fn begin(inner: &Inner, action: Action, prepared: Result<(Params, Callbacks), Qy
         Params::Sign(_) => true,
     };
     let envelope = Envelope { action, state: random_state()?, params };
-    let failed = |what: &str| QysError::new(ErrorKind::Network, [what, " is not available on this page"].concat());
-    let window = web_sys::window().ok_or_else(|| failed("window"))?;
-    let controller = AbortController::new().map_err(|_| failed("AbortController"))?;
-    let headers = Headers::new().map_err(|_| failed("Headers"))?;
+    let window = web_sys::window().ok_or_else(|| missing("window"))?;
+    let controller = AbortController::new().map_err(|_| missing("AbortController"))?;
+    let headers = Headers::new().map_err(|_| missing("Headers"))?;
     let _ = headers.set("Content-Type", "application/x-www-form-urlencoded");
     let init = RequestInit::new();
     init.set_method("POST");
@@ -367,18 +434,23 @@ fn begin(inner: &Inner, action: Action, prepared: Result<(Params, Callbacks), Qy
     init.set_signal(Some(&controller.signal()));
     inner.log(&[action.name(), ": requesting a page from the proxy"]);
     let fetch = window.fetch_with_str_and_init(&inner.proxy_url, &init);
+    let id = inner.next_id();
+    inner.requests.borrow_mut().push((id, controller.clone()));
     let timed_out = Rc::new(Cell::new(false));
     let flag = timed_out.clone();
     let timer = Timeout::new(inner.options.timeout_ms, move || {
         flag.set(true);
         controller.abort();
     });
-    Ok(Call { action, state: envelope.state, callbacks, allow_camera, fetch: Some(fetch), timed_out, _timer: timer })
+    Ok(Call { id, action, state: envelope.state, callbacks, allow_camera, fetch: Some(fetch), timed_out, _timer: timer })
 }
 
 /// Reads the proxy's answer and, on success, creates the iframe and starts listening.
 #[inline(never)]
 fn finish(inner: &Rc<Inner>, call: Call, answer: Result<(u16, JsValue), JsValue>) -> Result<JsValue, QysError> {
+    if inner.destroyed.get() {
+        return Err(destroyed());
+    }
     let (status, text) = answer.map_err(|e| {
         if call.timed_out.get() {
             let ms = decimal(u64::from(inner.options.timeout_ms));
@@ -387,7 +459,7 @@ fn finish(inner: &Rc<Inner>, call: Call, answer: Result<(u16, JsValue), JsValue>
             let reason = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default();
             let text = [
                 "the proxy at ",
-                &inner.proxy_url,
+                &inner.proxy_endpoint,
                 " could not be reached (",
                 &reason,
                 "); check the URL, the network and the proxy's allowed origins",
@@ -396,10 +468,11 @@ fn finish(inner: &Rc<Inner>, call: Call, answer: Result<(u16, JsValue), JsValue>
         }
     })?;
     let body = Value::parse(&text.as_string().unwrap_or_default()).ok();
-    let grant = decode_response(status, body.as_ref(), &inner.proxy_origin)?;
-    if inner.destroyed.get() {
-        return Err(destroyed());
-    }
+    let mut grant = decode_response(status, body.as_ref(), &inner.proxy_origin)?;
+    // `event.origin` is always canonical (lowercase host, no default port); so must this be.
+    grant.return_origin = web_sys::Url::new(&grant.return_origin)
+        .map(|u| u.origin())
+        .map_err(|_| QysError::new(ErrorKind::Protocol, "the proxy's answer is not protocol v1: result.returnOrigin"))?;
     inner.log(&[call.action.name(), ": page granted, return origin ", &grant.return_origin]);
     open_frame(inner, call.action, call.state, grant, call.callbacks, call.allow_camera).map(JsValue::from)
 }
@@ -421,10 +494,10 @@ fn open_frame(
     callbacks: Callbacks,
     allow_camera: bool,
 ) -> Result<HtmlIFrameElement, QysError> {
-    let dom = || QysError::new(ErrorKind::InvalidArgument, "this page has no document to create the iframe in");
-    let window = web_sys::window().ok_or_else(dom)?;
-    let document = window.document().ok_or_else(dom)?;
-    let frame: HtmlIFrameElement = document.create_element("iframe").map_err(|_| dom())?.unchecked_into();
+    let window = web_sys::window().ok_or_else(|| missing("window"))?;
+    let document = window.document().ok_or_else(|| missing("document"))?;
+    let frame: HtmlIFrameElement =
+        document.create_element("iframe").map_err(|_| missing("document.createElement"))?.unchecked_into();
     frame.set_src(&grant.page_url);
     frame.set_title(frame_title(action));
     if allow_camera {
@@ -435,36 +508,48 @@ fn open_frame(
         let _ = style.set_property(name, value);
     }
 
-    let id = inner.next_id.get();
-    inner.next_id.set(id + 1);
+    let id = inner.next_id();
     let gate = RefCell::new(MessageGate::new(action, grant.return_origin, state));
-    let weak: Weak<Inner> = Rc::downgrade(inner);
+    let owner = inner.clone();
     let watched = frame.clone();
-    let listener = MessageListener::new(window.into(), move |event: MessageEvent| {
-        let Some(inner) = weak.upgrade() else { return };
+    let messages = EventListener::new(window.into(), "message", move |event| {
+        let event: MessageEvent = event.unchecked_into();
+        let inner = &owner;
+        let origin = event.origin();
         let from_frame = match (event.source(), watched.content_window()) {
             (Some(source), Some(own)) => JsValue::from(source) == JsValue::from(own),
             _ => false,
         };
-        let data = to_value(&event.data(), "message").unwrap_or(Value::Null);
-        let Some(accepted) = gate.borrow_mut().offer(&event.origin(), from_frame, &data) else {
-            inner.log(&[action.name(), ": ignored a message from ", &event.origin()]);
+        // Origin and window first: data from anyone else is never even read.
+        let accepted = if gate.borrow().accepts(&origin, from_frame) {
+            let data = to_value(&event.data(), "message").unwrap_or(Value::Null);
+            gate.borrow_mut().offer(&origin, from_frame, &data)
+        } else {
+            None
+        };
+        let Some(accepted) = accepted else {
+            inner.log(&[action.name(), ": ignored a message from ", &origin]);
             return;
         };
-        // Terminal: drop the listener now; wasm-bindgen defers freeing a running closure.
-        inner.close_flow(id);
         let (name, target, argument) = match accepted {
-            Event::SignSuccess(result) => ("signSuccess", &callbacks.success, to_js(&result)),
-            Event::AuthSuccess(info) => ("authSuccess", &callbacks.success, to_js(&info)),
-            Event::AuthFail => ("authFail", &callbacks.fail, JsValue::UNDEFINED),
+            Event::SignSuccess(result) => ("signSuccess", callbacks.success.clone(), to_js(&result)),
+            Event::AuthSuccess(info) => ("authSuccess", callbacks.success.clone(), to_js(&info)),
+            Event::AuthFail => ("authFail", callbacks.fail.clone(), JsValue::UNDEFINED),
         };
         inner.log(&[action.name(), ": ", name]);
+        // Terminal: drop the listener now (wasm-bindgen frees a running closure after it returns).
+        inner.close_flows(Some(id));
         if let Some(f) = target {
             if let Err(thrown) = f.call1(&JsValue::UNDEFINED, &argument) {
-                wasm_bindgen::throw_val(thrown);
+                // Report the page's own error without unwinding through wasm.
+                let _ = Promise::reject(&thrown);
             }
         }
     });
-    inner.flows.borrow_mut().push(Flow { id, _listener: listener });
+    let loaded = Rc::new(Cell::new(false));
+    let flag = loaded.clone();
+    let load = EventListener::new(frame.clone().into(), "load", move |_| flag.set(true));
+    inner.close_flows(None);
+    inner.flows.borrow_mut().push(Flow { id, frame: frame.clone(), loaded, _messages: messages, _load: load });
     Ok(frame)
 }

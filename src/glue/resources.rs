@@ -2,27 +2,28 @@
 
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
-use web_sys::{EventTarget, MessageEvent};
+use web_sys::{Event, EventTarget};
 
-/// A `message` listener on a target; removed on drop.
+/// An event listener on a target; removed on drop.
 #[must_use = "the listener is removed as soon as this value is dropped"]
-pub struct MessageListener {
+pub struct EventListener {
     target: EventTarget,
-    callback: Closure<dyn FnMut(MessageEvent)>,
+    kind: &'static str,
+    callback: Closure<dyn FnMut(Event)>,
 }
 
-impl MessageListener {
-    /// Adds `callback` as a `message` listener on `target`.
-    pub fn new(target: EventTarget, callback: impl FnMut(MessageEvent) + 'static) -> Self {
-        let callback = Closure::<dyn FnMut(MessageEvent)>::new(callback);
-        let _ = target.add_event_listener_with_callback("message", callback.as_ref().unchecked_ref());
-        Self { target, callback }
+impl EventListener {
+    /// Adds `callback` as a listener for `kind` events on `target`.
+    pub fn new(target: EventTarget, kind: &'static str, callback: impl FnMut(Event) + 'static) -> Self {
+        let callback = Closure::<dyn FnMut(Event)>::new(callback);
+        let _ = target.add_event_listener_with_callback(kind, callback.as_ref().unchecked_ref());
+        Self { target, kind, callback }
     }
 }
 
-impl Drop for MessageListener {
+impl Drop for EventListener {
     fn drop(&mut self) {
-        let _ = self.target.remove_event_listener_with_callback("message", self.callback.as_ref().unchecked_ref());
+        let _ = self.target.remove_event_listener_with_callback(self.kind, self.callback.as_ref().unchecked_ref());
     }
 }
 

@@ -140,3 +140,61 @@ test('after destroy() no callback fires', async () => {
   assert.ok(!page.sdkLog.some((l) => l.includes('ignored a message')), 'the listener is gone, not just ignoring');
   await page.close();
 });
+
+test('an open flow survives the page dropping its qysSdk object (GC)', async () => {
+  const { page } = await openDemo();
+  await page.evaluate(async () => {
+    // The seed's pattern: the instance lives in a local variable only.
+    const element = await new window.qysDemo.qysSdk('/qys/proxy').personalAuth(
+      { mode: 'FACE', contact: '13900000031', username: '周', idCardNo: '1' },
+      { authSuccessCb: (info) => { window.fired = (window.fired ?? []).concat(['authSuccess', info.username]); } });
+    element.id = 'gc-frame';
+    document.body.append(element);
+  });
+  for (let i = 0; i < 3; i++) await page.evaluate(() => { gc(); return new Promise((r) => setTimeout(r, 50)); });
+  await page.frameLocator('#gc-frame').locator('#qys-sandbox-auth-submit').click();
+  await page.waitForFunction(() => window.fired);
+  assert.deepEqual(await page.evaluate(() => window.fired), ['authSuccess', '周']);
+  await page.close();
+});
+
+test('a callback that throws is reported to the page and the instance keeps working', async () => {
+  const { page } = await openDemo();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.evaluate(async () => {
+    const sdk = window.qysDemo.sdk;
+    const element = await sdk.personalAuth({ mode: 'FACE', contact: '13900000032', username: '吴', idCardNo: '2' },
+      { authSuccessCb: () => { window.calls = (window.calls ?? 0) + 1; throw new Error('integrator bug'); } });
+    element.id = 'throw-frame';
+    document.body.append(element);
+  });
+  await page.frameLocator('#throw-frame').locator('#qys-sandbox-auth-submit').click();
+  await page.waitForFunction(() => window.calls === 1);
+  await page.waitForTimeout(200);
+  assert.ok(pageErrors.some((m) => m.includes('integrator bug')), JSON.stringify(pageErrors));
+  // The same instance still serves a new call.
+  const ok = await page.evaluate(() => window.qysDemo.sdk.personalAuth({ contact: '13900000033' }).then((e) => e.tagName));
+  assert.equal(ok, 'IFRAME');
+  assert.equal(await page.evaluate(() => window.calls), 1);
+  await page.close();
+});
+
+test('a flow whose iframe was removed is dropped at the next call', async () => {
+  const { page } = await openDemo();
+  const ignoredCount = () => page.sdkLog.filter((l) => l.includes('ignored a message')).length;
+  await page.evaluate(async () => {
+    const sdk = window.qysDemo.sdk;
+    const first = await sdk.personalAuth({ contact: '13900000034' });
+    const loaded = new Promise((r) => first.addEventListener('load', r));
+    document.body.append(first);
+    await loaded;
+    first.remove(); // the page closed its modal
+    const second = await sdk.personalAuth({ contact: '13900000035' });
+    document.body.append(second);
+    window.postMessage('noise', '*');
+  });
+  await page.waitForTimeout(200);
+  assert.equal(ignoredCount(), 1, 'only the open flow still listens');
+  await page.close();
+});
