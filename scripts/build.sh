@@ -9,6 +9,7 @@ wasm-bindgen --target web --out-dir pkg --out-name qys_sdk_wasm \
   target/wasm32-unknown-unknown/release/qys_sdk_wasm.wasm
 node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
   pkg/qys_sdk_wasm_bg.wasm -o pkg/qys_sdk_wasm_bg.wasm
+echo '{ "type": "module" }' > pkg/package.json
 # The seed's constructor name, `qysSdk`, next to the class name.
 cat > pkg/index.js <<'JS'
 export { default, initSync, QysSdk, QysSdk as qysSdk } from './qys_sdk_wasm.js';
