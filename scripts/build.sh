@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Release build of the SDK into pkg/: cargo (wasm32) → wasm-bindgen (pinned) → wasm-opt -Oz.
+# Release build of the SDK into pkg/: cargo (pinned nightly, WebAssembly MVP) → wasm-bindgen
+# (pinned to Cargo.lock) → wasm-opt -Oz with MVP features only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/tools.sh
-cargo build --release --locked --target wasm32-unknown-unknown -p qys-sdk-wasm
+. scripts/mvp.env
+check_nightly
+RUSTFLAGS="$SHIP_RUSTFLAGS" cargo +nightly build --release --locked --target wasm32-unknown-unknown \
+  $BUILD_STD -p qys-sdk-wasm --target-dir target/mvp
 rm -rf pkg
 wasm-bindgen --target web --out-dir pkg --out-name qys_sdk_wasm \
-  target/wasm32-unknown-unknown/release/qys_sdk_wasm.wasm
-node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+  target/mvp/wasm32-unknown-unknown/release/qys_sdk_wasm.wasm
+node_modules/.bin/wasm-opt -Oz $WASM_OPT_FEATURES --strip-debug --strip-producers \
   pkg/qys_sdk_wasm_bg.wasm -o pkg/qys_sdk_wasm_bg.wasm
 echo '{ "type": "module" }' > pkg/package.json
 # The seed's constructor name, `qysSdk`, next to the class name.

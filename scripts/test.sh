@@ -31,9 +31,12 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 grep -q '^proxy:' "$run/proxy.out" || { cat "$run/proxy.out"; exit 1; }
+# On the MVP build, like the shipped package (panics keep their messages here).
+. scripts/mvp.env
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_ADDRESS=$runner_addr \
-  WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 \
-  cargo test --locked --target wasm32-unknown-unknown -p qys-sdk-wasm --test browser
+  WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 RUSTFLAGS="$MVP_RUSTFLAGS" \
+  cargo +nightly test --locked --target wasm32-unknown-unknown $BUILD_STD -p qys-sdk-wasm \
+  --target-dir target/mvp-test --test browser
 
-echo "== end-to-end (Playwright, Chromium)"
-node --test tests/e2e/
+echo "== end-to-end (Playwright, Chromium) and shipping checks"
+node --test tests/e2e/ tests/ship/

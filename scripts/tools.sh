@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the build and test tools this project needs, skipping what is already there:
-# the wasm32 target, wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen, npm packages,
-# and Debian's chromium + chromium-driver.
+# the wasm32 target, nightly's rust-src, wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen,
+# npm packages, and Debian's chromium + chromium-driver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+# The shipped (MVP) build rebuilds std with the machine's nightly, which needs its sources.
+rustup component list --toolchain nightly --installed | grep -q '^rust-src' \
+  || rustup component add rust-src --toolchain nightly
 
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
@@ -16,7 +19,8 @@ if [ "$have" != "$want" ]; then
     || cargo install -q wasm-bindgen-cli --version "$want"
 fi
 
-[ -x node_modules/.bin/wasm-opt ] && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+# npm ci when node_modules is missing or older than the lockfile.
+[ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   apt-get update -qq

