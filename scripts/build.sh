@@ -23,6 +23,36 @@ export * from './qys_sdk_wasm.js';
 export { default } from './qys_sdk_wasm.js';
 export { QysSdk as qysSdk } from './qys_sdk_wasm.js';
 TS
-for f in pkg/qys_sdk_wasm_bg.wasm pkg/qys_sdk_wasm.js; do
+# The shipped files (dist/): the ES module entry with lazy instantiation, the classic drop-in
+# script, the .wasm next to both, and their types. Transpiled for Chrome 57 / Safari 11
+# (esbuild flags Safari 11 destructuring for edge cases of its test suite; the plain object
+# destructuring the glue uses runs there, so it is declared supported).
+rm -rf dist && mkdir dist
+esbuild=node_modules/.bin/esbuild
+$esbuild js/index.js --bundle --format=esm --target=chrome61,safari11 --supported:import-meta=true --supported:destructuring=true \
+  --minify --legal-comments=none --log-level=warning --outfile=dist/qys-sdk.mjs
+# The glue's default wasm URL (import.meta.url) is never used: classic.js passes its own.
+$esbuild js/classic.js --bundle --format=iife --target=chrome57,safari11 --supported:destructuring=true \
+  --define:import.meta.url=undefined --minify --legal-comments=none --log-level=warning --outfile=dist/index.js
+cp pkg/qys_sdk_wasm_bg.wasm dist/
+cp pkg/qys_sdk_wasm.d.ts dist/qys_sdk_wasm.d.ts
+cat > dist/qys-sdk.d.ts <<'TS'
+import { QysSdk } from './qys_sdk_wasm.js';
+export type {
+  QysError, QysErrorKind, QysSdkOptions, ContactType, SignCallbacks, PersonalUserInfo, CompanyInfo,
+  AuthCallbacks, PersonalAuthParams, EnterpriseAuthParams,
+} from './qys_sdk_wasm.js';
+/** The SDK; the wasm is loaded on the first call. */
+export { QysSdk, QysSdk as qysSdk };
+export default QysSdk;
+TS
+cat > dist/index.d.ts <<'TS'
+/** The classic script defines `window.qysSdk`. */
+declare global {
+  var qysSdk: typeof import('./qys-sdk.js').QysSdk;
+}
+export {};
+TS
+for f in dist/qys_sdk_wasm_bg.wasm dist/qys-sdk.mjs dist/index.js; do
   printf '%-32s %7d B  gzip -9 %6d B\n' "$f" "$(wc -c <"$f")" "$(gzip -9c "$f" | wc -c)"
 done

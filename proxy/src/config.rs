@@ -83,9 +83,12 @@ pub struct Cli {
     /// Directory served at / (the demo page), if it exists.
     #[arg(long, env = "QYS_WWW_DIR", default_value = "www", global = true)]
     pub www_dir: PathBuf,
-    /// Directory served at /pkg (the built SDK), if it exists.
+    /// Directory served at /pkg (wasm-bindgen's output), if it exists.
     #[arg(long, env = "QYS_PKG_DIR", default_value = "pkg", global = true)]
     pub pkg_dir: PathBuf,
+    /// Directory served at /js (the shipped files: classic script, ES module, .wasm), if it exists.
+    #[arg(long, env = "QYS_JS_DIR", default_value = "dist", global = true)]
+    pub js_dir: PathBuf,
     /// Sandbox listen address.
     #[arg(long, env = "QYS_SANDBOX_LISTEN", default_value = "127.0.0.1:8081", global = true)]
     pub sandbox_listen: SocketAddr,
@@ -234,7 +237,7 @@ impl Cli {
             Some(k) => TokenKey::new(k.as_bytes()),
             None => TokenKey::derive_from_secret(secret.expose()),
         };
-        let static_dirs = [("/pkg", &self.pkg_dir), ("/", &self.www_dir)]
+        let static_dirs = [("/pkg", &self.pkg_dir), ("/js", &self.js_dir), ("/", &self.www_dir)]
             .into_iter()
             .filter(|(_, dir)| dir.is_dir())
             .map(|(mount, dir)| (mount.to_owned(), dir.clone()))

@@ -262,3 +262,23 @@ async fn the_platform_calls_back_the_proxy_by_default_and_it_is_stored() {
     let company = stored.iter().find(|c| c.kind == "company-auth").unwrap();
     assert!(company.body.contains("actionEvent=7") && company.error.is_empty(), "{company:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fields_that_were_not_prefilled_can_be_filled_in() {
+    let stack = Stack::ticket_mode().await;
+    let url = stack.page_url("personalAuth", &state("fill"), json!({"mode": "BANK", "contact": "13900000041"})).await;
+    let page = open(&stack.client, &url).await;
+    assert!(page.html.contains("id=qys-sandbox-username name=username value=\"\">"), "{}", page.html);
+    let done = click(
+        &stack.client,
+        &page,
+        "submit",
+        &[("username", "林"), ("idCardNo", "3"), ("bankNo", "6222"), ("bankMobile", "13900000042")],
+    )
+    .await;
+    let message = finish_message(&stack, &done, "fill").await;
+    assert_eq!(
+        message["data"],
+        json!({"username": "林", "mobile": "13900000041", "cardNo": "3", "bankNo": "6222", "contact": "13900000042"})
+    );
+}

@@ -44,13 +44,21 @@ test('the MVP check refuses a post-MVP module that declares its features (contro
   assert.notEqual(validatesAsMvp(declared).status, 0, 'memory.fill must be refused');
 });
 
-test('the JS glue parses as ES2017 and uses no BigInt', () => {
-  // `import.meta.url` is ES2020 module syntax that bundlers replace; everything else is ES2017.
-  const glue = readFileSync(join(root, 'pkg', 'qys_sdk_wasm.js'), 'utf8').replaceAll('import.meta.url', '"."');
-  parse(glue, { ecmaVersion: 2017, sourceType: 'module' });
-  const names = [...tokenizer(glue, { ecmaVersion: 2017, sourceType: 'module' })]
-    .filter((t) => t.type.label === 'name').map((t) => t.value);
-  for (const big of ['BigInt', 'BigInt64Array', 'BigUint64Array']) assert.ok(!names.includes(big), big);
+test('the shipped JS parses as ES2017 (Chrome 57 / Safari 11) and uses no BigInt', () => {
+  const files = [
+    // The classic drop-in script: a plain ES2017 script.
+    ['dist/index.js', 'script'],
+    // The ES module entry: ES2017 but for `import.meta.url`, which bundlers replace.
+    ['dist/qys-sdk.mjs', 'module'],
+  ];
+  for (const [file, sourceType] of files) {
+    const code = readFileSync(join(root, file), 'utf8').replaceAll('import.meta.url', '"."');
+    parse(code, { ecmaVersion: 2017, sourceType });
+    const names = [...tokenizer(code, { ecmaVersion: 2017, sourceType })]
+      .filter((t) => t.type.label === 'name').map((t) => t.value);
+    for (const big of ['BigInt', 'BigInt64Array', 'BigUint64Array']) assert.ok(!names.includes(big), `${file}: ${big}`);
+  }
+  assert.ok(!readFileSync(join(root, 'dist/index.js'), 'utf8').includes('import.meta'), 'the classic script has no module syntax');
 });
 
 test('Node 10 (V8 6.8, about Chrome 68) instantiates the wasm', () => {

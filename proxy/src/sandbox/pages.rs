@@ -69,6 +69,16 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("")
 }
 
+/// A personal field the person may fill: listed in `modifyFields`, or not prefilled at all.
+fn personal_editable(req: &Value, key: &str, modify: &str) -> bool {
+    text(req, key).is_empty() || req["modifyFields"].as_array().is_some_and(|a| a.iter().any(|v| v == modify))
+}
+
+/// A company field the applicant may fill: listed in `modifyFields` (a comma list), or empty.
+fn company_editable(req: &Value, key: &str, modify: &str) -> bool {
+    text(req, key).is_empty() || text(req, "modifyFields").split(',').any(|x| x.trim() == modify)
+}
+
 /// `GET /h5?ticket=…[&callbackPage=…]`.
 pub async fn show(State(sb): State<Shared>, Query(params): Query<Params>) -> Response {
     let (ticket, session) = match session(&sb, &params) {
@@ -111,7 +121,6 @@ pub async fn show(State(sb): State<Shared>, Query(params): Query<Params>) -> Res
         }
         SessionKind::PersonalAuth(req) => {
             let contact = req["user"]["contact"].as_str().unwrap_or("");
-            let editable = |f: &str| req["modifyFields"].as_array().is_some_and(|a| a.iter().any(|v| v == f));
             let known = world.persons.get(contact).filter(|p| p.real_name);
             let value = |key: &str, platform: Option<&str>| platform.unwrap_or(text(req, key)).to_owned();
             let mode = req["mode"].as_str().unwrap_or("DEFAULT");
@@ -126,17 +135,18 @@ pub async fn show(State(sb): State<Shared>, Query(params): Query<Params>) -> Res
                 "username",
                 "姓名",
                 &value("username", known.map(|p| p.username.as_str())),
-                known.is_none() && editable("USERNAME"),
+                known.is_none() && personal_editable(req, "username", "USERNAME"),
             );
             fields += &field(
                 "idCardNo",
                 "身份证号",
                 &value("idCardNo", known.map(|p| p.id_card_no.as_str())),
-                known.is_none() && editable("IDCARDNO"),
+                known.is_none() && personal_editable(req, "idCardNo", "IDCARDNO"),
             );
             if mode == "BANK" || mode == "DEFAULT" {
-                fields += &field("bankNo", "银行卡号", text(req, "bankNo"), editable("BANKNO"));
-                fields += &field("bankMobile", "预留手机号", text(req, "bankMobile"), editable("BANKMOBILE"));
+                fields += &field("bankNo", "银行卡号", text(req, "bankNo"), personal_editable(req, "bankNo", "BANKNO"));
+                let mobile_editable = personal_editable(req, "bankMobile", "BANKMOBILE");
+                fields += &field("bankMobile", "预留手机号", text(req, "bankMobile"), mobile_editable);
             }
             format!(
                 "<h1>个人认证</h1><p>联系方式 {}</p>{}",
@@ -148,7 +158,7 @@ pub async fn show(State(sb): State<Shared>, Query(params): Query<Params>) -> Res
             )
         }
         SessionKind::CompanyAuth { request, .. } => {
-            let editable = |f: &str| text(request, "modifyFields").split(',').any(|x| x.trim() == f);
+            let editable = |key: &str, modify: &str| company_editable(request, key, modify);
             let close = if request["closeButton"] != false {
                 "<button id=qys-sandbox-close name=op value=close>关闭</button>"
             } else {
@@ -158,9 +168,9 @@ pub async fn show(State(sb): State<Shared>, Query(params): Query<Params>) -> Res
                 "<h1>企业认证</h1>{}",
                 form(format!(
                     "{}{}{}<p>申请人 {}</p><button id=qys-sandbox-auth-submit name=op value=submit>提交认证</button>{close}",
-                    field("corpName", "企业名称", text(request, "companyName"), editable("corpName")),
-                    field("registerNo", "注册号", text(request, "registerNo"), editable("registerNo")),
-                    field("legalPerson", "法定代表人", text(request, "legalPerson"), editable("legalPerson")),
+                    field("corpName", "企业名称", text(request, "companyName"), editable("companyName", "corpName")),
+                    field("registerNo", "注册号", text(request, "registerNo"), editable("registerNo", "registerNo")),
+                    field("legalPerson", "法定代表人", text(request, "legalPerson"), editable("legalPerson", "legalPerson")),
                     escape(text(&request["applicant"], "name"))
                 ))
             )
@@ -226,9 +236,8 @@ pub async fn act(State(sb): State<Shared>, Form(params): Form<Params>) -> Respon
         }
         (SessionKind::PersonalAuth(req), "submit") => submit_personal(&sb, &ticket, &session, req, &params),
         (SessionKind::CompanyAuth { request, request_id }, "submit") => {
-            let editable = |f: &str| text(request, "modifyFields").split(',').any(|x| x.trim() == f);
             let pick = |form_key: &str, req_key: &str, modify: &str| {
-                if editable(modify) { posted(form_key) } else { text(request, req_key).to_owned() }
+                if company_editable(request, req_key, modify) { posted(form_key) } else { text(request, req_key).to_owned() }
             };
             let company = Company {
                 name: pick("corpName", "companyName", "corpName"),
@@ -266,9 +275,8 @@ pub async fn act(State(sb): State<Shared>, Form(params): Form<Params>) -> Respon
 
 fn submit_personal(sb: &Shared, ticket: &str, session: &Session, req: &Value, params: &Params) -> Response {
     let contact = req["user"]["contact"].as_str().unwrap_or("").to_owned();
-    let editable = |f: &str| req["modifyFields"].as_array().is_some_and(|a| a.iter().any(|v| v == f));
     let pick = |key: &str, modify: &str| {
-        let value = if editable(modify) { params.get(key).map(String::as_str) } else { req[key].as_str() };
+        let value = if personal_editable(req, key, modify) { params.get(key).map(String::as_str) } else { req[key].as_str() };
         value.unwrap_or("").trim().to_owned()
     };
     let requested = req["mode"].as_str().unwrap_or("DEFAULT");
