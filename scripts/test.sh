@@ -38,5 +38,5 @@ CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_ADDRESS=$runner_addr \
   cargo +nightly test --locked --target wasm32-unknown-unknown $BUILD_STD -p qys-sdk-wasm \
   --target-dir target/mvp-test --test browser
 
-echo "== end-to-end (Playwright, Chromium) and shipping checks"
-node --test tests/e2e/ tests/ship/
+echo "== end-to-end (Playwright, Chromium), shipping checks, npm consumers"
+node --test tests/e2e/ tests/ship/ tests/consumer/

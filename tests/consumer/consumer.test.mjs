@@ -1,0 +1,77 @@
+// The packed tarball as integrators get it: npm pack → install → build with webpack 5 and with
+// Vite 7 (no plugins) → a sign flow in Chromium against the sandbox; TypeScript --strict accepts
+// typed use and refuses wrong option types.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startProxy, launch } from '../e2e/harness.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const work = mkdtempSync(join(tmpdir(), 'qys-consumer-'));
+let browser, tarball, packed;
+
+function run(cmd, args, cwd) {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } });
+  return { status: r.status, out: `${r.stdout}\n${r.stderr}` };
+}
+
+before(async () => {
+  const pack = run('npm', ['pack', '--json', '--pack-destination', work], root);
+  assert.equal(pack.status, 0, pack.out);
+  packed = JSON.parse(pack.out.slice(pack.out.indexOf('['), pack.out.lastIndexOf(']') + 1))[0];
+  tarball = join(work, packed.filename);
+  cpSync(here, join(work, 'consumer'), { recursive: true, filter: (p) => !p.includes('node_modules') });
+  const install = run('npm', ['install', '--no-audit', '--no-fund', '--no-save', tarball], join(work, 'consumer'));
+  assert.equal(install.status, 0, install.out);
+  browser = await launch();
+});
+after(async () => { await browser?.close(); });
+
+test('npm pack holds only what a user needs', () => {
+  const files = packed.files.map((f) => f.path).sort();
+  assert.deepEqual(files, [
+    'README.md', 'dist/index.d.ts', 'dist/index.js', 'dist/qys-sdk.d.ts', 'dist/qys-sdk.mjs',
+    'dist/qys_sdk_wasm.d.ts', 'dist/qys_sdk_wasm_bg.wasm', 'package.json',
+  ]);
+  console.log(`# npm pack: ${files.length} files, ${packed.size} B packed, ${packed.unpackedSize} B unpacked`);
+});
+
+async function signThrough(bundler) {
+  const out = join(work, `out-${bundler}`);
+  const build = run('node', [join(work, 'consumer', `build-${bundler}.mjs`), out], join(work, 'consumer'));
+  assert.equal(build.status, 0, build.out);
+  assert.ok(readdirSync(out, { recursive: true }).some((f) => String(f).endsWith('.wasm')), `${bundler} emitted the .wasm`);
+  const proxy = await startProxy({ QYS_WWW_DIR: out });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${proxy.proxy}/`);
+    await page.waitForSelector('body[data-ready=true]');
+    await page.click('#sign');
+    await page.frameLocator('#qys-frame').locator('#qys-sandbox-sign').click();
+    await page.waitForSelector('#events li');
+    const events = await page.$$eval('#events li', (lis) => lis.map((li) => [li.dataset.event, li.textContent]));
+    assert.deepEqual(events, [['signSuccess', '{"contractId":"2603417854124281870"}']]);
+    await page.close();
+  } finally {
+    proxy.stop();
+  }
+}
+
+test('webpack 5 builds it and the page signs through the sandbox', () => signThrough('webpack'));
+test('Vite 7 builds it and the page signs through the sandbox', () => signThrough('vite'));
+
+test('TypeScript --strict: typed use compiles, wrong option types do not', () => {
+  const dir = join(work, 'consumer', 'ts');
+  const tsc = join(work, 'consumer', 'node_modules', '.bin', 'tsc');
+  const opts = ['--strict', '--noEmit', '--target', 'ES2020', '--module', 'ESNext', '--moduleResolution', 'Bundler', '--lib', 'ES2020,DOM'];
+  const ok = run(tsc, [...opts, 'good.ts'], dir);
+  assert.equal(ok.status, 0, ok.out);
+  const bad = run(tsc, [...opts, 'bad.ts'], dir);
+  assert.notEqual(bad.status, 0);
+  for (const line of [4, 5, 6, 7]) assert.match(bad.out, new RegExp(`bad\\.ts\\(${line},`), `line ${line} is refused:\n${bad.out}`);
+});
