@@ -101,3 +101,20 @@ test('a missing .wasm rejects every call with a QysError saying what to fix', as
   assert.match(message, /qys_sdk_wasm_bg\.wasm/);
   await page.close();
 });
+
+test('the CSP the README lists is enough, and without wasm-unsafe-eval the SDK says so', async () => {
+  const page = await browser.newPage();
+  const html = `<!doctype html><script src=/js/index.js></script><script>
+    window.result = new qysSdk('/qys/proxy').personalAuth({ contact: '13900000053' })
+      .then(function (el) { return el.tagName; }, function (e) { return e.name + ' ' + e.kind; });
+  </script>`;
+  const serve = (csp) => (route) => route.fulfill({ contentType: 'text/html', headers: { 'content-security-policy': csp }, body: html });
+  const sandbox = proxy.sandbox;
+  await page.route(`${proxy.proxy}/csp-ok.html`, serve(`default-src 'none'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; connect-src 'self'; frame-src ${sandbox}`));
+  await page.route(`${proxy.proxy}/csp-no-wasm.html`, serve(`default-src 'none'; script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-src ${sandbox}`));
+  await page.goto(`${proxy.proxy}/csp-ok.html`);
+  assert.equal(await page.evaluate(() => window.result), 'IFRAME');
+  await page.goto(`${proxy.proxy}/csp-no-wasm.html`);
+  assert.equal(await page.evaluate(() => window.result), 'QysError network');
+  await page.close();
+});
