@@ -2,8 +2,11 @@
 # `npm test`: every test of the project.
 #  1. native: the SDK's pure core and the proxy/sandbox (cargo test)
 #  2. the release build of the SDK into pkg/ (npm run build)
-#  3. wasm-bindgen-test in headless Chromium against a running qys-proxy sandbox + fault server
-#  4. Playwright end-to-end flows on the demo page
+#  3. wasm-bindgen-test (MVP build) in Chromium, Firefox ESR and WebKitGTK against a running
+#     qys-proxy sandbox + fault server
+#  4. Playwright end-to-end flows (demo page, seed 004's pages, classic script, CSP), the shipping
+#     checks (MVP wasm, ES2017 JS, Node 10), the npm consumers (webpack, Vite, tsc)
+#  5. the demo flows in Firefox ESR and WebKitGTK through WebDriver
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/tools.sh
@@ -15,7 +18,7 @@ echo "== build"
 bash scripts/build.sh
 cargo build --release --locked -p qys-proxy
 
-echo "== browser tests (wasm-bindgen-test, Chromium)"
+echo "== browser tests (wasm-bindgen-test in Chromium, Firefox ESR, WebKitGTK)"
 run=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$run"; }
@@ -31,12 +34,25 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 grep -q '^proxy:' "$run/proxy.out" || { cat "$run/proxy.out"; exit 1; }
-# On the MVP build, like the shipped package (panics keep their messages here).
+# On the MVP build, like the shipped package (panics keep their messages here), in each engine.
+# The runner picks its driver from the environment: exactly one driver variable per run.
 . scripts/mvp.env
-CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_ADDRESS=$runner_addr \
-  WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 RUSTFLAGS="$MVP_RUSTFLAGS" \
-  cargo +nightly test --locked --target wasm32-unknown-unknown $BUILD_STD -p qys-sdk-wasm \
-  --target-dir target/mvp-test --test browser
+browser_tests() {
+  env WASM_BINDGEN_TEST_ADDRESS=$runner_addr WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 RUSTFLAGS="$MVP_RUSTFLAGS" "$@" \
+    cargo +nightly test --locked --target wasm32-unknown-unknown $BUILD_STD -p qys-sdk-wasm \
+    --target-dir target/mvp-test --test browser
+}
+minibrowser=$(find /usr/lib -path '*webkit2gtk*' -name MiniBrowser -type f | head -n 1)
+echo "-- Chromium"
+browser_tests CHROMEDRIVER=/usr/bin/chromedriver
+echo "-- Firefox ESR"
+browser_tests GECKODRIVER="$(command -v geckodriver)"
+echo "-- WebKitGTK"
+browser_tests SAFARIDRIVER=/usr/bin/WebKitWebDriver xvfb-run -a
 
 echo "== end-to-end (Playwright, Chromium), shipping checks, npm consumers"
 node --test tests/e2e/ tests/ship/ tests/consumer/
+
+echo "== end-to-end in Firefox ESR and WebKitGTK (WebDriver)"
+ENGINE=firefox GECKODRIVER="$(command -v geckodriver)" node --test tests/engines/
+ENGINE=webkit SAFARIDRIVER=/usr/bin/WebKitWebDriver MINIBROWSER="$minibrowser" xvfb-run -a node --test tests/engines/

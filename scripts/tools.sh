@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build and test tools this project needs, skipping what is already there:
 # the wasm32 target, nightly's rust-src, wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen,
-# npm packages, and Debian's chromium + chromium-driver.
+# npm packages, Debian's chromium, firefox-esr and WebKitGTK with their drivers, and geckodriver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +22,13 @@ fi
 # npm ci when node_modules is missing or older than the lockfile.
 [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+# Three engines: Chromium, Firefox ESR, WebKitGTK (MiniBrowser, driven by WebKitWebDriver under
+# Xvfb: it has no headless mode).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v firefox-esr >/dev/null \
+  || ! command -v WebKitWebDriver >/dev/null || ! command -v xvfb-run >/dev/null; then
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+  apt-get install -y -qq --no-install-recommends chromium chromium-driver firefox-esr webkit2gtk-driver \
+    xvfb xauth >/dev/null
 fi
+# No Debian package; from crates.io (about 80 s).
+command -v geckodriver >/dev/null || cargo install -q --locked geckodriver

@@ -1,0 +1,93 @@
+// The demo flows in Firefox ESR and WebKitGTK through WebDriver (Playwright cannot drive Debian's
+// builds). ENGINE=firefox needs GECKODRIVER; ENGINE=webkit needs WebKitWebDriver and a display
+// (run under xvfb-run). The driver is started here and reached with usingServer, so
+// selenium-webdriver never tries to download one.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { Builder, By, until } from 'selenium-webdriver';
+import { startProxy } from '../e2e/harness.mjs';
+
+const engine = process.env.ENGINE;
+let proxy, driverProcess, driver;
+
+async function freePort() {
+  const server = createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+function capabilities() {
+  if (engine === 'firefox') {
+    return { browserName: 'firefox', 'moz:firefoxOptions': { binary: process.env.FIREFOX ?? '/usr/bin/firefox-esr', args: ['-headless'] } };
+  }
+  if (engine === 'webkit') {
+    return { browserName: 'MiniBrowser', 'webkitgtk:browserOptions': { binary: process.env.MINIBROWSER, args: ['--automation'] } };
+  }
+  throw new Error('set ENGINE=firefox or ENGINE=webkit');
+}
+
+before(async () => {
+  proxy = await startProxy();
+  const port = await freePort();
+  const bin = engine === 'firefox' ? process.env.GECKODRIVER : process.env.SAFARIDRIVER;
+  const args = engine === 'firefox' ? ['--host', '127.0.0.1', '--port', String(port)] : [`--port=${port}`, '--host=127.0.0.1'];
+  driverProcess = spawn(bin, args, { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    try {
+      driver = await new Builder().usingServer(`http://127.0.0.1:${port}`).withCapabilities(capabilities()).build();
+      break;
+    } catch (e) {
+      if (i === 99) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+});
+after(async () => {
+  await driver?.quit().catch(() => {});
+  driverProcess?.kill();
+  proxy?.stop();
+});
+
+async function events() {
+  return driver.executeScript(() => [...document.querySelectorAll('#events li')].map((li) => li.textContent));
+}
+
+async function flow(button, fill, click, expected) {
+  await driver.get(`${proxy.proxy}/`);
+  await driver.wait(until.elementLocated(By.css('body[data-ready=true]')), 10000);
+  for (const [id, value] of fill) {
+    const input = await driver.findElement(By.id(id));
+    await input.clear();
+    await input.sendKeys(value);
+  }
+  await driver.findElement(By.id(button)).click();
+  const frame = await driver.wait(until.elementLocated(By.id('qys-frame')), 10000);
+  await driver.switchTo().frame(frame);
+  const target = await driver.wait(until.elementLocated(By.id(click)), 10000);
+  await target.click();
+  await driver.switchTo().defaultContent();
+  await driver.wait(async () => (await events()).length > 0, 10000);
+  await new Promise((r) => setTimeout(r, 300)); // a second callback would show up here
+  assert.deepEqual(await events(), [expected]);
+}
+
+test(`${engine}: personalSign → signSuccess`, () =>
+  flow('personalSign', [], 'qys-sandbox-sign', 'signSuccess {"contractId":"2603417854124281870"}'));
+
+test(`${engine}: enterpriseSign → signSuccess`, () =>
+  flow('enterpriseSign', [], 'qys-sandbox-sign', 'signSuccess {"contractId":"2603417854124281870"}'));
+
+test(`${engine}: personalAuth → authSuccess with userInfo`, () =>
+  flow('personalAuth', [], 'qys-sandbox-auth-submit',
+    'authSuccess {"username":"李雷","mobile":"13900000001","cardNo":"110101199303033456"}'));
+
+test(`${engine}: enterpriseAuth → authSuccess`, () =>
+  flow('enterpriseAuth', [], 'qys-sandbox-auth-submit',
+    'authSuccess {"name":"杭州演示科技有限公司","registerNo":"91330100MA2B000009","legalPerson":"韩梅梅"}'));
+
+test(`${engine}: an unauthenticated signer exits → authFail`, () =>
+  flow('personalSign', [['contractId', '2603417854124281871'], ['signContact', '13900000066']], 'qys-sandbox-exit', 'authFail'));
