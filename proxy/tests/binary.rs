@@ -102,16 +102,9 @@ fn misconfiguration_stops_start_up_with_what_to_fix() {
 }
 
 fn post(url: &str, origin: &str, action: &str, tag: &str, params: Value) -> (u16, String) {
-    let envelope = json!({"v": 1, "action": action, "state": state(tag), "params": params});
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let response = common::client()
-            .post(format!("{url}/qys/proxy?token=ab1234"))
-            .header("origin", origin)
-            .form(&[("requestData", envelope.to_string())])
-            .send()
-            .await
-            .unwrap();
+        let response = common::sdk_request(&common::client(), url, origin, action, &state(tag), params).await;
         let status = response.status().as_u16();
         let headers = format!("{:?}", response.headers());
         (status, format!("{headers}\n{}", response.text().await.unwrap()))

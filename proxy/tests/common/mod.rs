@@ -105,15 +105,7 @@ impl Stack {
 
     /// POSTs an SDK request as the SDK does (form, `requestData`), from [`PAGE_ORIGIN`].
     pub async fn call(&self, action: &str, state: &str, params: Value) -> (u16, Value) {
-        let envelope = json!({"v": 1, "action": action, "state": state, "params": params});
-        let response = self
-            .client
-            .post(format!("{}/qys/proxy?a=1&token=ab1234", self.proxy))
-            .header("origin", PAGE_ORIGIN)
-            .form(&[("requestData", envelope.to_string())])
-            .send()
-            .await
-            .unwrap();
+        let response = sdk_request(&self.client, &self.proxy, PAGE_ORIGIN, action, state, params).await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
     }
@@ -125,6 +117,26 @@ impl Stack {
         assert_eq!(body["result"]["returnOrigin"], self.proxy.as_str());
         body["result"]["pageUrl"].as_str().unwrap().to_owned()
     }
+}
+
+/// POSTs an SDK request to the proxy at `proxy` as the SDK does (form, `requestData`, the page's
+/// query), from `origin`.
+pub async fn sdk_request(
+    client: &reqwest::Client,
+    proxy: &str,
+    origin: &str,
+    action: &str,
+    state: &str,
+    params: Value,
+) -> reqwest::Response {
+    let envelope = json!({"v": 1, "action": action, "state": state, "params": params});
+    client
+        .post(format!("{proxy}/qys/proxy?a=1&token=ab1234"))
+        .header("origin", origin)
+        .form(&[("requestData", envelope.to_string())])
+        .send()
+        .await
+        .unwrap()
 }
 
 /// A page as the browser sees it.
