@@ -473,6 +473,9 @@ async fn return_page(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> 
     response
 }
 
+/// Checks a callback's form fields; `Err` names what is wrong.
+type CallbackCheck = fn(&[(String, String)]) -> Result<(), String>;
+
 /// Checks a personal-auth callback (seed 004 §4); `Err` names what is wrong.
 pub fn check_personal_callback(fields: &[(String, String)]) -> Result<(), String> {
     let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
@@ -526,7 +529,7 @@ async fn receive_callback(
     kind: &'static str,
     query: Option<String>,
     request: Request,
-    check: fn(&[(String, String)]) -> Result<(), String>,
+    check: CallbackCheck,
 ) -> Response {
     let is_form = request
         .headers()

@@ -22,7 +22,6 @@ use crate::sign::{self, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER
 use crate::{unix_millis, Secret};
 use world::{Fixtures, World};
 
-pub use deliver::TRIES as CALLBACK_TRIES;
 
 /// Response codes of the sandbox. Signature-failure codes are the sandbox's own (the platform's
 /// are not public, except 442 INVALID TOKEN, seen on the real platform).
