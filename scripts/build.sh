@@ -3,7 +3,7 @@
 # (pinned to Cargo.lock) → wasm-opt -Oz with MVP features only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/tools.sh
+bash scripts/tools.sh build
 . scripts/mvp.env
 check_nightly
 RUSTFLAGS="$SHIP_RUSTFLAGS" cargo +nightly build --release --locked --target wasm32-unknown-unknown \

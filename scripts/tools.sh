@@ -22,6 +22,9 @@ fi
 # npm ci when node_modules is missing or older than the lockfile.
 [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 
+# `tools.sh build`: only what building needs (npm start); the browsers are for the tests.
+[ "${1:-}" = build ] && exit 0
+
 # Three engines: Chromium, Firefox ESR, WebKitGTK (MiniBrowser, driven by WebKitWebDriver under
 # Xvfb: it has no headless mode).
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v firefox-esr >/dev/null \
