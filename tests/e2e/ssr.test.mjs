@@ -6,6 +6,16 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { root } from './harness.mjs';
 
+test('the shipped ES module imports and constructs without a window', async () => {
+  assert.equal(typeof globalThis.window, 'undefined');
+  const mod = await import(join(root, 'dist/qys-sdk.mjs'));
+  assert.equal(typeof mod.qysSdk, 'function');
+  assert.equal(mod.default, mod.qysSdk);
+  const sdk = new mod.qysSdk('/relative/needs/a/page', {});
+  assert.equal(typeof sdk.personalSign, 'function');
+  sdk.destroy();
+});
+
 test('import and construct without a window', async () => {
   assert.equal(typeof globalThis.window, 'undefined');
   const mod = await import(join(root, 'pkg/index.js'));
