@@ -38,6 +38,7 @@ export function defineQysSdk(whenReady) {
     if (this._sdk) this._sdk.free();
     this._sdk = null;
   };
+  if (typeof Symbol === 'function' && Symbol.dispose) qysSdk.prototype[Symbol.dispose] = qysSdk.prototype.free;
   return qysSdk;
 }
 

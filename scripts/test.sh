@@ -51,8 +51,8 @@ echo "-- WebKitGTK"
 browser_tests SAFARIDRIVER=/usr/bin/WebKitWebDriver xvfb-run -a
 
 echo "== end-to-end (Playwright, Chromium), shipping checks, npm consumers"
-node --test tests/e2e/ tests/ship/ tests/consumer/
+node --test --test-reporter=tap tests/e2e/*.test.mjs tests/ship/*.test.mjs tests/consumer/*.test.mjs
 
 echo "== end-to-end in Firefox ESR and WebKitGTK (WebDriver)"
-ENGINE=firefox GECKODRIVER="$(command -v geckodriver)" node --test tests/engines/
-ENGINE=webkit SAFARIDRIVER=/usr/bin/WebKitWebDriver MINIBROWSER="$minibrowser" xvfb-run -a node --test tests/engines/
+ENGINE=firefox GECKODRIVER="$(command -v geckodriver)" node --test --test-reporter=tap tests/engines/*.test.mjs
+ENGINE=webkit SAFARIDRIVER=/usr/bin/WebKitWebDriver MINIBROWSER="$minibrowser" xvfb-run -a node --test --test-reporter=tap tests/engines/*.test.mjs
