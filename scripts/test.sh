@@ -51,7 +51,7 @@ echo "-- WebKitGTK"
 browser_tests SAFARIDRIVER=/usr/bin/WebKitWebDriver xvfb-run -a
 
 echo "== end-to-end (Playwright, Chromium), shipping checks, npm consumers"
-node --test --test-reporter=tap tests/e2e/*.test.mjs tests/ship/*.test.mjs tests/consumer/*.test.mjs
+node --test --test-reporter=tap tests/e2e/*.test.mjs tests/ship/*.test.mjs tests/consumer/*.test.mjs tests/miniprogram/*.test.mjs
 
 echo "== end-to-end in Firefox ESR and WebKitGTK (WebDriver)"
 ENGINE=firefox GECKODRIVER="$(command -v geckodriver)" node --test --test-reporter=tap tests/engines/*.test.mjs
