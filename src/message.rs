@@ -15,6 +15,25 @@ pub enum Event {
     AuthFail,
 }
 
+impl Event {
+    /// The event's wire name, which is also the callback's name without `Cb`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::SignSuccess(_) => "signSuccess",
+            Event::AuthSuccess(_) => "authSuccess",
+            Event::AuthFail => "authFail",
+        }
+    }
+
+    /// The callback's argument (`{}` for `authFail`, which passes none).
+    pub fn data(&self) -> Value {
+        match self {
+            Event::SignSuccess(v) | Event::AuthSuccess(v) => v.clone(),
+            Event::AuthFail => Value::Object(Vec::new()),
+        }
+    }
+}
+
 /// Accepts at most one message for one call.
 #[derive(Debug, Clone)]
 pub struct MessageGate {
@@ -64,23 +83,27 @@ impl MessageGate {
         if data.get("state")?.as_str()? != self.state {
             return None;
         }
-        let payload = match data.get("data") {
-            None | Some(Value::Null) => Value::Object(Vec::new()),
-            Some(v @ Value::Object(_)) => v.clone(),
-            Some(_) => return None,
-        };
-        match (data.get("event")?.as_str()?, self.action.is_sign()) {
-            ("signSuccess", true) => {
-                let contract_id = strings(&payload, &["contractId"])?;
-                Some(Event::SignSuccess(contract_id))
-            }
-            ("authSuccess", false) => {
-                let fields = if self.action == Action::PersonalAuth { PERSONAL_INFO } else { COMPANY_INFO };
-                Some(Event::AuthSuccess(strings(&payload, fields)?))
-            }
-            ("authFail", _) => Some(Event::AuthFail),
-            _ => None,
+        accept(self.action, data.get("event")?.as_str()?, data.get("data"))
+    }
+}
+
+/// The terminal event `event` with payload `data` of a flow of `action`, if it fits: the event
+/// belongs to the action, and the listed fields of `data` are strings (others are dropped).
+/// Used for return messages and for the proxy's `outcome` answers alike.
+pub fn accept(action: Action, event: &str, data: Option<&Value>) -> Option<Event> {
+    let payload = match data {
+        None | Some(Value::Null) => Value::Object(Vec::new()),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(_) => return None,
+    };
+    match (event, action.is_sign()) {
+        ("signSuccess", true) => Some(Event::SignSuccess(strings(&payload, &["contractId"])?)),
+        ("authSuccess", false) => {
+            let fields = if action == Action::PersonalAuth { PERSONAL_INFO } else { COMPANY_INFO };
+            Some(Event::AuthSuccess(strings(&payload, fields)?))
         }
+        ("authFail", _) => Some(Event::AuthFail),
+        _ => None,
     }
 }
 

@@ -1,6 +1,7 @@
-//! Constructor options: `new qysSdk(proxyUrl, { query, timeoutMs, debug })`.
+//! Constructor options: `new qysSdk(proxyUrl, { query, timeoutMs, debug, presentation, miniProgramPage })`.
 
 use crate::error::QysError;
+use crate::presentation::{is_mini_program_page, Presentation, DEFAULT_MINI_PROGRAM_PAGE};
 use crate::value::{decimal, Value};
 
 /// Default request timeout.
@@ -17,12 +18,31 @@ pub struct Options {
     pub timeout_ms: u32,
     /// Log each step to the console.
     pub debug: bool,
+    /// The instance's presentation; `None` is `auto`.
+    pub presentation: Option<Presentation>,
+    /// The mini-program page that opens the 契约锁 plugin.
+    pub mini_program_page: String,
+}
+
+/// Reads a `presentation` option (`param` names it in errors): `auto` is `None`.
+pub fn parse_presentation(value: &Value, param: &str) -> Result<Option<Presentation>, QysError> {
+    match value.as_str() {
+        Some("auto") => Ok(None),
+        Some(name) if Presentation::from_name(name).is_some() => Ok(Presentation::from_name(name)),
+        _ => Err(QysError::invalid_at(param, &[" must be 'auto', 'iframe', 'redirect' or 'miniProgram'"])),
+    }
 }
 
 impl Options {
     /// Validates the options object (`undefined`/`null` means all defaults).
     pub fn parse(value: &Value) -> Result<Self, QysError> {
-        let mut options = Options { query: Vec::new(), timeout_ms: DEFAULT_TIMEOUT_MS, debug: false };
+        let mut options = Options {
+            query: Vec::new(),
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            debug: false,
+            presentation: None,
+            mini_program_page: DEFAULT_MINI_PROGRAM_PAGE.into(),
+        };
         let members = match value {
             Value::Null => return Ok(options),
             Value::Object(members) => members,
@@ -66,6 +86,16 @@ impl Options {
                 ("debug", Value::Bool(b)) => options.debug = *b,
                 ("debug", other) => {
                     return Err(QysError::invalid_at("debug", &[" must be a boolean, not ", other.type_name()]))
+                }
+                ("presentation", v) => options.presentation = parse_presentation(v, "presentation")?,
+                ("miniProgramPage", Value::String(page)) if is_mini_program_page(page) => {
+                    options.mini_program_page = page.clone();
+                }
+                ("miniProgramPage", _) => {
+                    return Err(QysError::invalid_at(
+                        "miniProgramPage",
+                        &[" must be an absolute mini-program page path like '/pages/qys/qys'"],
+                    ))
                 }
                 _ => {}
             }

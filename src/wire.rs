@@ -2,7 +2,9 @@
 //! form encoding, and the proxy's answer.
 
 use crate::error::{ErrorKind, QysError};
+use crate::message::{accept, Event};
 use crate::params::{Action, Params};
+use crate::presentation::Presentation;
 use crate::value::{decimal, object, Value};
 
 /// The protocol version.
@@ -12,7 +14,7 @@ pub const STATE_MIN: usize = 16;
 /// Longest accepted `state`.
 pub const STATE_MAX: usize = 64;
 
-/// A validated request.
+/// A validated flow request: one of the four actions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     /// Which flow.
@@ -21,6 +23,24 @@ pub struct Envelope {
     pub state: String,
     /// Validated parameters.
     pub params: Params,
+    /// How the page will show the platform's page.
+    pub presentation: Presentation,
+    /// For [`Presentation::Redirect`]: the calling page's URL, where the browser comes back.
+    pub return_url: Option<String>,
+}
+
+/// Any request of protocol v1: a flow, or the question how a flow ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Start one of the four flows.
+    Flow(Envelope),
+    /// `outcome`: the confirmed result of the flow `flow` (the proxy's flow token), started with `state`.
+    Outcome {
+        /// The flow's state, which the token must carry.
+        state: String,
+        /// The proxy's opaque flow token (`result.flow` of the flow's answer).
+        flow: String,
+    },
 }
 
 /// Why the proxy refuses an envelope.
@@ -30,27 +50,53 @@ pub enum EnvelopeError {
     Malformed(String),
     /// `v` is not 1.
     UnsupportedVersion(String),
-    /// `action` is not one of the four.
+    /// `action` is not one of the five.
     UnknownAction(String),
     /// A parameter failed validation.
     InvalidParam(QysError),
 }
 
-impl Envelope {
-    /// The `requestData` JSON text.
-    pub fn to_json(&self) -> String {
-        object([
-            ("v", Value::Number(f64::from(VERSION))),
-            ("action", self.action.name().into()),
-            ("state", self.state.as_str().into()),
-            ("params", self.params.to_value()),
-        ])
+/// The wire name of the outcome action.
+pub const OUTCOME: &str = "outcome";
+/// Longest accepted `returnUrl`, in bytes.
+pub const RETURN_URL_MAX: usize = 2048;
+/// Longest accepted flow token, in bytes.
+pub const FLOW_TOKEN_MAX: usize = 4096;
+
+fn envelope_json(action: &str, state: &str, params: Value, extra: [(&str, Value); 2]) -> String {
+    let [a, b] = extra;
+    object([("v", Value::Number(f64::from(VERSION))), ("action", action.into()), ("state", state.into()), ("params", params), a, b])
         .to_json()
+}
+
+/// `requestData=<json>`, the `application/x-www-form-urlencoded` body.
+fn form_body(json: &str) -> String {
+    ["requestData=", &form_encode(json)].concat()
+}
+
+impl Envelope {
+    /// The `requestData` JSON text; `presentation` is written only when it is not `iframe`.
+    pub fn to_json(&self) -> String {
+        let presentation = (self.presentation != Presentation::Iframe).then_some(self.presentation.name());
+        envelope_json(
+            self.action.name(),
+            &self.state,
+            self.params.to_value(),
+            [("presentation", presentation.into()), ("returnUrl", self.return_url.clone().into())],
+        )
     }
 
     /// The `application/x-www-form-urlencoded` body: `requestData=<json>`.
     pub fn to_form_body(&self) -> String {
-        ["requestData=", &form_encode(&self.to_json())].concat()
+        form_body(&self.to_json())
+    }
+}
+
+impl Request {
+    /// The form body of an `outcome` request.
+    pub fn outcome_form_body(state: &str, flow: &str) -> String {
+        let params = object([("flow", flow.into())]);
+        form_body(&envelope_json(OUTCOME, state, params, [("", Value::Null), ("", Value::Null)]))
     }
 
     /// Validates a decoded `requestData` value (proxy side).
@@ -72,12 +118,16 @@ impl Envelope {
             .get("action")
             .and_then(Value::as_str)
             .ok_or_else(|| EnvelopeError::Malformed("requestData.action must be a string".into()))?;
-        let action = Action::from_name(name).ok_or_else(|| {
-            let shown: String = name.chars().take(40).collect();
-            EnvelopeError::UnknownAction(format!(
-                "action \"{shown}\" is not allowed; allowed: personalSign, enterpriseSign, personalAuth, enterpriseAuth"
-            ))
-        })?;
+        let action = match Action::from_name(name) {
+            Some(action) => Some(action),
+            None if name == OUTCOME => None,
+            None => {
+                let shown: String = name.chars().take(40).collect();
+                return Err(EnvelopeError::UnknownAction(format!(
+                    "action {shown:?} is not allowed; allowed: personalSign, enterpriseSign, personalAuth, enterpriseAuth, outcome"
+                )));
+            }
+        };
         let state = match value.get("state").and_then(Value::as_str) {
             Some(s) if valid_state(s) => s.to_owned(),
             _ => {
@@ -87,11 +137,51 @@ impl Envelope {
             }
         };
         let params = match value.get("params") {
-            Some(p @ Value::Object(_)) => Params::parse(action, p).map_err(EnvelopeError::InvalidParam)?,
+            Some(p @ Value::Object(_)) => p,
             _ => return Err(EnvelopeError::Malformed("requestData.params must be an object".into())),
         };
-        Ok(Envelope { action, state, params })
+        let Some(action) = action else {
+            return match params.get("flow").and_then(Value::as_str) {
+                Some(flow) if valid_flow_token(flow) => Ok(Request::Outcome { state, flow: flow.to_owned() }),
+                _ => Err(EnvelopeError::InvalidParam(QysError::invalid_at(
+                    "flow",
+                    &[" must be the flow token of the flow's answer"],
+                ))),
+            };
+        };
+        let params = Params::parse(action, params).map_err(EnvelopeError::InvalidParam)?;
+        let presentation = match value.get("presentation") {
+            None | Some(Value::Null) => Presentation::Iframe,
+            Some(p) => p.as_str().and_then(Presentation::from_name).ok_or_else(|| {
+                EnvelopeError::Malformed("requestData.presentation must be iframe, redirect or miniProgram".into())
+            })?,
+        };
+        let return_url = match (presentation, value.get("returnUrl").and_then(Value::as_str)) {
+            (Presentation::Redirect, Some(url)) if valid_return_url(url) => Some(url.to_owned()),
+            (Presentation::Redirect, _) => {
+                return Err(EnvelopeError::InvalidParam(QysError::invalid_at(
+                    "returnUrl",
+                    &[" must be the calling page's absolute http(s) URL without a fragment, at most 2048 bytes"],
+                )))
+            }
+            _ => None,
+        };
+        Ok(Request::Flow(Envelope { action, state, params, presentation, return_url }))
     }
+}
+
+/// Whether `url` can be a redirect flow's `returnUrl`: absolute http(s), no fragment, no
+/// spaces or control characters, at most [`RETURN_URL_MAX`] bytes.
+pub fn valid_return_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    (lower.starts_with("https://") || lower.starts_with("http://"))
+        && url.len() <= RETURN_URL_MAX
+        && !url.bytes().any(|b| b == b'#' || b <= b' ' || b == 0x7f)
+}
+
+/// Whether `s` can be a flow token: 1–4096 bytes of base64url and dots.
+pub fn valid_flow_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= FLOW_TOKEN_MAX && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// Whether `s` is a well-formed state: 16–64 characters of base64url.
@@ -114,28 +204,61 @@ pub fn state_from_random(bytes: &[u8; 16]) -> String {
 
 /// `application/x-www-form-urlencoded` encoding of one value (space as `+`).
 pub fn form_encode(text: &str) -> String {
+    percent_encode(text, b"*-._", true)
+}
+
+/// `encodeURIComponent`-style encoding of one value (space as `%20`), for URLs read by code
+/// that decodes with `decodeURIComponent` (a mini-program page's `onLoad` options).
+pub fn uri_encode(text: &str) -> String {
+    percent_encode(text, b"-._~", false)
+}
+
+fn percent_encode(text: &str, keep: &[u8], space_as_plus: bool) -> String {
     let mut out = String::with_capacity(text.len() * 3 / 2);
     for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(char::from_digit(u32::from(b >> 4), 16).unwrap().to_ascii_uppercase());
-                out.push(char::from_digit(u32::from(b & 15), 16).unwrap().to_ascii_uppercase());
-            }
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(b as char);
+        } else if b == b' ' && space_as_plus {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap().to_ascii_uppercase());
+            out.push(char::from_digit(u32::from(b & 15), 16).unwrap().to_ascii_uppercase());
         }
     }
     out
 }
 
-/// What the proxy grants: the page to frame and the origin its return page posts from.
+/// What the proxy grants for an iframe or a redirect: the page, the origin its return page
+/// posts from, and the flow token to ask for the outcome with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageGrant {
-    /// The platform page to load in the iframe.
+    /// The platform page to load in the iframe or the top window.
     pub page_url: String,
     /// The origin the return message must come from.
     pub return_origin: String,
+    /// The proxy's flow token (required for redirects; older proxies send none for iframes).
+    pub flow: Option<String>,
+}
+
+/// What the proxy grants for the mini-program plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketGrant {
+    /// The plugin page's ticket (seeds 000–003).
+    pub ticket: String,
+    /// The plugin's platform environment: `com`, `cn`, or the sandbox's.
+    pub env: String,
+    /// The proxy's flow token.
+    pub flow: String,
+}
+
+/// How a flow ended, as the proxy confirmed it with the platform.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A confirmed terminal event.
+    Event(Event),
+    /// The platform confirms no success (yet).
+    Pending,
 }
 
 /// Whether `s` is a serialised origin: `http(s)://host[:port]` with nothing after.
@@ -146,9 +269,13 @@ pub fn is_origin(s: &str) -> bool {
     !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ', '\\'])
 }
 
-/// Reads the proxy's answer. `body` is the parsed JSON, or `None` if it was not JSON;
-/// `proxy_origin` is the default `returnOrigin`.
-pub fn decode_response(status: u16, body: Option<&Value>, proxy_origin: &str) -> Result<PageGrant, QysError> {
+fn protocol(what: &str) -> QysError {
+    QysError::new(ErrorKind::Protocol, ["the proxy's answer is not protocol v1: ", what].concat())
+}
+
+/// Reads the proxy's answer up to its `result`. `body` is the parsed JSON, or `None` if it was
+/// not JSON.
+pub fn answer_result(status: u16, body: Option<&Value>) -> Result<&Value, QysError> {
     let message = body.and_then(|b| b.get("message")).and_then(Value::as_str).unwrap_or("");
     let code = body.and_then(|b| b.get("code")).and_then(|c| match c {
         Value::Number(n) if n.fract() == 0.0 => Some(*n as i64),
@@ -163,7 +290,6 @@ pub fn decode_response(status: u16, body: Option<&Value>, proxy_origin: &str) ->
         }
         return Err(QysError::with_code(ErrorKind::Http, i64::from(status), text));
     }
-    let protocol = |what: &str| QysError::new(ErrorKind::Protocol, ["the proxy's answer is not protocol v1: ", what].concat());
     let body = body.ok_or_else(|| protocol("the body is not JSON"))?;
     match code {
         Some(0) => {}
@@ -173,7 +299,19 @@ pub fn decode_response(status: u16, body: Option<&Value>, proxy_origin: &str) ->
         }
         None => return Err(protocol("no numeric code")),
     }
-    let result = body.get("result").ok_or_else(|| protocol("no result"))?;
+    body.get("result").ok_or_else(|| protocol("no result"))
+}
+
+fn flow_token(result: &Value) -> Result<Option<String>, QysError> {
+    match result.get("flow") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(f)) if valid_flow_token(f) => Ok(Some(f.clone())),
+        Some(_) => Err(protocol("result.flow is not a flow token")),
+    }
+}
+
+/// The page of an iframe or redirect answer; `proxy_origin` is the default `returnOrigin`.
+pub fn page_grant(result: &Value, proxy_origin: &str) -> Result<PageGrant, QysError> {
     let page_url = match result.get("pageUrl").and_then(Value::as_str) {
         Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 4096 => u.to_owned(),
         _ => return Err(protocol("result.pageUrl is not an http(s) URL")),
@@ -183,5 +321,29 @@ pub fn decode_response(status: u16, body: Option<&Value>, proxy_origin: &str) ->
         Some(Value::String(o)) if is_origin(o) => o.clone(),
         Some(_) => return Err(protocol("result.returnOrigin is not an origin")),
     };
-    Ok(PageGrant { page_url, return_origin })
+    Ok(PageGrant { page_url, return_origin, flow: flow_token(result)? })
+}
+
+/// The ticket of a mini-program answer.
+pub fn ticket_grant(result: &Value) -> Result<TicketGrant, QysError> {
+    let text = |key: &str, max: usize, ok: fn(u8) -> bool| match result.get(key).and_then(Value::as_str) {
+        Some(s) if !s.is_empty() && s.len() <= max && s.bytes().all(ok) => Some(s.to_owned()),
+        _ => None,
+    };
+    let ticket = text("ticket", 512, |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+        .ok_or_else(|| protocol("result.ticket is not a ticket"))?;
+    let env = text("env", 32, |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        .ok_or_else(|| protocol("result.env is not an environment name"))?;
+    let flow = flow_token(result)?.ok_or_else(|| protocol("result.flow is missing"))?;
+    Ok(TicketGrant { ticket, env, flow })
+}
+
+/// The outcome of `action` from an `outcome` answer's result; data is checked like a return
+/// message's (listed fields are strings, the rest dropped).
+pub fn outcome(action: Action, result: &Value) -> Result<Outcome, QysError> {
+    match result.get("event").and_then(Value::as_str) {
+        Some("pending") => Ok(Outcome::Pending),
+        Some(event) => accept(action, event, result.get("data")).map(Outcome::Event).ok_or_else(|| protocol("result.event does not fit the flow")),
+        None => Err(protocol("result.event is missing")),
+    }
 }

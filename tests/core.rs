@@ -1,10 +1,20 @@
 //! The SDK's pure core, natively: validation, protocol encoding/decoding, message acceptance.
 
 use qys_sdk_wasm::message::{Event, MessageGate};
+use qys_sdk_wasm::options::Options;
 use qys_sdk_wasm::params::{contract_id, Action, Params};
+use qys_sdk_wasm::presentation::{self, choose, Environment, Presentation};
 use qys_sdk_wasm::value::Value;
-use qys_sdk_wasm::wire::{decode_response, state_from_random, valid_state, Envelope, EnvelopeError, PageGrant};
-use qys_sdk_wasm::ErrorKind;
+use qys_sdk_wasm::wire::{
+    answer_result, outcome, page_grant, state_from_random, ticket_grant, valid_state, Envelope, EnvelopeError, Outcome,
+    PageGrant, Request, TicketGrant,
+};
+use qys_sdk_wasm::{ErrorKind, QysError};
+
+/// The iframe grant of an answer, as the SDK reads it.
+fn decode_response(status: u16, body: Option<&Value>, origin: &str) -> Result<PageGrant, QysError> {
+    page_grant(answer_result(status, body)?, origin)
+}
 
 fn v(json: &str) -> Value {
     Value::parse(json).unwrap()
@@ -73,7 +83,13 @@ fn envelopes_round_trip_through_the_form_body() {
               "closeButton":true,"modifyFields":["corpName","corpName"]}}"#),
     )
     .unwrap();
-    let envelope = Envelope { action: Action::EnterpriseAuth, state: "abcdefghijklmnopqrstuv".into(), params };
+    let envelope = Envelope {
+        action: Action::EnterpriseAuth,
+        state: "abcdefghijklmnopqrstuv".into(),
+        params,
+        presentation: Presentation::Iframe,
+        return_url: None,
+    };
     let body = envelope.to_form_body();
     assert!(body.starts_with("requestData=%7B%22v%22%3A1%2C%22action%22%3A%22enterpriseAuth%22"), "{body}");
     // Decode as a server would (serde_urlencoded is not the code under test).
@@ -87,12 +103,173 @@ fn envelopes_round_trip_through_the_form_body() {
             "companyAuthBean": {"applicant": {"name": "AAA", "contact": "15164046497", "contactType": "MOBILE"},
                                 "modifyFields": ["corpName"]}}})
     );
-    assert_eq!(Envelope::parse(&v(&fields[0].1)).unwrap(), envelope);
+    assert_eq!(Request::parse(&v(&fields[0].1)).unwrap(), Request::Flow(envelope));
+}
+
+#[test]
+fn redirect_and_outcome_requests_round_trip() {
+    let params = Params::parse(Action::PersonalAuth, &v(r#"{"mode":"FACE","contact":"13900000001"}"#)).unwrap();
+    let envelope = Envelope {
+        action: Action::PersonalAuth,
+        state: STATE.into(),
+        params,
+        presentation: Presentation::Redirect,
+        return_url: Some("https://shop.example/pay?x=1&y=%20".into()),
+    };
+    let decode = |body: &str| {
+        let fields: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
+        Request::parse(&v(&fields[0].1))
+    };
+    let json: serde_json::Value = serde_json::from_str(&envelope.to_json()).unwrap();
+    assert_eq!((json["presentation"].as_str(), json["returnUrl"].as_str()), (Some("redirect"), Some("https://shop.example/pay?x=1&y=%20")));
+    assert_eq!(decode(&envelope.to_form_body()).unwrap(), Request::Flow(envelope));
+    let outcome = Request::outcome_form_body(STATE, "abc.DEF_-1");
+    assert_eq!(decode(&outcome).unwrap(), Request::Outcome { state: STATE.into(), flow: "abc.DEF_-1".into() });
+    let e = |json: &str| Request::parse(&v(json)).unwrap_err();
+    let flow = |extra: &str| format!(r#"{{"v":1,"action":"personalSign","state":"{STATE}","params":{{"contractId":"1","contact":"13700000044"}}{extra}}}"#);
+    assert!(matches!(e(&flow(r#","presentation":"popup""#)), EnvelopeError::Malformed(m) if m.contains("presentation")));
+    for url in ["", r#","returnUrl":"javascript:alert(1)""#, r#","returnUrl":"https://a.example/#frag""#, r#","returnUrl":"https://a.example/ x""#] {
+        let refused = e(&flow(&format!(r#","presentation":"redirect"{url}"#)));
+        assert!(matches!(&refused, EnvelopeError::InvalidParam(q) if q.param.as_deref() == Some("returnUrl")), "{url}: {refused:?}");
+    }
+    let long = format!(r#","presentation":"redirect","returnUrl":"https://a.example/{}""#, "a".repeat(2048));
+    assert!(matches!(e(&flow(&long)), EnvelopeError::InvalidParam(_)));
+    // Only redirects carry a return URL.
+    match Request::parse(&v(&flow(r#","presentation":"miniProgram","returnUrl":"https://a.example/""#))).unwrap() {
+        Request::Flow(f) => assert_eq!((f.presentation, f.return_url), (Presentation::MiniProgram, None)),
+        other => panic!("{other:?}"),
+    }
+    for params in [r#"{}"#, r#"{"flow":""}"#, r#"{"flow":"a b"}"#, r#"{"flow":1}"#] {
+        let refused = e(&format!(r#"{{"v":1,"action":"outcome","state":"{STATE}","params":{params}}}"#));
+        assert!(matches!(&refused, EnvelopeError::InvalidParam(q) if q.param.as_deref() == Some("flow")), "{params}");
+    }
+    assert!(matches!(e(r#"{"v":1,"action":"outcome","state":"short","params":{"flow":"x"}}"#), EnvelopeError::Malformed(_)));
+    assert!(matches!(e(r#"{"v":1,"action":"Outcome","state":"abcdefghijklmnop","params":{}}"#), EnvelopeError::UnknownAction(m) if m.contains("outcome")));
+}
+
+#[test]
+fn grants_and_outcomes_decode_or_fail_typed() {
+    let ok = |result: &str| v(&format!(r#"{{"code":0,"result":{result}}}"#));
+    let body = ok(r#"{"pageUrl":"https://h5.example/x","flow":"f.1"}"#);
+    let grant = page_grant(answer_result(200, Some(&body)).unwrap(), ORIGIN).unwrap();
+    assert_eq!(grant.flow.as_deref(), Some("f.1"));
+    let body = ok(r#"{"ticket":"0a1b","env":"cn","flow":"f.2"}"#);
+    assert_eq!(
+        ticket_grant(answer_result(200, Some(&body)).unwrap()).unwrap(),
+        TicketGrant { ticket: "0a1b".into(), env: "cn".into(), flow: "f.2".into() }
+    );
+    for (result, why) in [
+        (r#"{"env":"cn","flow":"f"}"#, "ticket"),
+        (r#"{"ticket":"a&b=c","env":"cn","flow":"f"}"#, "ticket"),
+        (r#"{"ticket":"a","env":"C N","flow":"f"}"#, "env"),
+        (r#"{"ticket":"a","env":"cn"}"#, "flow"),
+        (r#"{"ticket":"a","env":"cn","flow":"<x>"}"#, "flow"),
+    ] {
+        let err = ticket_grant(&v(result)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Protocol);
+        assert!(err.message.contains(why), "{result}: {}", err.message);
+    }
+    let sign = outcome(Action::PersonalSign, &v(r#"{"event":"signSuccess","data":{"contractId":"7","extra":"x"}}"#)).unwrap();
+    assert_eq!(sign, Outcome::Event(Event::SignSuccess(v(r#"{"contractId":"7"}"#))));
+    assert_eq!(outcome(Action::EnterpriseAuth, &v(r#"{"event":"pending"}"#)).unwrap(), Outcome::Pending);
+    for (action, result) in [
+        (Action::PersonalSign, r#"{"event":"authSuccess","data":{}}"#),
+        (Action::PersonalAuth, r#"{"event":"authSuccess","data":{"username":5}}"#),
+        (Action::PersonalAuth, r#"{"data":{}}"#),
+    ] {
+        assert_eq!(outcome(action, &v(result)).unwrap_err().kind, ErrorKind::Protocol, "{result}");
+    }
+}
+
+const IOS_WECHAT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.50(0x1800323a) NetType/WIFI Language/zh_CN";
+const IPAD_WECHAT: &str = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.49(0x18003137) NetType/WIFI Language/zh_CN";
+const ANDROID_WECHAT: &str = "Mozilla/5.0 (Linux; Android 14; V2307A Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/130.0.6723.103 Mobile Safari/537.36 XWEB/1300289 MMWEBSDK/20241103 MMWEBID/2585 MicroMessenger/8.0.55.2780(0x28003737) WeChat/arm64 Weixin NetType/WIFI Language/zh_CN ABI/arm64";
+const IOS_MINI_PROGRAM: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.50(0x1800323a) NetType/WIFI Language/zh_CN miniProgram/wx0123456789abcdef";
+const ANDROID_MINI_PROGRAM: &str = "Mozilla/5.0 (Linux; Android 13; PGT-AN10 Build/HONORPGT-AN10; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 XWEB/1160117 MMWEBSDK/20240404 MMWEBID/8150 MicroMessenger/8.0.49.2600(0x28003133) WeChat/arm64 Weixin NetType/WIFI Language/zh_CN ABI/arm64 miniProgram/wx0123456789abcdef";
+const IOS_SAFARI: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+const DESKTOP_CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+const MAC_WECHAT: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) MicroMessenger/6.8.0(0x16080000) MacWechat/3.8.7(0x13080712) Safari/605.1.15 NetType/WIFI";
+
+#[test]
+fn auto_picks_the_presentation_from_the_user_agent_the_flag_and_the_flow() {
+    let sign = Params::parse(Action::PersonalSign, &v(r#"{"contractId":"1","contact":"13700000044"}"#)).unwrap();
+    let auth = |mode: &str| Params::parse(Action::PersonalAuth, &v(&format!(r#"{{"mode":"{mode}","contact":"13900000001"}}"#))).unwrap();
+    let company = Params::parse(
+        Action::EnterpriseAuth,
+        &v(r#"{"companyName":"X","companyAuthBean":{"applicant":{"contact":"13900000002"}}}"#),
+    )
+    .unwrap();
+    use Presentation::{Iframe as I, MiniProgram as M, Redirect as R};
+    // (user agent, __wxjs_environment flag) → [personalSign, FACE, DEFAULT, BANK, enterpriseAuth]
+    let table: &[(&str, bool, [Presentation; 5])] = &[
+        (IOS_WECHAT, false, [I, R, R, I, I]),
+        (IPAD_WECHAT, false, [I, R, R, I, I]),
+        (ANDROID_WECHAT, false, [I, I, I, I, I]),
+        (MAC_WECHAT, false, [I, I, I, I, I]),
+        (IOS_SAFARI, false, [I, I, I, I, I]),
+        (DESKTOP_CHROME, false, [I, I, I, I, I]),
+        (IOS_MINI_PROGRAM, false, [M, M, M, M, M]),
+        (ANDROID_MINI_PROGRAM, false, [M, M, M, M, M]),
+        // WeChat's flag alone (the user agent token can be missing before WeixinJSBridgeReady).
+        (ANDROID_WECHAT, true, [M, M, M, M, M]),
+        ("", false, [I, I, I, I, I]),
+    ];
+    for (ua, flag, want) in table {
+        let env = Environment { user_agent: ua, mini_program_flag: *flag };
+        let got = [&sign, &auth("FACE"), &auth("DEFAULT"), &auth("BANK"), &company].map(|p| choose(None, &env, p));
+        assert_eq!(&got, want, "{ua} flag={flag}");
+        // A stated presentation always wins.
+        for fixed in Presentation::ALL {
+            assert_eq!(choose(Some(fixed), &env, &sign), fixed);
+        }
+    }
+}
+
+#[test]
+fn presentation_rules_titles_camera_and_the_mini_program_url() {
+    let auth = |mode: &str| Params::parse(Action::PersonalAuth, &v(&format!(r#"{{"mode":"{mode}","contact":"13900000001"}}"#))).unwrap();
+    assert!(presentation::allow_camera(&auth("FACE")));
+    assert!(!presentation::allow_camera(&auth("BANK")));
+    assert_eq!(presentation::frame_title(Action::EnterpriseSign), "契约锁 企业签署");
+    assert_eq!(presentation::status_text(Action::PersonalSign), "正在打开签署页面…");
+    assert_eq!(presentation::status_text(Action::EnterpriseAuth), "正在打开认证页面…");
+    assert_eq!(
+        presentation::mini_program_url("/pages/qys/qys", Action::EnterpriseAuth, "ab c", "cn"),
+        "/pages/qys/qys?page=enterprise-auth&ticket=ab%20c&env=cn"
+    );
+    assert_eq!(presentation::plugin_page(Action::PersonalSign), "doc");
+    assert_eq!(presentation::plugin_page(Action::PersonalAuth), "personal-auth");
+    for page in ["/pages/qys/qys", "/sub/qys-page/index"] {
+        assert!(presentation::is_mini_program_page(page), "{page}");
+    }
+    for page in ["", "/", "pages/qys", "/p?x=1", "/p#x", "//evil", "/p q", "/页面"] {
+        assert!(!presentation::is_mini_program_page(page), "{page}");
+    }
+}
+
+#[test]
+fn presentation_options_are_checked() {
+    let o = |json: &str| Options::parse(&v(json));
+    assert_eq!(o("{}").unwrap().presentation, None);
+    assert_eq!(o(r#"{"presentation":"auto"}"#).unwrap().presentation, None);
+    assert_eq!(o(r#"{"presentation":"redirect"}"#).unwrap().presentation, Some(Presentation::Redirect));
+    assert_eq!(o("{}").unwrap().mini_program_page, "/pages/qys/qys");
+    assert_eq!(o(r#"{"miniProgramPage":"/sub/sign/index"}"#).unwrap().mini_program_page, "/sub/sign/index");
+    for (json, param) in [
+        (r#"{"presentation":"popup"}"#, "presentation"),
+        (r#"{"presentation":"Redirect"}"#, "presentation"),
+        (r#"{"presentation":1}"#, "presentation"),
+        (r#"{"miniProgramPage":"pages/qys"}"#, "miniProgramPage"),
+        (r#"{"miniProgramPage":"/qys?x=1"}"#, "miniProgramPage"),
+    ] {
+        let e = o(json).unwrap_err();
+        assert_eq!((e.kind, e.param.as_deref()), (ErrorKind::InvalidArgument, Some(param)), "{json}");
+    }
 }
 
 #[test]
 fn envelope_errors() {
-    let e = |json: &str| Envelope::parse(&v(json)).unwrap_err();
+    let e = |json: &str| Request::parse(&v(json)).unwrap_err();
     assert!(matches!(e("[]"), EnvelopeError::Malformed(_)));
     assert!(matches!(e(r#"{"v":2,"action":"personalSign","state":"abcdefghijklmnop","params":{}}"#), EnvelopeError::UnsupportedVersion(_)));
     assert!(matches!(e(r#"{"v":1,"action":"uniformapi","state":"abcdefghijklmnop","params":{}}"#), EnvelopeError::UnknownAction(_)));
@@ -117,7 +294,7 @@ fn proxy_answers_decode_to_a_grant_or_a_typed_error() {
     let ok = v(r#"{"code":0,"message":"SUCCESS","result":{"pageUrl":"http://127.0.0.1:8081/h5?ticket=t","returnOrigin":"http://127.0.0.1:8082"}}"#);
     assert_eq!(
         decode_response(200, Some(&ok), origin).unwrap(),
-        PageGrant { page_url: "http://127.0.0.1:8081/h5?ticket=t".into(), return_origin: "http://127.0.0.1:8082".into() }
+        PageGrant { page_url: "http://127.0.0.1:8081/h5?ticket=t".into(), return_origin: "http://127.0.0.1:8082".into(), flow: None }
     );
     let no_origin = v(r#"{"code":0,"result":{"pageUrl":"https://h5.example/x"}}"#);
     assert_eq!(decode_response(200, Some(&no_origin), origin).unwrap().return_origin, origin);
