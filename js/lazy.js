@@ -1,7 +1,7 @@
 // The seed's `qysSdk` constructor over the wasm class: construction is synchronous and touches
 // nothing; every method first waits for the wasm, then creates the instance once and calls it.
 // Errors of the constructor (a bad proxyUrl or options) surface as the method's rejection.
-var METHODS = ['personalSign', 'personalAuth', 'enterpriseSign', 'enterpriseAuth'];
+var METHODS = ['personalSign', 'personalAuth', 'enterpriseSign', 'enterpriseAuth', 'resume'];
 
 export function defineQysSdk(whenReady) {
   function qysSdk(proxyUrl, options) {

@@ -39,8 +39,8 @@ cp pkg/qys_sdk_wasm.d.ts dist/qys_sdk_wasm.d.ts
 cat > dist/qys-sdk.d.ts <<'TS'
 import { QysSdk } from './qys_sdk_wasm.js';
 export type {
-  QysError, QysErrorKind, QysSdkOptions, ContactType, SignCallbacks, PersonalUserInfo, CompanyInfo,
-  AuthCallbacks, PersonalAuthParams, EnterpriseAuthParams,
+  QysError, QysErrorKind, QysSdkOptions, QysPresentation, ContactType, SignCallbacks, PersonalUserInfo,
+  CompanyInfo, AuthCallbacks, PersonalAuthParams, EnterpriseAuthParams, ResumeCallbacks, QysResumed,
 } from './qys_sdk_wasm.js';
 /** The SDK; the wasm is loaded on the first call. */
 export { QysSdk, QysSdk as qysSdk };

@@ -1,13 +1,15 @@
 //! qys-sdk-wasm: the embedded-signing SDK of the 契约锁 (Qiyuesuo) platform.
 //!
 //! A pure core — [`params`] (validation), [`wire`] (protocol v1), [`message`] (which messages to
-//! believe), [`presentation`] (iframe, redirect or mini-program), [`options`], [`error`] and
-//! [`value`] — that builds and tests natively, under a thin wasm-bindgen layer (`glue`, wasm32 only) that touches the DOM, `fetch` and events.
+//! believe), [`presentation`] (iframe, redirect or mini-program), [`pending`] (redirect flows
+//! across a navigation), [`options`], [`error`] and [`value`] — that builds and tests natively,
+//! under a thin wasm-bindgen layer (`glue`, wasm32 only) that touches the DOM, `fetch` and events.
 
 pub mod error;
 pub mod message;
 pub mod options;
 pub mod params;
+pub mod pending;
 pub mod presentation;
 pub mod value;
 pub mod wire;

@@ -347,3 +347,29 @@ pub fn outcome(action: Action, result: &Value) -> Result<Outcome, QysError> {
         None => Err(protocol("result.event is missing")),
     }
 }
+
+/// The proxy's code for a flow token it cannot accept (bad, expired, or another flow's).
+pub const FLOW_TOKEN_INVALID: i64 = 40004;
+
+/// Reads an `outcome` answer: `Ok(None)` when the proxy does not accept the flow token, so the
+/// flow is unknown and nothing fires.
+pub fn outcome_answer(action: Action, status: u16, body: Option<&Value>) -> Result<Option<Outcome>, QysError> {
+    let code = body.and_then(|b| b.get("code"));
+    if status == 400 && code == Some(&Value::Number(FLOW_TOKEN_INVALID as f64)) {
+        return Ok(None);
+    }
+    outcome(action, answer_result(status, body)?).map(Some)
+}
+
+/// A query string (`location.search` form, `?` included when non-empty) with `pairs` appended,
+/// form-encoded; the existing query is kept byte for byte.
+pub fn append_query(search: &str, pairs: &[(String, String)]) -> String {
+    let mut out = String::from(search);
+    for (name, value) in pairs {
+        out.push_str(if out.is_empty() { "?" } else { "&" });
+        out.push_str(&form_encode(name));
+        out.push('=');
+        out.push_str(&form_encode(value));
+    }
+    out
+}

@@ -453,3 +453,43 @@ fn json_reader_matches_an_independent_parser() {
     let Value::Number(big) = v(&Value::Number(1e300).to_json()) else { panic!() };
     assert!((big / 1e300 - 1.0).abs() < 1e-12, "large numbers are close: {big}");
 }
+
+#[test]
+fn pending_redirect_flows_survive_only_as_state_action_and_token() {
+    use qys_sdk_wasm::pending::{list_json, parse_list, return_url, returned_state, without_state, PendingFlow, MAX_PENDING};
+    let flow = |i: usize| PendingFlow { state: format!("{STATE}{i:02}"), action: Action::PersonalAuth, flow: format!("tok.{i}") };
+    let list: Vec<PendingFlow> = (0..MAX_PENDING + 2).map(flow).collect();
+    let stored = list_json(&list);
+    assert_eq!(stored.matches("\"s\"").count(), MAX_PENDING, "only the newest are kept");
+    assert_eq!(parse_list(&stored), list[2..].to_vec());
+    assert!(!stored.contains("contact") && !stored.contains("1390"), "{stored}");
+    // The storage belongs to the page: anything malformed is skipped, never trusted.
+    assert_eq!(parse_list("not json"), vec![]);
+    let mixed = format!(r#"[{{"s":"short","a":"personalAuth","f":"t"}},{{"s":"{STATE}","a":"uniformapi","f":"t"}},{{"s":"{STATE}","a":"personalSign","f":"t k"}},{{"s":"{STATE}","a":"personalSign","f":"t"}}]"#);
+    assert_eq!(parse_list(&mixed), vec![PendingFlow { state: STATE.into(), action: Action::PersonalSign, flow: "t".into() }]);
+
+    assert_eq!(returned_state(&format!("?a=1&qys_state={STATE}&b=2")), Some(STATE));
+    assert_eq!(returned_state(&format!("qys_state={STATE}")), Some(STATE));
+    for search in ["", "?qys_state=", "?qys_state=short", "?xqys_state=abcdefghijklmnopqrstuv", "?qys_state=abcdefghijklmnop%3C"] {
+        assert_eq!(returned_state(search), None, "{search}");
+    }
+    assert_eq!(without_state(&format!("?a=%20&qys_state={STATE}&b=+")), "?a=%20&b=+");
+    assert_eq!(without_state(&format!("?qys_state={STATE}")), "");
+    assert_eq!(without_state("?qys_stateful=1"), "?qys_stateful=1");
+    assert_eq!(return_url(&format!("https://shop.example/pay?x=1&qys_state={STATE}#top")), "https://shop.example/pay?x=1");
+    assert_eq!(return_url("https://shop.example/pay#top"), "https://shop.example/pay");
+}
+
+#[test]
+fn outcome_answers_tell_unknown_flows_from_errors() {
+    use qys_sdk_wasm::wire::{append_query, outcome_answer};
+    let body = v(r#"{"code":40004,"message":"the flow token is invalid or has expired"}"#);
+    assert_eq!(outcome_answer(Action::PersonalSign, 400, Some(&body)).unwrap(), None);
+    let http = outcome_answer(Action::PersonalSign, 502, Some(&v(r#"{"code":50200,"message":"down"}"#))).unwrap_err();
+    assert_eq!((http.kind, http.code), (ErrorKind::Http, Some(502)));
+    let pending = v(r#"{"code":0,"result":{"event":"pending"}}"#);
+    assert_eq!(outcome_answer(Action::PersonalSign, 200, Some(&pending)).unwrap(), Some(Outcome::Pending));
+    let pairs = [("a b".to_owned(), "1&2".to_owned()), ("t".to_owned(), "x".to_owned())];
+    assert_eq!(append_query("", &pairs), "?a+b=1%262&t=x");
+    assert_eq!(append_query("?k=%7e", &pairs[1..]), "?k=%7e&t=x");
+}

@@ -1,106 +1,39 @@
-//! The wasm-bindgen layer: `qysSdk` and its four methods. Everything it decides is delegated to
-//! the pure core; this file only touches `fetch`, the DOM and `message` events.
+//! The wasm-bindgen layer: `qysSdk`, its four methods and `resume`. Everything it decides is
+//! delegated to the pure core; these files only touch `fetch`, the DOM, storage and events.
+//! By job: the instance (here), one proxy request ([`request`]), the three presentations
+//! ([`frame`], [`redirect`], [`mini_program`]), JS values ([`convert`]), Rust-owned listeners
+//! and timers ([`resources`]) and the TypeScript declarations ([`types`]).
 
 mod convert;
+mod frame;
+mod mini_program;
+mod redirect;
+mod request;
 mod resources;
+mod types;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
-use web_sys::{AbortController, Headers, HtmlIFrameElement, MessageEvent, RequestInit, Response};
+use web_sys::{AbortController, HtmlElement};
 
 use crate::error::{ErrorKind, QysError};
-use crate::message::{Event, MessageGate};
-use crate::options::Options;
+use crate::message::Event;
+use crate::options::{parse_presentation, Options};
 use crate::params::{Action, Params};
-use crate::value::{decimal, object, Value};
-use crate::wire::{decode_response, form_encode, state_from_random, Envelope, PageGrant};
+use crate::pending::return_url;
+use crate::presentation::{allow_camera, choose, status_text, Environment, Presentation};
+use crate::value::{object, Value};
+use crate::wire::{answer_result, append_query, page_grant, state_from_random, ticket_grant, Envelope};
 use convert::{callback, to_js, to_js_error, to_value};
-use resources::{EventListener, Timeout};
 
-#[wasm_bindgen(typescript_custom_section)]
-const TYPES: &'static str = r#"
-/** What went wrong: `code` is the platform's code for `platform` and the HTTP status for `http`. */
-export type QysErrorKind = "invalidArgument" | "network" | "timeout" | "http" | "protocol" | "platform";
-/** Every rejection of this SDK is an `Error` named `QysError`. */
-export interface QysError extends Error {
-  name: "QysError";
-  kind: QysErrorKind;
-  code: number | null;
-  /** For `invalidArgument`: the path of the offending argument, e.g. `companyAuthBean.applicant.contact`. */
-  param?: string;
-}
-/** Options of `new qysSdk(proxyUrl, options)`. */
-export interface QysSdkOptions {
-  /** Sent as query parameters with every request to the proxy (numbers must be integers). */
-  query?: Record<string, string | number | boolean | null | undefined>;
-  /** Abort the proxy request after this many milliseconds (default 15000). */
-  timeoutMs?: number;
-  /** Log each step to the console. */
-  debug?: boolean;
-}
-export type ContactType = "MOBILE" | "EMAIL";
-/** Callbacks of `personalSign` and `enterpriseSign`. */
-export interface SignCallbacks {
-  signSuccessCb?: (result: { contractId?: string }) => void;
-  authFailCb?: () => void;
-}
-/** seed 004 §3 userInfo; `bankNo` and `contact` (bank reserved mobile) only after bank auth. */
-export interface PersonalUserInfo { username?: string; mobile?: string; cardNo?: string; bankNo?: string; contact?: string }
-/** The authenticated company's details. */
-export interface CompanyInfo { name?: string; registerNo?: string; legalPerson?: string }
-export interface AuthCallbacks<Info> {
-  authSuccessCb?: (userInfo: Info) => void;
-  authFailCb?: () => void;
-}
-/** Parameters of `personalAuth` (seed 004 §3). */
-export interface PersonalAuthParams {
-  mode?: "DEFAULT" | "FACE" | "BANK";
-  contact: string;
-  contactType?: ContactType;
-  username?: string;
-  idCardNo?: string;
-  bankNo?: string;
-  bankMobile?: string;
-  manual?: boolean;
-  callbackUrl?: string;
-  modifyFields?: Array<"USERNAME" | "IDCARDNO" | "BANKNO" | "BANKMOBILE">;
-}
-/** Parameters of `enterpriseAuth` (seed 004 §6). */
-export interface EnterpriseAuthParams {
-  companyName: string;
-  companyAuthBean: {
-    companyName?: string;
-    applicant: { name?: string; contact: string; contactType?: ContactType };
-    registerNo?: string;
-    legalPerson?: string;
-    callbackUrl?: string;
-    closeButton?: boolean;
-    modifyFields?: Array<"corpName" | "registerNo" | "legalPerson">;
-  };
-}
-"#;
-
-/// One open flow. Its `message` listener lives as long as this value and holds the instance, so
-/// an open flow keeps working after the page drops its `qysSdk` object.
-struct Flow {
-    id: u32,
-    frame: HtmlIFrameElement,
-    /// The iframe has loaded a page, so the page did put it in the document.
-    loaded: Rc<Cell<bool>>,
-    _messages: EventListener,
-    _load: EventListener,
-}
-
-impl Flow {
-    /// A flow whose iframe the page added and then removed can never finish.
-    fn abandoned(&self) -> bool {
-        self.loaded.get() && !self.frame.is_connected()
-    }
+/// A flow that waits for its end: its listeners live as long as this value.
+enum Open {
+    Frame(frame::FrameFlow),
+    MiniProgram { _watch: mini_program::Watch },
 }
 
 struct Inner {
@@ -111,9 +44,11 @@ struct Inner {
     /// Default `returnOrigin`.
     proxy_origin: String,
     options: Options,
-    flows: RefCell<Vec<Flow>>,
+    flows: RefCell<Vec<(u32, Open)>>,
     /// Requests in flight, aborted by `destroy()`.
     requests: RefCell<Vec<(u32, AbortController)>>,
+    /// States of the redirect flows `resume` is asking about.
+    resuming: RefCell<Vec<String>>,
     next_id: Cell<u32>,
     destroyed: Cell<bool>,
 }
@@ -132,12 +67,20 @@ impl Inner {
         id
     }
 
-    /// Drops the flow `id`, if given, and every abandoned one, with their listeners
+    /// Keeps a flow open (and prunes the abandoned ones).
+    fn keep_open(&self, id: u32, open: Open) {
+        self.close_flows(None);
+        self.flows.borrow_mut().push((id, open));
+    }
+
+    /// Drops the flow `id`, if given, and every abandoned iframe flow, with their listeners
     /// (wasm-bindgen defers freeing a closure that is running).
     fn close_flows(&self, id: Option<u32>) {
-        let closed: Vec<Flow> = {
+        let closed: Vec<(u32, Open)> = {
             let mut flows = self.flows.borrow_mut();
-            let (closed, open) = flows.drain(..).partition(|f| Some(f.id) == id || f.abandoned());
+            let (closed, open) = flows.drain(..).partition(|(flow_id, open)| {
+                Some(*flow_id) == id || matches!(open, Open::Frame(f) if f.abandoned())
+            });
             *flows = open;
             closed
         };
@@ -145,16 +88,20 @@ impl Inner {
     }
 }
 
-/// The SDK instance: `new qysSdk(proxyUrl, { query, timeoutMs, debug })`.
+/// The SDK instance: `new qysSdk(proxyUrl, { query, timeoutMs, debug, presentation, miniProgramPage })`.
 #[wasm_bindgen]
 pub struct QysSdk {
     inner: Rc<Inner>,
 }
 
-/// Something this page lacks (window, document, crypto, AbortController): the SDK cannot make or
-/// show a request here. Reported as `network`, the kind for "the request could not be made".
+/// Something this page lacks (window, document, crypto, sessionStorage…): the SDK cannot make
+/// or show a request here. Reported as `network`, the kind for "the request could not be made".
 fn missing(api: &str) -> QysError {
     QysError::new(ErrorKind::Network, [api, " is not available on this page"].concat())
+}
+
+fn destroyed() -> QysError {
+    QysError::new(ErrorKind::InvalidArgument, "this qysSdk instance was destroyed")
 }
 
 /// Resolves `proxy_url` against the page and appends the `query` pairs to its own query, which is
@@ -170,14 +117,7 @@ fn resolve_proxy_url(proxy_url: &str, query: &[(String, String)]) -> Result<(Str
     if !matches!(url.protocol().as_str(), "http:" | "https:") {
         return Err(bad("must be an http(s) URL"));
     }
-    let mut search = url.search();
-    for (name, value) in query {
-        search.push_str(if search.is_empty() { "?" } else { "&" });
-        search.push_str(&form_encode(name));
-        search.push('=');
-        search.push_str(&form_encode(value));
-    }
-    url.set_search(&search);
+    url.set_search(&append_query(&url.search(), query));
     url.set_hash("");
     Ok((url.href(), [url.origin(), url.pathname()].concat(), url.origin()))
 }
@@ -198,9 +138,67 @@ fn finite(js: &JsValue, param: &str) -> Result<(), QysError> {
 }
 
 /// The callbacks a flow may fire.
+#[derive(Clone)]
 struct Callbacks {
     success: Option<Function>,
     fail: Option<Function>,
+}
+
+/// Calls the callback of a terminal event, without unwinding through wasm if it throws.
+fn fire(inner: &Inner, action: Action, callbacks: &Callbacks, event: &Event) {
+    let (target, argument) = match event {
+        Event::SignSuccess(data) | Event::AuthSuccess(data) => (&callbacks.success, to_js(data)),
+        Event::AuthFail => (&callbacks.fail, JsValue::UNDEFINED),
+    };
+    inner.log(&[action.name(), ": ", event.name()]);
+    if let Some(f) = target {
+        if let Err(thrown) = f.call1(&JsValue::UNDEFINED, &argument) {
+            // Report the page's own error as an unhandled rejection.
+            let _ = Promise::reject(&thrown);
+        }
+    }
+}
+
+/// The element a redirect or mini-program call resolves to: a live status the page may append
+/// where it would have put the iframe.
+fn status_element(action: Action) -> Result<HtmlElement, QysError> {
+    let document = web_sys::window().and_then(|w| w.document()).ok_or_else(|| missing("document"))?;
+    let element: HtmlElement = document.create_element("div").map_err(|_| missing("document.createElement"))?.unchecked_into();
+    let _ = element.set_attribute("role", "status");
+    let _ = element.set_attribute("aria-live", "polite");
+    element.set_text_content(Some(status_text(action)));
+    Ok(element)
+}
+
+/// What the page is, for the `auto` presentation.
+fn choose_presentation(requested: Option<Presentation>, params: &Params) -> Presentation {
+    let window = web_sys::window();
+    let user_agent = window.as_ref().and_then(|w| w.navigator().user_agent().ok()).unwrap_or_default();
+    let flag = window
+        .as_ref()
+        .and_then(|w| js_sys::Reflect::get(w, &"__wxjs_environment".into()).ok())
+        .is_some_and(|v| v == "miniprogram");
+    choose(requested, &Environment { user_agent: &user_agent, mini_program_flag: flag }, params)
+}
+
+/// A call's validated arguments.
+struct Prepared {
+    params: Params,
+    callbacks: Callbacks,
+    /// The call's own `presentation`, if it set one (`Some(None)` is `auto`).
+    presentation: Option<Option<Presentation>>,
+}
+
+/// The call's `presentation` key of the callbacks object, if present.
+fn call_presentation(callbacks: &JsValue) -> Result<Option<Option<Presentation>>, QysError> {
+    if !callbacks.is_object() {
+        return Ok(None);
+    }
+    let value = js_sys::Reflect::get(callbacks, &"presentation".into()).unwrap_or(JsValue::UNDEFINED);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    parse_presentation(&to_value(&value, "presentation")?, "presentation").map(Some)
 }
 
 #[wasm_bindgen]
@@ -234,6 +232,7 @@ impl QysSdk {
                 options,
                 flows: RefCell::default(),
                 requests: RefCell::default(),
+                resuming: RefCell::default(),
                 next_id: Cell::new(0),
                 destroyed: Cell::new(false),
             };
@@ -243,7 +242,8 @@ impl QysSdk {
         build().map_err(|e| to_js_error(&e))
     }
 
-    /// Personal signing (seed 004 §2). Resolves to the iframe to append.
+    /// Personal signing. Resolves to the iframe to append (or, for a redirect or the
+    /// mini-program, a status element once the page is on its way).
     #[wasm_bindgen(js_name = personalSign, unchecked_return_type = "Promise<HTMLElement>")]
     pub fn personal_sign(
         &self,
@@ -254,7 +254,7 @@ impl QysSdk {
         self.sign(Action::PersonalSign, contract_id, contact, callbacks)
     }
 
-    /// Enterprise signing (seed 004 §5). Resolves to the iframe to append.
+    /// Enterprise signing. Resolves like `personalSign`.
     #[wasm_bindgen(js_name = enterpriseSign, unchecked_return_type = "Promise<HTMLElement>")]
     pub fn enterprise_sign(
         &self,
@@ -265,7 +265,7 @@ impl QysSdk {
         self.sign(Action::EnterpriseSign, contract_id, contact, callbacks)
     }
 
-    /// Personal authentication (seed 004 §3). Resolves to the iframe to append.
+    /// Personal authentication. Resolves like `personalSign`.
     #[wasm_bindgen(js_name = personalAuth, unchecked_return_type = "Promise<HTMLElement>")]
     pub fn personal_auth(
         &self,
@@ -275,7 +275,7 @@ impl QysSdk {
         self.auth(Action::PersonalAuth, params, callbacks)
     }
 
-    /// Enterprise authentication (seed 004 §6). Resolves to the iframe to append.
+    /// Enterprise authentication. Resolves like `personalSign`.
     #[wasm_bindgen(js_name = enterpriseAuth, unchecked_return_type = "Promise<HTMLElement>")]
     pub fn enterprise_auth(
         &self,
@@ -283,6 +283,31 @@ impl QysSdk {
         #[wasm_bindgen(unchecked_optional_param_type = "AuthCallbacks<CompanyInfo>")] callbacks: Option<JsValue>,
     ) -> Promise {
         self.auth(Action::EnterpriseAuth, params, callbacks)
+    }
+
+    /// Call on every page load: when the page is the return of a redirect flow of this tab, asks
+    /// the proxy for its confirmed outcome, cleans the URL, fires the one callback and resolves
+    /// to `{action, event, data}`; otherwise resolves to `null` and fires nothing.
+    #[wasm_bindgen(unchecked_return_type = "Promise<QysResumed | null>")]
+    pub fn resume(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "ResumeCallbacks")] callbacks: Option<JsValue>,
+    ) -> Promise {
+        let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
+        let read = (|| {
+            if self.inner.destroyed.get() {
+                return Err(destroyed());
+            }
+            Ok([callback(&callbacks, "signSuccessCb")?, callback(&callbacks, "authSuccessCb")?, callback(&callbacks, "authFailCb")?])
+        })();
+        let inner = self.inner.clone();
+        let mut read = Some(read);
+        Promise::new(&mut |resolve, reject| match read.take().expect("the executor runs once") {
+            Ok([sign, auth, fail]) => redirect::resume(&inner, sign, auth, fail, resolve, reject),
+            Err(e) => {
+                let _ = reject.call1(&JsValue::UNDEFINED, &to_js_error(&e));
+            }
+        })
     }
 
     /// Removes every listener this instance added and aborts its requests; no callback fires
@@ -310,11 +335,12 @@ impl QysSdk {
                 to_value(&contract_id, "contractId")?
             };
             let params = object([("contractId", contract_id), ("contact", to_value(&contact, "contact")?)]);
-            let callbacks = Callbacks {
-                success: callback(&callbacks, "signSuccessCb")?,
-                fail: callback(&callbacks, "authFailCb")?,
-            };
-            Ok((Params::parse(action, &params)?, callbacks))
+            let params = Params::parse(action, &params)?;
+            Ok(Prepared {
+                params,
+                callbacks: Callbacks { success: callback(&callbacks, "signSuccessCb")?, fail: callback(&callbacks, "authFailCb")? },
+                presentation: call_presentation(&callbacks)?,
+            })
         })();
         self.start(action, prepared)
     }
@@ -323,20 +349,25 @@ impl QysSdk {
         let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
         let prepared = (|| {
             let params = Params::parse(action, &to_value(&params, "params")?)?;
-            let callbacks = Callbacks {
-                success: callback(&callbacks, "authSuccessCb")?,
-                fail: callback(&callbacks, "authFailCb")?,
-            };
-            Ok((params, callbacks))
+            Ok(Prepared {
+                params,
+                callbacks: Callbacks { success: callback(&callbacks, "authSuccessCb")?, fail: callback(&callbacks, "authFailCb")? },
+                presentation: call_presentation(&callbacks)?,
+            })
         })();
         self.start(action, prepared)
     }
 
-    fn start(&self, action: Action, prepared: Result<(Params, Callbacks), QysError>) -> Promise {
+    fn start(&self, action: Action, prepared: Result<Prepared, QysError>) -> Promise {
         let inner = self.inner.clone();
         let mut begun = Some(begin(&inner, action, prepared));
         Promise::new(&mut |resolve, reject| match begun.take().expect("the executor runs once") {
-            Ok(call) => await_answer(inner.clone(), call, resolve, reject),
+            Ok((sent, call)) => request::on_answer(inner.clone(), sent, move |inner, answer| {
+                let _ = match answer.and_then(|answer| finish(inner, call, answer)) {
+                    Ok(element) => resolve.call1(&JsValue::UNDEFINED, &element),
+                    Err(e) => reject.call1(&JsValue::UNDEFINED, &fail(inner, action, &e)),
+                };
+            }),
             Err(e) => {
                 let _ = reject.call1(&JsValue::UNDEFINED, &fail(&inner, action, &e));
             }
@@ -344,64 +375,13 @@ impl QysSdk {
     }
 }
 
-/// Settles `promise` into one callback that always runs: `Promise.allSettled([promise])`
-/// hands it `{status, value | reason}`, so no closure is left uncalled (and leaked).
-fn on_settled(promise: &Promise, next: impl FnOnce(Result<JsValue, JsValue>) + 'static) {
-    let settled = Promise::all_settled(&js_sys::Array::of1(promise));
-    let handler = Closure::once_into_js(move |outcomes: JsValue| {
-        let outcome = js_sys::Reflect::get_u32(&outcomes, 0).unwrap_or(JsValue::UNDEFINED);
-        let field = |name: &str| js_sys::Reflect::get(&outcome, &name.into()).unwrap_or(JsValue::UNDEFINED);
-        next(if field("status") == "fulfilled" { Ok(field("value")) } else { Err(field("reason")) });
-    });
-    settled.unchecked_ref::<Thenable>().then(&handler);
-}
-
-#[wasm_bindgen]
-extern "C" {
-    /// A promise seen through `then` with an untyped callback (a self-freeing `once_into_js`
-    /// function; js-sys's `then` wants a typed `Closure` that must be kept or leaked).
-    type Thenable;
-    #[wasm_bindgen(method)]
-    fn then(this: &Thenable, callback: &JsValue) -> JsValue;
-}
-
-/// Waits for the proxy's response and its body, then settles the call's promise.
-fn await_answer(inner: Rc<Inner>, mut call: Call, resolve: Function, reject: Function) {
-    let fetch = call.fetch.take().expect("fetch started");
-    on_settled(&fetch, move |response| {
-        let settle = move |answer: Result<(u16, JsValue), JsValue>| {
-            let action = call.action;
-            inner.requests.borrow_mut().retain(|(id, _)| *id != call.id);
-            match finish(&inner, call, answer) {
-                Ok(frame) => resolve.call1(&JsValue::UNDEFINED, &frame),
-                Err(e) => reject.call1(&JsValue::UNDEFINED, &fail(&inner, action, &e)),
-            }
-        };
-        let response: Response = match response {
-            Ok(response) => response.unchecked_into(),
-            Err(e) => return drop(settle(Err(e))),
-        };
-        match response.text() {
-            Ok(text) => on_settled(&text, move |text| drop(settle(text.map(|t| (response.status(), t))))),
-            Err(e) => drop(settle(Err(e))),
-        }
-    });
-}
-
 /// One call between its request and the proxy's answer.
 struct Call {
-    id: u32,
     action: Action,
     state: String,
     callbacks: Callbacks,
+    presentation: Presentation,
     allow_camera: bool,
-    fetch: Option<Promise>,
-    timed_out: Rc<Cell<bool>>,
-    _timer: Timeout,
-}
-
-fn destroyed() -> QysError {
-    QysError::new(ErrorKind::InvalidArgument, "this qysSdk instance was destroyed")
 }
 
 /// Logs a failure (with `debug`) and turns it into the `QysError` the promise rejects with.
@@ -410,146 +390,52 @@ fn fail(inner: &Inner, action: Action, e: &QysError) -> JsValue {
     to_js_error(e)
 }
 
-/// Validates, then sends one form POST to the proxy (a CORS simple request), aborted after `timeoutMs`.
+/// Validates, picks the presentation, checks that the page can show it, then sends the request.
 #[inline(never)]
-fn begin(inner: &Inner, action: Action, prepared: Result<(Params, Callbacks), QysError>) -> Result<Call, QysError> {
+fn begin(inner: &Inner, action: Action, prepared: Result<Prepared, QysError>) -> Result<(request::Sent, Call), QysError> {
     if inner.destroyed.get() {
         return Err(destroyed());
     }
-    let (params, callbacks) = prepared?;
-    let allow_camera = match &params {
-        Params::PersonalAuth(p) => p.mode != "BANK",
-        Params::EnterpriseAuth(_) => false,
-        Params::Sign(_) => true,
-    };
-    let envelope = Envelope { action, state: random_state()?, params };
+    let Prepared { params, callbacks, presentation } = prepared?;
+    let presentation = choose_presentation(presentation.unwrap_or(inner.options.presentation), &params);
     let window = web_sys::window().ok_or_else(|| missing("window"))?;
-    let controller = AbortController::new().map_err(|_| missing("AbortController"))?;
-    let headers = Headers::new().map_err(|_| missing("Headers"))?;
-    let _ = headers.set("Content-Type", "application/x-www-form-urlencoded");
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_headers(&headers);
-    init.set_body(&JsValue::from_str(&envelope.to_form_body()));
-    init.set_signal(Some(&controller.signal()));
-    inner.log(&[action.name(), ": requesting a page from the proxy"]);
-    let fetch = window.fetch_with_str_and_init(&inner.proxy_url, &init);
-    let id = inner.next_id();
-    inner.requests.borrow_mut().push((id, controller.clone()));
-    let timed_out = Rc::new(Cell::new(false));
-    let flag = timed_out.clone();
-    let timer = Timeout::new(inner.options.timeout_ms, move || {
-        flag.set(true);
-        controller.abort();
-    });
-    Ok(Call { id, action, state: envelope.state, callbacks, allow_camera, fetch: Some(fetch), timed_out, _timer: timer })
+    let return_url = match presentation {
+        Presentation::Iframe => None,
+        Presentation::Redirect => {
+            redirect::storage(&window)?;
+            Some(return_url(&window.location().href().map_err(|_| missing("location"))?))
+        }
+        Presentation::MiniProgram => {
+            mini_program::bridge()?;
+            None
+        }
+    };
+    let allow_camera = allow_camera(&params);
+    let envelope = Envelope { action, state: random_state()?, params, presentation, return_url };
+    inner.log(&[action.name(), ": requesting a page from the proxy (", presentation.name(), ")"]);
+    let sent = request::send(inner, &envelope.to_form_body())?;
+    Ok((sent, Call { action, state: envelope.state, callbacks, presentation, allow_camera }))
 }
 
-/// Reads the proxy's answer and, on success, creates the iframe and starts listening.
+/// Reads the proxy's answer and shows the flow the way the call chose.
 #[inline(never)]
-fn finish(inner: &Rc<Inner>, call: Call, answer: Result<(u16, JsValue), JsValue>) -> Result<JsValue, QysError> {
-    if inner.destroyed.get() {
-        return Err(destroyed());
+fn finish(inner: &Rc<Inner>, call: Call, (status, body): request::Answer) -> Result<JsValue, QysError> {
+    let result = answer_result(status, body.as_ref())?;
+    let Call { action, state, callbacks, presentation, allow_camera } = call;
+    if presentation == Presentation::MiniProgram {
+        let grant = ticket_grant(result)?;
+        inner.log(&[action.name(), ": ticket granted"]);
+        return mini_program::open(inner, action, state, grant, callbacks).map(JsValue::from);
     }
-    let (status, text) = answer.map_err(|e| {
-        if call.timed_out.get() {
-            let ms = decimal(u64::from(inner.options.timeout_ms));
-            QysError::new(ErrorKind::Timeout, ["the proxy did not answer within ", &ms, " ms"].concat())
-        } else {
-            let reason = e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default();
-            let text = [
-                "the proxy at ",
-                &inner.proxy_endpoint,
-                " could not be reached (",
-                &reason,
-                "); check the URL, the network and the proxy's allowed origins",
-            ];
-            QysError::new(ErrorKind::Network, text.concat())
-        }
-    })?;
-    let body = Value::parse(&text.as_string().unwrap_or_default()).ok();
-    let mut grant = decode_response(status, body.as_ref(), &inner.proxy_origin)?;
+    let mut grant = page_grant(result, &inner.proxy_origin)?;
+    if presentation == Presentation::Redirect {
+        inner.log(&[action.name(), ": leaving for the platform's page"]);
+        return redirect::leave(action, state, grant).map(JsValue::from);
+    }
     // `event.origin` is always canonical (lowercase host, no default port); so must this be.
     grant.return_origin = web_sys::Url::new(&grant.return_origin)
         .map(|u| u.origin())
         .map_err(|_| QysError::new(ErrorKind::Protocol, "the proxy's answer is not protocol v1: result.returnOrigin"))?;
-    inner.log(&[call.action.name(), ": page granted, return origin ", &grant.return_origin]);
-    open_frame(inner, call.action, call.state, grant, call.callbacks, call.allow_camera).map(JsValue::from)
-}
-
-fn frame_title(action: Action) -> &'static str {
-    match action {
-        Action::PersonalSign => "契约锁 个人签署",
-        Action::EnterpriseSign => "契约锁 企业签署",
-        Action::PersonalAuth => "契约锁 个人认证",
-        Action::EnterpriseAuth => "契约锁 企业认证",
-    }
-}
-
-fn open_frame(
-    inner: &Rc<Inner>,
-    action: Action,
-    state: String,
-    grant: PageGrant,
-    callbacks: Callbacks,
-    allow_camera: bool,
-) -> Result<HtmlIFrameElement, QysError> {
-    let window = web_sys::window().ok_or_else(|| missing("window"))?;
-    let document = window.document().ok_or_else(|| missing("document"))?;
-    let frame: HtmlIFrameElement =
-        document.create_element("iframe").map_err(|_| missing("document.createElement"))?.unchecked_into();
-    frame.set_src(&grant.page_url);
-    frame.set_title(frame_title(action));
-    if allow_camera {
-        let _ = frame.set_attribute("allow", "camera");
-    }
-    let style = frame.style();
-    for (name, value) in [("border", "0"), ("width", "100%"), ("height", "100%")] {
-        let _ = style.set_property(name, value);
-    }
-
-    let id = inner.next_id();
-    let gate = RefCell::new(MessageGate::new(action, grant.return_origin, state));
-    let owner = inner.clone();
-    let watched = frame.clone();
-    let messages = EventListener::new(window.into(), "message", move |event| {
-        let event: MessageEvent = event.unchecked_into();
-        let inner = &owner;
-        let origin = event.origin();
-        let from_frame = match (event.source(), watched.content_window()) {
-            (Some(source), Some(own)) => JsValue::from(source) == JsValue::from(own),
-            _ => false,
-        };
-        // Origin and window first: data from anyone else is never even read.
-        let accepted = if gate.borrow().accepts(&origin, from_frame) {
-            let data = to_value(&event.data(), "message").unwrap_or(Value::Null);
-            gate.borrow_mut().offer(&origin, from_frame, &data)
-        } else {
-            None
-        };
-        let Some(accepted) = accepted else {
-            inner.log(&[action.name(), ": ignored a message from ", &origin]);
-            return;
-        };
-        let (name, target, argument) = match accepted {
-            Event::SignSuccess(result) => ("signSuccess", callbacks.success.clone(), to_js(&result)),
-            Event::AuthSuccess(info) => ("authSuccess", callbacks.success.clone(), to_js(&info)),
-            Event::AuthFail => ("authFail", callbacks.fail.clone(), JsValue::UNDEFINED),
-        };
-        inner.log(&[action.name(), ": ", name]);
-        // Terminal: drop the listener now (wasm-bindgen frees a running closure after it returns).
-        inner.close_flows(Some(id));
-        if let Some(f) = target {
-            if let Err(thrown) = f.call1(&JsValue::UNDEFINED, &argument) {
-                // Report the page's own error without unwinding through wasm.
-                let _ = Promise::reject(&thrown);
-            }
-        }
-    });
-    let loaded = Rc::new(Cell::new(false));
-    let flag = loaded.clone();
-    let load = EventListener::new(frame.clone().into(), "load", move |_| flag.set(true));
-    inner.close_flows(None);
-    inner.flows.borrow_mut().push(Flow { id, frame: frame.clone(), loaded, _messages: messages, _load: load });
-    Ok(frame)
+    inner.log(&[action.name(), ": page granted, return origin ", &grant.return_origin]);
+    frame::open(inner, action, state, grant, callbacks, allow_camera).map(JsValue::from)
 }

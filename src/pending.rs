@@ -1,0 +1,84 @@
+//! Redirect flows across a navigation: what the SDK keeps in `sessionStorage` while the page is
+//! away (state, action, the proxy's sealed flow token — no contact, no id number), and the
+//! `qys_state` query parameter the proxy's return page adds to the calling page's URL.
+
+use crate::params::Action;
+use crate::value::{object, Value};
+use crate::wire::{valid_flow_token, valid_state};
+
+/// The `sessionStorage` key of the pending redirect flows.
+pub const STORAGE_KEY: &str = "qys-sdk:flows";
+/// The query parameter that carries a returning flow's state.
+pub const STATE_PARAM: &str = "qys_state";
+/// Pending flows kept per tab; the oldest is forgotten first.
+pub const MAX_PENDING: usize = 8;
+
+/// A redirect flow waiting for its page to come back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingFlow {
+    /// The call's state (also in the return URL).
+    pub state: String,
+    /// The flow's action.
+    pub action: Action,
+    /// The proxy's sealed flow token, for `outcome`.
+    pub flow: String,
+}
+
+/// Reads the stored list; anything malformed is skipped (the storage is the page's, not ours).
+pub fn parse_list(text: &str) -> Vec<PendingFlow> {
+    let Ok(Value::Array(items)) = Value::parse(text) else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|item| {
+            let state = item.get("s")?.as_str().filter(|s| valid_state(s))?;
+            let action = Action::from_name(item.get("a")?.as_str()?)?;
+            let flow = item.get("f")?.as_str().filter(|f| valid_flow_token(f))?;
+            Some(PendingFlow { state: state.to_owned(), action, flow: flow.to_owned() })
+        })
+        .collect()
+}
+
+/// The list as stored, keeping the newest [`MAX_PENDING`].
+pub fn list_json(flows: &[PendingFlow]) -> String {
+    let newest = &flows[flows.len().saturating_sub(MAX_PENDING)..];
+    Value::Array(
+        newest
+            .iter()
+            .map(|f| object([("s", f.state.as_str().into()), ("a", f.action.name().into()), ("f", f.flow.as_str().into())]))
+            .collect(),
+    )
+    .to_json()
+}
+
+/// The returning flow's state in a page's query string (`location.search`, with or without `?`).
+pub fn returned_state(search: &str) -> Option<&str> {
+    pairs(search).find_map(|pair| pair.strip_prefix(STATE_PARAM)?.strip_prefix('=')).filter(|s| valid_state(s))
+}
+
+/// `search` without any `qys_state` parameter; the other parameters stay byte for byte.
+pub fn without_state(search: &str) -> String {
+    let kept: Vec<&str> = pairs(search).filter(|pair| !is_state_pair(pair)).collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        ["?", &kept.join("&")].concat()
+    }
+}
+
+/// The URL the browser comes back to: the page's URL without fragment and without a previous
+/// flow's `qys_state`.
+pub fn return_url(href: &str) -> String {
+    let href = href.split('#').next().unwrap_or(href);
+    match href.split_once('?') {
+        Some((base, search)) => [base, &without_state(search)].concat(),
+        None => href.to_owned(),
+    }
+}
+
+fn pairs(search: &str) -> impl Iterator<Item = &str> {
+    search.strip_prefix('?').unwrap_or(search).split('&').filter(|p| !p.is_empty())
+}
+
+fn is_state_pair(pair: &str) -> bool {
+    pair == STATE_PARAM || pair.strip_prefix(STATE_PARAM).is_some_and(|rest| rest.starts_with('='))
+}
