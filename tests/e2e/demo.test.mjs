@@ -1,6 +1,9 @@
 // The demo page in headless Chromium: all four flows clicked through the sandbox's pages.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startProxy, startForger, launch, stateOf } from './harness.mjs';
 
 let proxy, forger, browser;
@@ -13,16 +16,17 @@ after(async () => {
   forger?.stop();
 });
 
-/** Opens the demo page, counting what reaches the proxy endpoint. */
-async function openDemo() {
-  const page = await browser.newPage();
+/** Opens the demo page (of `server`, in a new context with `options`: viewport, user agent…),
+ * counting what reaches the proxy endpoint. */
+async function openDemo(options, server = proxy) {
+  const page = await browser.newPage(options);
   const proxyCalls = [];
   page.sdkLog = [];
   page.on('console', (m) => { if (m.text().startsWith('[qys-sdk]')) page.sdkLog.push(m.text()); });
   page.on('request', (r) => {
     if (new URL(r.url()).pathname === '/qys/proxy') proxyCalls.push({ method: r.method(), url: r.url() });
   });
-  await page.goto(`${proxy.proxy}/`);
+  await page.goto(`${server.proxy}/`);
   await page.waitForSelector('body[data-ready=true]');
   return { page, proxyCalls };
 }
@@ -197,4 +201,75 @@ test('a flow whose iframe was removed is dropped at the next call', async () => 
   await page.waitForTimeout(200);
   assert.equal(ignoredCount(), 1, 'only the open flow still listens');
   await page.close();
+});
+
+const WECHAT_IPHONE = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) '
+  + 'Mobile/15E148 MicroMessenger/8.0.50(0x1800323a) NetType/WIFI Language/zh_CN';
+
+test('phone first: the flow covers a 390×844 WeChat screen, a desktop gets a wide flow; Back returns to the form', async (t) => {
+  // A proxy of its own: the tests above signed the fixtures' SIGNING contracts on the shared one.
+  const fresh = await startProxy();
+  t.after(() => fresh.stop());
+  const dir = mkdtempSync(join(tmpdir(), 'qys-demo-screens-'));
+  const screens = [
+    { name: 'phone', minWidth: 0.95 * 390, minHeight: 0.85 * 844, covers: true,
+      options: { viewport: { width: 390, height: 844 }, userAgent: WECHAT_IPHONE, isMobile: true, hasTouch: true,
+        deviceScaleFactor: 2 } },
+    { name: 'desktop', minWidth: 600, minHeight: 600, covers: false,
+      options: { viewport: { width: 1280, height: 800 } } },
+  ];
+  const shots = [];
+  const shoot = async (page, file) => {
+    const path = join(dir, file);
+    await page.screenshot({ path });
+    shots.push(path);
+    t.diagnostic(`screenshot: ${path}`);
+  };
+  /** Whether the element is the topmost one at its own centre (visible, not covered). */
+  const onTop = (locator) => locator.evaluate((el) => {
+    const r = el.getBoundingClientRect();
+    return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === el;
+  });
+  for (const screen of screens) {
+    const { width, height } = screen.options.viewport;
+    const { page } = await openDemo(screen.options, fresh);
+    if (screen.options.userAgent) assert.match(await page.evaluate(() => navigator.userAgent), /MicroMessenger/);
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth),
+      `${screen.name}: no horizontal scrolling`);
+    const formButton = page.locator('#personalSign');
+    const input = await page.locator('#contractId').boundingBox();
+    if (screen.covers) assert.ok(input.width >= width - 64, `${screen.name}: one column form, ${JSON.stringify(input)}`);
+    await shoot(page, `${screen.name}-form.png`);
+
+    await page.selectOption('#presentation', 'iframe');
+    await formButton.click();
+    const frame = page.locator('#qys-frame');
+    await page.frameLocator('#qys-frame').locator('#qys-sandbox-sign').waitFor();
+    assert.equal(await frame.evaluate((el) => el.tagName), 'IFRAME');
+    const box = await frame.boundingBox();
+    t.diagnostic(`${screen.name} ${width}×${height}: #qys-frame ${JSON.stringify(box)}`);
+    assert.ok(box.width >= screen.minWidth, `${screen.name}: iframe width ${box.width} ≥ ${screen.minWidth}`);
+    assert.ok(box.height >= screen.minHeight, `${screen.name}: iframe height ${box.height} ≥ ${screen.minHeight}`);
+    assert.ok(box.x >= 0 && box.y >= 0 && box.x + box.width <= width + 0.5 && box.y + box.height <= height + 0.5,
+      `${screen.name}: iframe inside the viewport`);
+    assert.ok(await onTop(frame), `${screen.name}: nothing covers the iframe`);
+    if (screen.covers) assert.ok(await formButton.isHidden(), `${screen.name}: the form is out of the way`);
+    const back = page.getByRole('button', { name: '返回 / Back' });
+    assert.ok(await back.isVisible(), `${screen.name}: Back is visible`);
+    assert.ok(await onTop(back), `${screen.name}: nothing covers Back`);
+    const backBox = await back.boundingBox();
+    assert.ok(backBox.width >= 44 && backBox.height >= 44, `${screen.name}: Back is a tap target, ${JSON.stringify(backBox)}`);
+    await shoot(page, `${screen.name}-flow.png`);
+
+    await back.click();
+    assert.equal(await frame.count(), 0, `${screen.name}: Back removes the flow's element`);
+    assert.ok(await formButton.isVisible(), `${screen.name}: the form is back`);
+    assert.ok(await onTop(formButton), `${screen.name}: nothing covers the form`);
+    await page.close();
+  }
+  for (const path of shots) {
+    const png = readFileSync(path);
+    assert.ok(png.length > 1000, `${path}: ${png.length} bytes`);
+    assert.deepEqual([...png.subarray(1, 4)], [...Buffer.from('PNG')], `${path} is a PNG`);
+  }
 });
