@@ -106,7 +106,7 @@ fn ask(inner: &Rc<Inner>, id: u32, action: Action, state: &str, flow: &str, call
             return inner.log(&[action.name(), ": ", &e.message]);
         }
     };
-    on_answer(inner.clone(), sent, move |inner, answer| {
+    on_answer(inner.clone(), sent, Box::new(move |inner, answer| {
         asking.set(false);
         let event = match answer.and_then(|(status, body)| outcome_answer(action, status, body.as_ref())) {
             Ok(Some(Outcome::Event(event))) => event,
@@ -121,5 +121,5 @@ fn ask(inner: &Rc<Inner>, id: u32, action: Action, state: &str, flow: &str, call
         };
         inner.close_flows(Some(id));
         fire(inner, action, &callbacks, &event);
-    });
+    }));
 }

@@ -362,12 +362,12 @@ impl QysSdk {
         let inner = self.inner.clone();
         let mut begun = Some(begin(&inner, action, prepared));
         Promise::new(&mut |resolve, reject| match begun.take().expect("the executor runs once") {
-            Ok((sent, call)) => request::on_answer(inner.clone(), sent, move |inner, answer| {
+            Ok((sent, call)) => request::on_answer(inner.clone(), sent, Box::new(move |inner, answer| {
                 let _ = match answer.and_then(|answer| finish(inner, call, answer)) {
                     Ok(element) => resolve.call1(&JsValue::UNDEFINED, &element),
                     Err(e) => reject.call1(&JsValue::UNDEFINED, &fail(inner, action, &e)),
                 };
-            }),
+            })),
             Err(e) => {
                 let _ = reject.call1(&JsValue::UNDEFINED, &fail(&inner, action, &e));
             }

@@ -87,7 +87,7 @@ pub fn resume(inner: &Rc<Inner>, sign: Option<Function>, auth: Option<Function>,
     };
     let action = flow.action;
     let callbacks = Callbacks { success: if action.is_sign() { sign } else { auth }, fail };
-    on_answer(inner.clone(), sent, move |inner, answer| {
+    on_answer(inner.clone(), sent, Box::new(move |inner, answer| {
         inner.resuming.borrow_mut().retain(|s| *s != state);
         let outcome = match answer.and_then(|(status, body)| outcome_answer(action, status, body.as_ref())) {
             Ok(outcome) => outcome,
@@ -109,5 +109,5 @@ pub fn resume(inner: &Rc<Inner>, sign: Option<Function>, auth: Option<Function>,
         fire(inner, action, &callbacks, &event);
         let resumed = object([("action", action.name().into()), ("event", event.name().into()), ("data", event.data())]);
         settle(Ok(to_js(&resumed)));
-    });
+    }));
 }

@@ -52,9 +52,10 @@ pub fn send(inner: &Inner, body: &str) -> Result<Sent, QysError> {
 
 /// Calls `next` once with the answer, or the `timeout`/`network` error (or the destroyed
 /// error, when `destroy()` came first).
-pub fn on_answer(inner: Rc<Inner>, sent: Sent, next: impl FnOnce(&Rc<Inner>, Result<Answer, QysError>) + 'static) {
+/// (Boxed, not generic: one copy of the closure plumbing in the wasm for every caller.)
+pub fn on_answer(inner: Rc<Inner>, sent: Sent, next: Box<dyn FnOnce(&Rc<Inner>, Result<Answer, QysError>)>) {
     let fetch = sent.fetch.clone();
-    on_settled(&fetch, move |response| {
+    on_settled(&fetch, Box::new(move |response| {
         let settle = move |answer: Result<(u16, JsValue), JsValue>| {
             inner.requests.borrow_mut().retain(|(id, _)| *id != sent.id);
             let answer = if inner.destroyed.get() {
@@ -70,10 +71,10 @@ pub fn on_answer(inner: Rc<Inner>, sent: Sent, next: impl FnOnce(&Rc<Inner>, Res
             Err(e) => return settle(Err(e)),
         };
         match response.text() {
-            Ok(text) => on_settled(&text, move |text| settle(text.map(|t| (response.status(), t)))),
+            Ok(text) => on_settled(&text, Box::new(move |text| settle(text.map(|t| (response.status(), t))))),
             Err(e) => settle(Err(e)),
         }
-    });
+    }));
 }
 
 fn failure(inner: &Inner, timed_out: bool, e: &JsValue) -> QysError {
@@ -94,7 +95,7 @@ fn failure(inner: &Inner, timed_out: bool, e: &JsValue) -> QysError {
 
 /// Settles `promise` into one callback that always runs: `Promise.allSettled([promise])`
 /// hands it `{status, value | reason}`, so no closure is left uncalled (and leaked).
-fn on_settled(promise: &Promise, next: impl FnOnce(Result<JsValue, JsValue>) + 'static) {
+fn on_settled(promise: &Promise, next: Box<dyn FnOnce(Result<JsValue, JsValue>)>) {
     let settled = Promise::all_settled(&js_sys::Array::of1(promise));
     let handler = Closure::once_into_js(move |outcomes: JsValue| {
         let outcome = js_sys::Reflect::get_u32(&outcomes, 0).unwrap_or(JsValue::UNDEFINED);
