@@ -1,5 +1,6 @@
-//! A loopback emulation of the 契约锁 open platform: its signed APIs, its hosted H5 pages and its
-//! server callbacks, so every flow runs with no account and no internet.
+//! A loopback emulation of the 契约锁 open platform: its signed APIs, its hosted H5 pages, the
+//! pages of its mini-program plugin and its server callbacks, so every flow runs with no account
+//! and no internet.
 
 mod api;
 mod deliver;
@@ -96,7 +97,7 @@ impl Sandbox {
     }
 }
 
-/// The sandbox's router: signed APIs and the hosted H5 pages.
+/// The sandbox's router: signed APIs, the hosted H5 pages and the mini-program plugin's pages.
 pub fn router(cfg: SandboxConfig) -> Router {
     let world = World::new(cfg.fixtures.clone());
     let http = reqwest::Client::builder()
@@ -118,8 +119,10 @@ pub fn router(cfg: SandboxConfig) -> Router {
         .route("/companyauth/result", get(api::company_auth_result))
         .layer(middleware::from_fn_with_state(state.clone(), verify_signature));
     Router::new()
-        .route("/h5", get(pages::show))
-        .route("/h5/action", post(pages::act))
+        .route("/h5", get(pages::h5_show))
+        .route("/h5/action", post(pages::h5_act))
+        .route("/plugin/action", post(pages::plugin_act))
+        .route("/plugin/{page}", get(pages::plugin_show))
         .merge(apis)
         .with_state(state)
 }

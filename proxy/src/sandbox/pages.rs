@@ -1,10 +1,19 @@
-//! The sandbox's hosted H5 pages: signing (with an auth step), personal auth and company auth.
+//! The sandbox's hosted pages: signing (with an auth step), personal auth and company auth, served
+//! two ways by one implementation:
+//!
+//! - the browser H5 page `GET /h5?ticket=…[&callbackPage=…]` (form `POST /h5/action`), which
+//!   finishes by redirecting to `callbackPage`;
+//! - the 契约锁 mini-program plugin's pages `GET /plugin/<page>?ticket=…&env=sandbox[&hasCb=true]`
+//!   (`doc`, `personal-auth`, `enterprise-auth`; form `POST /plugin/action`), which finish on a
+//!   page whose `#qys-sandbox-plugin-done[data-event]` names the event the plugin would fire
+//!   (`signSuccessCb`, `authSuccessCb`, `authFailCb`).
+//!
 //! Plain forms with stable element ids for tests: `#qys-sandbox-sign`, `#qys-sandbox-auth-submit`,
-//! `#qys-sandbox-exit`, `#qys-sandbox-close`. Finishing redirects to `callbackPage`.
+//! `#qys-sandbox-exit`, `#qys-sandbox-close`.
 
 use std::collections::HashMap;
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{json, Value};
@@ -16,44 +25,265 @@ use crate::unix_millis;
 
 type Params = HashMap<String, String>;
 
+/// The `env` the sandbox answers to on plugin pages (the real plugin's `com` and `cn` talk to the
+/// platform itself).
+pub const PLUGIN_ENV: &str = "sandbox";
+
 fn message(status: StatusCode, title: &str, text: &str) -> Response {
     let body = format!("<h1>{}</h1><p id=qys-sandbox-message>{}</p>", escape(title), escape(text));
     (status, Html(page(title, &body))).into_response()
 }
 
-fn session(sb: &Shared, params: &Params) -> Result<(String, Session), Response> {
+/// A refused page request, shown as a [`message`] page.
+struct Refusal(StatusCode, &'static str, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        message(self.0, self.1, &self.2)
+    }
+}
+
+fn session(sb: &Shared, params: &Params) -> Result<(String, Session), Refusal> {
     let ticket = params.get("ticket").cloned().unwrap_or_default();
     let found = sb.world().sessions.get(&ticket).cloned();
     match found {
         Some(s) if s.expires_ms > unix_millis() => Ok((ticket, s)),
-        Some(_) => Err(message(StatusCode::GONE, "链接已过期", "This page link has expired.")),
-        None => Err(message(StatusCode::NOT_FOUND, "链接无效", "Unknown ticket.")),
+        Some(_) => Err(Refusal(StatusCode::GONE, "链接已过期", "This page link has expired.".into())),
+        None => Err(Refusal(StatusCode::NOT_FOUND, "链接无效", format!("Unknown ticket “{ticket}”."))),
     }
 }
 
-/// Where to go when the page finishes: the session's `callbackPage` (page-URL mode) or the one
-/// passed on the page URL (ticket mode); only http(s).
-fn callback_page(session: &Session, params: &Params) -> Option<String> {
-    session
-        .callback_page
-        .clone()
-        .or_else(|| params.get("callbackPage").cloned())
-        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+/// A page of the 契约锁 mini-program plugin (`plugin://qyssdk-plugin/<page>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PluginPage {
+    /// `doc`: contract signing.
+    Doc,
+    /// `personal-auth`.
+    PersonalAuth,
+    /// `enterprise-auth`.
+    EnterpriseAuth,
 }
 
-fn finish(session: &Session, params: &Params, text: &str) -> Response {
-    match callback_page(session, params) {
-        Some(url) => (StatusCode::SEE_OTHER, [(header::LOCATION, url)]).into_response(),
-        None => message(StatusCode::OK, "完成", text),
+impl PluginPage {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "doc" => Some(Self::Doc),
+            "personal-auth" => Some(Self::PersonalAuth),
+            "enterprise-auth" => Some(Self::EnterpriseAuth),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Doc => "doc",
+            Self::PersonalAuth => "personal-auth",
+            Self::EnterpriseAuth => "enterprise-auth",
+        }
+    }
+
+    /// The page a session's ticket opens.
+    fn of(kind: &SessionKind) -> Self {
+        match kind {
+            SessionKind::Sign { .. } => Self::Doc,
+            SessionKind::PersonalAuth(_) => Self::PersonalAuth,
+            SessionKind::CompanyAuth { .. } => Self::EnterpriseAuth,
+        }
     }
 }
 
-fn hidden(ticket: &str, params: &Params) -> String {
-    let mut out = format!("<input type=hidden name=ticket value=\"{}\">", escape(ticket));
-    if let Some(cb) = params.get("callbackPage") {
-        out.push_str(&format!("<input type=hidden name=callbackPage value=\"{}\">", escape(cb)));
+/// How a page flow ended.
+#[derive(Debug, Clone, Copy)]
+enum Finish {
+    Signed,
+    AuthPassed,
+    Exited,
+    Closed,
+}
+
+impl Finish {
+    fn text(self) -> &'static str {
+        match self {
+            Self::Signed => "签署成功",
+            Self::AuthPassed => "认证成功",
+            Self::Exited => "已退出认证",
+            Self::Closed => "已关闭",
+        }
     }
-    out
+
+    /// The event the plugin fires to the mini-program.
+    fn plugin_event(self) -> &'static str {
+        match self {
+            Self::Signed => "signSuccessCb",
+            Self::AuthPassed => "authSuccessCb",
+            Self::Exited | Self::Closed => "authFailCb",
+        }
+    }
+}
+
+/// Where a page is shown: what its form posts, what it carries along and how it finishes.
+enum Surface {
+    /// `/h5`: finishing redirects to `callbackPage` (the session's, else the page URL's).
+    H5 { callback_page: Option<String> },
+    /// `/plugin/<page>`: finishing shows the event the plugin would fire.
+    Plugin { page: PluginPage, has_cb: bool },
+}
+
+impl Surface {
+    fn h5(params: &Params) -> Self {
+        Self::H5 { callback_page: params.get("callbackPage").cloned() }
+    }
+
+    fn action(&self) -> &'static str {
+        match self {
+            Self::H5 { .. } => "/h5/action",
+            Self::Plugin { .. } => "/plugin/action",
+        }
+    }
+
+    /// `(name, value)` pairs the form posts back and the page URL carries.
+    fn carried(&self, ticket: &str) -> Vec<(&'static str, String)> {
+        let mut out = vec![("ticket", ticket.to_owned())];
+        match self {
+            Self::H5 { callback_page } => out.extend(callback_page.clone().map(|cb| ("callbackPage", cb))),
+            Self::Plugin { page, has_cb } => {
+                out.push(("page", page.name().to_owned()));
+                out.push(("env", PLUGIN_ENV.to_owned()));
+                if *has_cb {
+                    out.push(("hasCb", "true".to_owned()));
+                }
+            }
+        }
+        out
+    }
+
+    fn hidden(&self, ticket: &str) -> String {
+        self.carried(ticket)
+            .iter()
+            .map(|(name, value)| format!("<input type=hidden name={name} value=\"{}\">", escape(value)))
+            .collect()
+    }
+
+    /// The page's own URL (path and query), to come back to after the auth step of signing.
+    fn url(&self, ticket: &str) -> String {
+        let path = match self {
+            Self::H5 { .. } => "/h5".to_owned(),
+            Self::Plugin { page, .. } => format!("/plugin/{}", page.name()),
+        };
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.carried(ticket).iter().filter(|(name, _)| *name != "page"))
+            .finish();
+        format!("{path}?{query}")
+    }
+
+    fn banner(&self) -> String {
+        match self {
+            Self::H5 { .. } => String::new(),
+            Self::Plugin { page, .. } => format!(
+                "<p id=qys-sandbox-plugin data-page={0}>小程序插件页面 plugin://qyssdk-plugin/{0}</p>",
+                page.name()
+            ),
+        }
+    }
+
+    fn finish(&self, session: &Session, how: Finish) -> Response {
+        match self {
+            Self::H5 { callback_page } => {
+                // Page-URL mode keeps callbackPage in the session; ticket mode passes it on the URL.
+                let url = session
+                    .callback_page
+                    .clone()
+                    .or_else(|| callback_page.clone())
+                    .filter(|u| u.starts_with("http://") || u.starts_with("https://"));
+                match url {
+                    Some(url) => (StatusCode::SEE_OTHER, [(header::LOCATION, url)]).into_response(),
+                    None => message(StatusCode::OK, "完成", &format!("{}。", how.text())),
+                }
+            }
+            Self::Plugin { has_cb, .. } => {
+                let body = format!(
+                    "<h1>{0}</h1><p id=qys-sandbox-plugin-done data-event={1} data-has-cb={2}>{0}</p>\
+<p>插件将向小程序触发事件 <code>{1}</code>{3}。</p>",
+                    how.text(),
+                    how.plugin_event(),
+                    has_cb,
+                    if *has_cb { "" } else { "(未设置 hasCb=true,小程序收不到该事件)" }
+                );
+                (StatusCode::OK, Html(page(how.text(), &body))).into_response()
+            }
+        }
+    }
+}
+
+/// Checks a plugin request: a known page, `env=sandbox`, a live ticket, and the ticket's page.
+fn plugin_session(sb: &Shared, name: &str, params: &Params) -> Result<(String, Session, Surface), Refusal> {
+    let Some(page) = PluginPage::parse(name) else {
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            "页面不存在",
+            format!("The plugin has no page “{name}”; its pages are doc, personal-auth and enterprise-auth."),
+        ));
+    };
+    match params.get("env") {
+        Some(env) if env == PLUGIN_ENV => {}
+        env => {
+            let got = env.map_or_else(|| "no env (the plugin defaults to com)".into(), |e| format!("env “{e}”"));
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                "环境不符",
+                format!(
+                    "This sandbox answers to env={PLUGIN_ENV} only, not {got}; with env=com or env=cn the real \
+plugin talks to the 契约锁 platform, which does not know this sandbox's tickets."
+                ),
+            ));
+        }
+    }
+    let (ticket, session) = session(sb, params)?;
+    let expected = PluginPage::of(&session.kind);
+    if expected != page {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "页面与票据不符",
+            format!("This ticket opens the plugin page “{}”, not “{}”.", expected.name(), page.name()),
+        ));
+    }
+    let has_cb = params.get("hasCb").is_some_and(|v| v == "true");
+    Ok((ticket, session, Surface::Plugin { page, has_cb }))
+}
+
+/// `GET /h5?ticket=…[&callbackPage=…]`.
+pub async fn h5_show(State(sb): State<Shared>, Query(params): Query<Params>) -> Response {
+    match session(&sb, &params) {
+        Ok((ticket, session)) => show(&sb, &Surface::h5(&params), &ticket, &session),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// `POST /h5/action`: the page's buttons (`op` = sign, auth, submit, exit, close).
+pub async fn h5_act(State(sb): State<Shared>, Form(params): Form<Params>) -> Response {
+    match session(&sb, &params) {
+        Ok((ticket, session)) => act(&sb, &Surface::h5(&params), &ticket, &session, &params),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// `GET /plugin/<page>?ticket=…&env=sandbox[&hasCb=true]`.
+pub async fn plugin_show(State(sb): State<Shared>, Path(name): Path<String>, Query(params): Query<Params>) -> Response {
+    match plugin_session(&sb, &name, &params) {
+        Ok((ticket, session, surface)) => show(&sb, &surface, &ticket, &session),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// `POST /plugin/action`: as `/h5/action`, with the form's `page`, `env` and `hasCb`.
+pub async fn plugin_act(State(sb): State<Shared>, Form(params): Form<Params>) -> Response {
+    let Some(name) = params.get("page") else {
+        return message(StatusCode::BAD_REQUEST, "缺少页面", "The form must name the plugin page.");
+    };
+    match plugin_session(&sb, name, &params) {
+        Ok((ticket, session, surface)) => act(&sb, &surface, &ticket, &session, &params),
+        Err(refusal) => refusal.into_response(),
+    }
 }
 
 fn field(name: &str, label: &str, value: &str, editable: bool) -> String {
@@ -79,15 +309,10 @@ fn company_editable(req: &Value, key: &str, modify: &str) -> bool {
     text(req, key).is_empty() || text(req, "modifyFields").split(',').any(|x| x.trim() == modify)
 }
 
-/// `GET /h5?ticket=…[&callbackPage=…]`.
-pub async fn show(State(sb): State<Shared>, Query(params): Query<Params>) -> Response {
-    let (ticket, session) = match session(&sb, &params) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
-    let form = |inner: String| {
-        format!("<form method=post action=/h5/action>{}{inner}</form>", hidden(&ticket, &params))
-    };
+/// The page of a live session.
+fn show(sb: &Shared, surface: &Surface, ticket: &str, session: &Session) -> Response {
+    let (action, hidden) = (surface.action(), surface.hidden(ticket));
+    let form = |inner: String| format!("<form method=post action={action}>{hidden}{inner}</form>");
     let world = sb.world();
     let body = match &session.kind {
         SessionKind::Sign { contract_id, contact } => {
@@ -177,21 +402,17 @@ pub async fn show(State(sb): State<Shared>, Query(params): Query<Params>) -> Res
         }
     };
     drop(world);
-    Html(page("契约锁沙箱", &body)).into_response()
+    Html(page("契约锁沙箱", &format!("{}{body}", surface.banner()))).into_response()
 }
 
-/// `POST /h5/action`: the page's buttons (`op` = sign, auth, submit, exit, close).
-pub async fn act(State(sb): State<Shared>, Form(params): Form<Params>) -> Response {
-    let (ticket, session) = match session(&sb, &params) {
-        Ok(s) => s,
-        Err(page) => return page,
-    };
+/// A button of a live session's page (`op` = sign, auth, submit, exit, close).
+fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: &Params) -> Response {
     let op = params.get("op").map(String::as_str).unwrap_or("");
     let posted = |k: &str| params.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     match (&session.kind, op) {
-        (SessionKind::Sign { .. } | SessionKind::PersonalAuth(_), "exit") => finish(&session, &params, "已退出认证。"),
+        (SessionKind::Sign { .. } | SessionKind::PersonalAuth(_), "exit") => surface.finish(session, Finish::Exited),
         (SessionKind::CompanyAuth { request, .. }, "close") if request["closeButton"] != false => {
-            finish(&session, &params, "已关闭。")
+            surface.finish(session, Finish::Closed)
         }
         (SessionKind::Sign { contact, .. }, "auth") => {
             let (username, id_card_no) = (posted("username"), posted("idCardNo"));
@@ -207,12 +428,7 @@ pub async fn act(State(sb): State<Shared>, Form(params): Form<Params>) -> Respon
                 ..Person::default()
             };
             sb.world().persons.insert(contact.clone(), person);
-            let mut back = format!("/h5?ticket={ticket}");
-            if let Some(cb) = params.get("callbackPage") {
-                back.push_str("&callbackPage=");
-                back.extend(form_urlencoded::byte_serialize(cb.as_bytes()));
-            }
-            (StatusCode::SEE_OTHER, [(header::LOCATION, back)]).into_response()
+            (StatusCode::SEE_OTHER, [(header::LOCATION, surface.url(ticket))]).into_response()
         }
         (SessionKind::Sign { contract_id, contact }, "sign") => {
             let mut world = sb.world();
@@ -232,9 +448,9 @@ pub async fn act(State(sb): State<Shared>, Form(params): Form<Params>) -> Respon
                 contract.status = "COMPLETE".into();
             }
             drop(world);
-            finish(&session, &params, "签署成功。")
+            surface.finish(session, Finish::Signed)
         }
-        (SessionKind::PersonalAuth(req), "submit") => submit_personal(&sb, &ticket, &session, req, &params),
+        (SessionKind::PersonalAuth(req), "submit") => submit_personal(sb, surface, ticket, session, req, params),
         (SessionKind::CompanyAuth { request, request_id }, "submit") => {
             let pick = |form_key: &str, req_key: &str, modify: &str| {
                 if company_editable(request, req_key, modify) { posted(form_key) } else { text(request, req_key).to_owned() }
@@ -267,13 +483,20 @@ pub async fn act(State(sb): State<Shared>, Form(params): Form<Params>) -> Respon
                 ];
                 deliver::spawn(sb.http.clone(), url.clone(), form, sb.cfg.callback_retry_delay);
             }
-            finish(&session, &params, "认证成功。")
+            surface.finish(session, Finish::AuthPassed)
         }
         _ => message(StatusCode::BAD_REQUEST, "无效操作", "This action is not available on this page."),
     }
 }
 
-fn submit_personal(sb: &Shared, ticket: &str, session: &Session, req: &Value, params: &Params) -> Response {
+fn submit_personal(
+    sb: &Shared,
+    surface: &Surface,
+    ticket: &str,
+    session: &Session,
+    req: &Value,
+    params: &Params,
+) -> Response {
     let contact = req["user"]["contact"].as_str().unwrap_or("").to_owned();
     let pick = |key: &str, modify: &str| {
         let value = if personal_editable(req, key, modify) { params.get(key).map(String::as_str) } else { req[key].as_str() };
@@ -316,5 +539,46 @@ fn submit_personal(sb: &Shared, ticket: &str, session: &Session, req: &Value, pa
         ];
         deliver::spawn(sb.http.clone(), url.clone(), form, sb.cfg.callback_retry_delay);
     }
-    finish(session, params, "认证成功。")
+    surface.finish(session, Finish::AuthPassed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_page_urls_keep_env_and_has_cb_and_name_the_page_in_the_path() {
+        let surface = Surface::Plugin { page: PluginPage::Doc, has_cb: true };
+        assert_eq!(surface.url("abc"), "/plugin/doc?ticket=abc&env=sandbox&hasCb=true");
+        assert_eq!(surface.action(), "/plugin/action");
+        let hidden = surface.hidden("a\"b");
+        assert!(hidden.contains("name=ticket value=\"a&quot;b\""), "{hidden}");
+        assert!(hidden.contains("name=page value=\"doc\""), "{hidden}");
+        let quiet = Surface::Plugin { page: PluginPage::EnterpriseAuth, has_cb: false };
+        assert_eq!(quiet.url("abc"), "/plugin/enterprise-auth?ticket=abc&env=sandbox");
+    }
+
+    #[test]
+    fn h5_page_urls_carry_an_encoded_callback_page() {
+        let surface = Surface::H5 { callback_page: Some("https://p.example/r?t=a&b".into()) };
+        assert_eq!(surface.url("abc"), "/h5?ticket=abc&callbackPage=https%3A%2F%2Fp.example%2Fr%3Ft%3Da%26b");
+        assert_eq!(surface.action(), "/h5/action");
+        assert_eq!(Surface::H5 { callback_page: None }.url("abc"), "/h5?ticket=abc");
+    }
+
+    #[test]
+    fn plugin_pages_match_session_kinds_and_events_match_outcomes() {
+        for name in ["doc", "personal-auth", "enterprise-auth"] {
+            assert_eq!(PluginPage::parse(name).map(PluginPage::name), Some(name));
+        }
+        assert_eq!(PluginPage::parse("h5"), None);
+        let sign = SessionKind::Sign { contract_id: "1".into(), contact: "2".into() };
+        assert_eq!(PluginPage::of(&sign), PluginPage::Doc);
+        assert_eq!(PluginPage::of(&SessionKind::PersonalAuth(json!({}))), PluginPage::PersonalAuth);
+        let company = SessionKind::CompanyAuth { request: json!({}), request_id: "r".into() };
+        assert_eq!(PluginPage::of(&company), PluginPage::EnterpriseAuth);
+        let events: Vec<_> =
+            [Finish::Signed, Finish::AuthPassed, Finish::Exited, Finish::Closed].map(Finish::plugin_event).into();
+        assert_eq!(events, ["signSuccessCb", "authSuccessCb", "authFailCb", "authFailCb"]);
+    }
 }
