@@ -220,3 +220,40 @@ async fn a_non_canonical_return_origin_still_matches_the_browser_origin() {
     JsFuture::from(Promise::race(&js_sys::Array::of2(&fired, &timeout))).await.expect("authFailCb fired");
     f.remove();
 }
+
+#[wasm_bindgen_test]
+async fn bad_presentations_and_missing_wechat_reject_and_send_nothing() {
+    let sdk = sdk(&format!("{FAULTS}/status500"), "{}");
+    let before = faults_received().await;
+    let cases = [
+        sdk.personal_sign("1".into(), "13700000044".into(), Some(js(r#"{"presentation":"popup"}"#))),
+        sdk.personal_auth(js(r#"{"contact":"13700000044"}"#), Some(js(r#"{"presentation":5}"#))),
+    ];
+    for promise in cases {
+        let (_, kind, _, message) = rejection(promise).await;
+        assert_eq!(kind, "invalidArgument", "{message}");
+        assert!(message.starts_with("presentation must be 'auto', 'iframe', 'redirect' or 'miniProgram'"), "{message}");
+    }
+    // No WeChat JS-SDK on this page: the mini-program presentation says what to load.
+    let call = sdk.enterprise_sign("1".into(), "13700000044".into(), Some(js(r#"{"presentation":"miniProgram"}"#)));
+    let (name, kind, code, message) = rejection(call).await;
+    assert_eq!((name.as_str(), kind.as_str(), code), ("QysError", "network", JsValue::NULL));
+    assert!(message.contains("load WeChat's JS-SDK"), "{message}");
+    assert_eq!(faults_received().await, before, "nothing reached the network");
+    for options in [r#"{"presentation":"Redirect"}"#, r#"{"miniProgramPage":"pages/qys/qys"}"#] {
+        let bad = QysSdk::new(PROXY.into(), Some(js(options))).err().expect("constructor throws");
+        assert_eq!(Reflect::get(&bad, &"kind".into()).unwrap(), "invalidArgument", "{options}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn resume_without_a_returning_flow_resolves_null_and_sends_nothing() {
+    let sdk = sdk(&format!("{FAULTS}/status500"), "{}");
+    let before = faults_received().await;
+    let resumed = JsFuture::from(sdk.resume(None)).await.expect("resolves");
+    assert!(resumed.is_null());
+    assert_eq!(faults_received().await, before);
+    sdk.destroy();
+    let (_, kind, _, _) = rejection(sdk.resume(None)).await;
+    assert_eq!(kind, "invalidArgument");
+}

@@ -91,3 +91,40 @@ test(`${engine}: enterpriseAuth → authSuccess`, () =>
 
 test(`${engine}: an unauthenticated signer exits → authFail`, () =>
   flow('personalSign', [['contractId', '2603417854124281871'], ['signContact', '13900000066']], 'qys-sandbox-exit', 'authFail'));
+
+/** The redirect presentation: the top window goes to the sandbox and comes back; resume() fires. */
+async function redirectFlow(contact, click, expected) {
+  await driver.get(`${proxy.proxy}/`);
+  await driver.wait(until.elementLocated(By.css('body[data-ready=true]')), 10000);
+  await driver.executeScript((c) => {
+    document.getElementById('presentation').value = 'redirect';
+    document.getElementById('authContact').value = c;
+  }, contact);
+  await driver.findElement(By.id('personalAuth')).click();
+  const target = await driver.wait(until.elementLocated(By.id(click)), 10000);
+  assert.ok((await driver.getCurrentUrl()).startsWith(proxy.sandbox), 'the top window is on the platform');
+  await target.click();
+  await driver.wait(async () => (await driver.getCurrentUrl()).startsWith(proxy.proxy), 10000);
+  await driver.wait(until.elementLocated(By.css('body[data-ready=true]')), 10000);
+  await driver.wait(async () => (await events()).length > 0, 10000);
+  // Count after the terminal event: a second resume on this load fires nothing.
+  const again = await driver.executeAsyncScript((done) => window.qysDemo.sdk.resume({ authFailCb() {}, authSuccessCb() {} }).then(done));
+  assert.equal(again, null);
+  assert.deepEqual(await events(), [expected]);
+  assert.equal(await driver.getCurrentUrl(), `${proxy.proxy}/`, 'qys_state is gone from the URL');
+  // Replaying the return URL fires nothing either.
+  const returned = await driver.executeScript(() => performance.getEntriesByType('navigation')[0].name);
+  assert.match(returned, /[?&]qys_state=[\w-]{22}$/);
+  await driver.get(returned);
+  await driver.wait(until.elementLocated(By.css('body[data-ready=true]')), 10000);
+  const replayed = await driver.executeAsyncScript((done) => window.qysDemo.sdk.resume({}).then(done));
+  assert.equal(replayed, null);
+  assert.deepEqual(await events(), []);
+}
+
+test(`${engine}: redirect personalAuth → back → resume fires authSuccess once`, () =>
+  redirectFlow('13900000201', 'qys-sandbox-auth-submit',
+    'authSuccess {"username":"李雷","mobile":"13900000201","cardNo":"110101199303033456"}'));
+
+test(`${engine}: redirect personalAuth exit → back → resume fires authFail once`, () =>
+  redirectFlow('13900000202', 'qys-sandbox-exit', 'authFail'));
