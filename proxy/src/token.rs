@@ -1,8 +1,16 @@
-//! HMAC-signed, expiring tokens that carry a flow's facts inside `callbackPage`, so that any
-//! proxy instance sharing the key can serve the return page; no per-flow state in memory.
+//! Expiring tokens that carry a flow's facts, so that any proxy instance sharing the key can
+//! serve the return page and answer `outcome`; no per-flow state in memory.
+//!
+//! Two encodings of the same [`FlowToken`]:
+//! - the return token inside `callbackPage`, HMAC-signed: the platform and the browser see it,
+//!   and it holds nothing the page does not already know;
+//! - the flow token (`result.flow`), sealed with ChaCha20-Poly1305: it lives in the page's
+//!   `sessionStorage` across a redirect, so the contact in it must not be readable there.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -11,7 +19,13 @@ use crate::protocol::Action;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// What the return page needs to confirm a flow with the platform and tell the right page.
+/// Length of the flow token's random nonce.
+const NONCE_LEN: usize = 12;
+/// Length of the Poly1305 tag.
+const TAG_LEN: usize = 16;
+
+/// What the return page and `outcome` need to confirm a flow with the platform and tell the
+/// right page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowToken {
     /// The flow.
@@ -20,7 +34,7 @@ pub struct FlowToken {
     /// The SDK's per-call state, echoed back in the message.
     #[serde(rename = "s")]
     pub state: String,
-    /// Origin of the page that embeds the iframe: the message's targetOrigin.
+    /// Origin of the calling page: the message's targetOrigin.
     #[serde(rename = "o")]
     pub target_origin: String,
     /// Contract id for sign flows, company name for company auth; empty otherwise.
@@ -32,6 +46,10 @@ pub struct FlowToken {
     /// Unix seconds after which the token is refused.
     #[serde(rename = "x")]
     pub expires: u64,
+    /// Redirect flows: where the return page sends the browser back. Omitted otherwise, so
+    /// iframe tokens stay byte for byte what they were.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub return_url: Option<String>,
 }
 
 /// (De)serialises an [`Action`] by its wire name.
@@ -49,9 +67,12 @@ mod action_name {
     }
 }
 
-/// Signs and verifies [`FlowToken`]s with one key.
+/// Signs, verifies, seals and unseals [`FlowToken`]s with one key.
 #[derive(Clone)]
-pub struct TokenKey(Vec<u8>);
+pub struct TokenKey {
+    mac: Vec<u8>,
+    seal: Key,
+}
 
 impl std::fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,52 +83,90 @@ impl std::fmt::Debug for TokenKey {
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
-    /// Not `payload.mac` in base64url, or not our JSON.
+    /// Not base64url of the expected shape, or not our JSON.
     Malformed,
-    /// The MAC does not match.
+    /// The MAC or the AEAD tag does not match: another key, or the token was altered.
     BadSignature,
     /// Past its expiry.
     Expired,
 }
 
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
 impl TokenKey {
-    /// Uses `key` as is.
+    /// Uses `key` as is for return tokens; the flow-token key is derived from it, so one
+    /// setting (`QYS_STATE_KEY`) covers both.
     pub fn new(key: &[u8]) -> Self {
-        Self(key.to_vec())
+        let seal = hmac_sha256(key, b"qys-proxy/flow-token/v1");
+        Self { mac: key.to_vec(), seal: seal.into() }
     }
 
     /// Derives a key from the platform secret, so instances sharing the secret share the key.
     pub fn derive_from_secret(secret: &str) -> Self {
-        let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-        mac.update(b"qys-proxy/return-token/v1");
-        Self(mac.finalize().into_bytes().to_vec())
+        Self::new(&hmac_sha256(secret.as_bytes(), b"qys-proxy/return-token/v1"))
     }
 
     fn mac(&self, payload: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.mac).expect("HMAC takes any key length");
         mac.update(payload);
         mac
     }
 
-    /// `base64url(json).base64url(hmac)`.
+    /// The return token: `base64url(json).base64url(hmac)`.
     pub fn sign(&self, token: &FlowToken) -> String {
         let payload = serde_json::to_vec(token).expect("token serialises");
         let tag = self.mac(&payload).finalize().into_bytes();
         format!("{}.{}", B64.encode(&payload), B64.encode(tag))
     }
 
-    /// Verifies the MAC (in constant time) and the expiry against `now` (Unix seconds).
+    /// Verifies a return token's MAC (in constant time) and expiry against `now` (Unix seconds).
     pub fn verify(&self, text: &str, now: u64) -> Result<FlowToken, TokenError> {
         let (payload, tag) = text.split_once('.').ok_or(TokenError::Malformed)?;
         let payload = B64.decode(payload).map_err(|_| TokenError::Malformed)?;
         let tag = B64.decode(tag).map_err(|_| TokenError::Malformed)?;
         self.mac(&payload).verify_slice(&tag).map_err(|_| TokenError::BadSignature)?;
-        let token: FlowToken = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
-        if token.expires < now {
-            return Err(TokenError::Expired);
-        }
-        Ok(token)
+        parse_unexpired(&payload, now)
     }
+
+    /// The flow token: `base64url(nonce || ChaCha20-Poly1305(json))` with a fresh random nonce.
+    pub fn seal(&self, token: &FlowToken) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::getrandom(&mut nonce).expect("the OS provides random bytes");
+        self.seal_with_nonce(token, nonce)
+    }
+
+    fn seal_with_nonce(&self, token: &FlowToken, nonce: [u8; NONCE_LEN]) -> String {
+        let payload = serde_json::to_vec(token).expect("token serialises");
+        let sealed = ChaCha20Poly1305::new(&self.seal)
+            .encrypt(Nonce::from_slice(&nonce), payload.as_slice())
+            .expect("ChaCha20-Poly1305 seals any payload under 256 GiB");
+        B64.encode([nonce.as_slice(), &sealed].concat())
+    }
+
+    /// Opens a flow token and checks its expiry against `now` (Unix seconds).
+    pub fn unseal(&self, text: &str, now: u64) -> Result<FlowToken, TokenError> {
+        let bytes = B64.decode(text).map_err(|_| TokenError::Malformed)?;
+        if bytes.len() < NONCE_LEN + TAG_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        let payload = ChaCha20Poly1305::new(&self.seal)
+            .decrypt(Nonce::from_slice(nonce), sealed)
+            .map_err(|_| TokenError::BadSignature)?;
+        parse_unexpired(&payload, now)
+    }
+}
+
+fn parse_unexpired(payload: &[u8], now: u64) -> Result<FlowToken, TokenError> {
+    let token: FlowToken = serde_json::from_slice(payload).map_err(|_| TokenError::Malformed)?;
+    if token.expires < now {
+        return Err(TokenError::Expired);
+    }
+    Ok(token)
 }
 
 #[cfg(test)]
@@ -122,6 +181,7 @@ mod tests {
             subject: "2603417854124281870".into(),
             contact: "13700000044".into(),
             expires: 1_000,
+            return_url: None,
         }
     }
 
@@ -138,5 +198,79 @@ mod tests {
         let tag = text.split_once('.').unwrap().1;
         assert_eq!(key.verify(&format!("{forged_payload}.{tag}"), 0), Err(TokenError::BadSignature));
         assert_eq!(key.verify("nodot", 0), Err(TokenError::Malformed));
+    }
+
+    /// The vector of docs/protocol.md §6: a token without `r` is unchanged by the new field.
+    #[test]
+    fn return_token_matches_the_documented_vector() {
+        let token = FlowToken {
+            target_origin: "https://shop.example".into(),
+            expires: 1_700_001_800,
+            ..sample()
+        };
+        assert_eq!(
+            TokenKey::derive_from_secret("demo-secret").sign(&token),
+            "eyJhIjoicGVyc29uYWxTaWduIiwicyI6ImFiY2RlZmdoaWprbG1ub3BxcnN0dXYiLCJvIjoiaHR0cHM6Ly9zaG9wLmV4YW1wbGUiLCJrIjoiMjYwMzQxNzg1NDEyNDI4MTg3MCIsImMiOiIxMzcwMDAwMDA0NCIsIngiOjE3MDAwMDE4MDB9.tp__c29y-1I9AySixNuMcRSNpHd5Di-saT73VrS1TGA"
+        );
+    }
+
+    #[test]
+    fn flow_token_round_trips_with_the_return_url() {
+        let key = TokenKey::derive_from_secret("s3cret");
+        let token = FlowToken { return_url: Some("https://shop.example/pay?x=1".into()), ..sample() };
+        let sealed = key.seal(&token);
+        assert_eq!(key.unseal(&sealed, 1_000), Ok(token.clone()));
+        assert_ne!(key.seal(&token), sealed, "a fresh nonce each time");
+        // A return token is not a flow token, nor the other way round.
+        assert!(key.unseal(&key.sign(&token), 0).is_err());
+        assert!(key.verify(&sealed, 0).is_err());
+    }
+
+    #[test]
+    fn flow_token_hides_the_contact() {
+        let key = TokenKey::derive_from_secret("s3cret");
+        let bytes = B64.decode(key.seal(&sample())).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("13700000044") && !text.contains("2603417854124281870"), "{text}");
+    }
+
+    #[test]
+    fn flow_token_refuses_tampering_expiry_other_keys_and_junk() {
+        let key = TokenKey::derive_from_secret("s3cret");
+        let sealed = key.seal(&sample());
+        assert_eq!(key.unseal(&sealed, 1_001), Err(TokenError::Expired));
+        assert_eq!(TokenKey::derive_from_secret("other").unseal(&sealed, 0), Err(TokenError::BadSignature));
+        assert_eq!(TokenKey::new(&[7; 32]).unseal(&sealed, 0), Err(TokenError::BadSignature));
+        let bytes = B64.decode(&sealed).unwrap();
+        for at in [0, NONCE_LEN, bytes.len() - 1] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 1;
+            assert_eq!(key.unseal(&B64.encode(&flipped), 0), Err(TokenError::BadSignature), "bit flipped at {at}");
+        }
+        assert_eq!(key.unseal(&B64.encode(&bytes[..bytes.len() - 1]), 0), Err(TokenError::BadSignature));
+        assert_eq!(key.unseal(&B64.encode([0u8; NONCE_LEN + TAG_LEN - 1]), 0), Err(TokenError::Malformed));
+        assert_eq!(key.unseal("not base64!", 0), Err(TokenError::Malformed));
+        // Authentic but not a FlowToken.
+        let junk = ChaCha20Poly1305::new(&key.seal).encrypt(Nonce::from_slice(&[0; NONCE_LEN]), b"[]".as_slice()).unwrap();
+        assert_eq!(key.unseal(&B64.encode([[0; NONCE_LEN].as_slice(), &junk].concat()), 0), Err(TokenError::Malformed));
+    }
+
+    /// Computed independently with Python's `cryptography` (ChaCha20Poly1305) and `hmac`,
+    /// from the documented key derivation and a fixed nonce 00 01 … 0b.
+    #[test]
+    fn flow_token_matches_an_independent_implementation() {
+        let key = TokenKey::derive_from_secret("demo-secret");
+        let token = FlowToken {
+            action: Action::PersonalAuth,
+            target_origin: "https://shop.example".into(),
+            subject: String::new(),
+            expires: 1_700_001_800,
+            return_url: Some("https://shop.example/pay?order=7".into()),
+            ..sample()
+        };
+        let expected = "AAECAwQFBgcICQoLEXHgqKMs7TJrULLDNTsDYWWvt-JQ6ykmyJBKlJppporYFJgw9vNgfEyU7-TZXX9lKjapo7-PiNwN_qlx2M2jQgljrRpwUPrFrOjbHAbD1UV8MT6hbddr6rq91AiZW9CprNv501ShuATe5GF3NX567VoGwtsCgPK5qeqNIg_rL-DBfbFyEcQPvSByDnKQgVXVDyAuJlPGzy5m0IX42qeSdEUsrLVXL5m7Mg5V";
+        let nonce: [u8; NONCE_LEN] = std::array::from_fn(|i| i as u8);
+        assert_eq!(key.seal_with_nonce(&token, nonce), expected);
+        assert_eq!(key.unseal(expected, 0), Ok(token));
     }
 }
