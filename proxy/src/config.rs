@@ -47,12 +47,17 @@ pub struct Cli {
     /// URL prefixes a browser-supplied callbackUrl must start with, comma-separated (default: none).
     #[arg(long, env = "QYS_CALLBACK_URL_ALLOWLIST", value_delimiter = ',', global = true)]
     pub callback_url_allowlist: Vec<String>,
-    /// How page URLs are obtained.
-    #[arg(long, env = "QYS_UPSTREAM_MODE", value_enum, default_value_t = Mode::Ticket, global = true)]
+    /// How iframe and redirect flows get their page URL (auto: ticket mode when a page-URL
+    /// template is set or with the embedded sandbox, else the page-URL APIs).
+    #[arg(long, env = "QYS_UPSTREAM_MODE", value_enum, default_value_t = Mode::Auto, global = true)]
     pub upstream_mode: Mode,
     /// Ticket mode: H5 page URL with {ticket} and {callbackPage} (sandbox default provided).
     #[arg(long, env = "QYS_PAGE_URL_TEMPLATE", global = true)]
     pub page_url_template: Option<String>,
+    /// The mini-program plugin's environment sent with tickets (default: sandbox with the
+    /// embedded sandbox, cn for a QYS_SERVER_URL host ending in .cn, else com).
+    #[arg(long, env = "QYS_MINIPROGRAM_ENV", global = true)]
+    pub miniprogram_env: Option<String>,
     /// SQLite database of server callbacks.
     #[arg(long, env = "QYS_DATABASE", default_value = "qys-proxy.sqlite3", global = true)]
     pub database: PathBuf,
@@ -107,13 +112,30 @@ pub enum Command {
     Sandbox,
 }
 
-/// Upstream modes.
+/// Upstream modes of iframe and redirect flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
+    /// Ticket mode when a page-URL template is known (set, or the embedded sandbox's), else
+    /// the page-URL APIs: server URL and credentials alone give a working proxy.
+    Auto,
     /// Ticket exchange + page-URL template.
     Ticket,
     /// The platform's page-URL APIs.
     PageUrl,
+}
+
+/// Longest mini-program environment name.
+const MINIPROGRAM_ENV_MAX: usize = 32;
+
+/// The plugin environment for a platform at `platform_url`: the sandbox's own, `cn` for the
+/// test platform (`…qiyuesuo.cn`), else production's `com`.
+pub fn default_miniprogram_env(platform_url: &str, embedded_sandbox: bool) -> &'static str {
+    let host = url::Url::parse(platform_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    match host {
+        _ if embedded_sandbox => "sandbox",
+        Some(host) if host.trim_end_matches('.').ends_with(".cn") => "cn",
+        _ => "com",
+    }
 }
 
 /// Sandbox page URL template used when the embedded sandbox is the platform.
@@ -199,24 +221,37 @@ impl Cli {
                 return Err(format!("QYS_CALLBACK_URL_ALLOWLIST entry {prefix:?} may not contain user-info"));
             }
         }
-        let upstream_mode = match self.upstream_mode {
-            Mode::PageUrl => UpstreamMode::PageUrl,
-            Mode::Ticket => {
-                let template = match (&self.page_url_template, embedded_sandbox) {
-                    (Some(t), _) => t.clone(),
-                    (None, true) => sandbox_template(platform_url),
-                    (None, false) => {
-                        return Err("QYS_PAGE_URL_TEMPLATE is required in ticket mode with a real platform \
-                                    (or set QYS_UPSTREAM_MODE=page-url)"
-                            .into())
-                    }
-                };
+        let template = match (&self.page_url_template, embedded_sandbox) {
+            (Some(t), _) => Some(t.clone()),
+            (None, true) => Some(sandbox_template(platform_url)),
+            (None, false) => None,
+        };
+        let upstream_mode = match (self.upstream_mode, template) {
+            (Mode::PageUrl, _) | (Mode::Auto, None) => UpstreamMode::PageUrl,
+            (Mode::Ticket, None) => {
+                return Err("QYS_PAGE_URL_TEMPLATE is required with QYS_UPSTREAM_MODE=ticket and a real platform \
+                            (or leave QYS_UPSTREAM_MODE at auto to use the page-URL APIs)"
+                    .into())
+            }
+            (Mode::Ticket | Mode::Auto, Some(template)) => {
                 if !template.contains("{ticket}") || url::Url::parse(&template.replace(['{', '}'], "")).is_err() {
                     return Err("QYS_PAGE_URL_TEMPLATE must be an absolute URL containing {ticket}".into());
                 }
                 UpstreamMode::Ticket { template }
             }
         };
+        let miniprogram_env = match &self.miniprogram_env {
+            Some(env) => env.clone(),
+            None => default_miniprogram_env(platform_url, embedded_sandbox).to_owned(),
+        };
+        if miniprogram_env.is_empty()
+            || miniprogram_env.len() > MINIPROGRAM_ENV_MAX
+            || !miniprogram_env.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "QYS_MINIPROGRAM_ENV {miniprogram_env:?} must be 1–{MINIPROGRAM_ENV_MAX} lowercase letters, digits or -"
+            ));
+        }
         for (name, path) in [
             ("QYS_PROXY_PATH", &self.proxy_path),
             ("QYS_RETURN_PATH", &self.return_path),
@@ -252,6 +287,7 @@ impl Cli {
                 Duration::from_millis(self.timeout_ms),
             ),
             upstream_mode,
+            miniprogram_env,
             allowed_origins,
             callback_url_allowlist: self.callback_url_allowlist.clone(),
             token_key,

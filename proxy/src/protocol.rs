@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 pub use qys_sdk_wasm::params::{
     is_mobile, Action, Contact, EnterpriseAuthParams, Params, PersonalAuthParams, SignParams,
 };
-pub use qys_sdk_wasm::wire::{Envelope as SdkRequest, EnvelopeError, VERSION};
+pub use qys_sdk_wasm::presentation::Presentation;
+pub use qys_sdk_wasm::wire::{Envelope as SdkRequest, EnvelopeError, Request, FLOW_TOKEN_MAX, VERSION};
 
 /// Proxy-side error codes (platform codes such as 1110 and 1605 pass through unchanged).
 pub mod codes {
@@ -15,10 +16,12 @@ pub mod codes {
     pub const BAD_REQUEST_DATA: i64 = 40000;
     /// `v` is not 1.
     pub const UNSUPPORTED_VERSION: i64 = 40001;
-    /// `action` is not one of the four SDK actions.
+    /// `action` is not one of the five actions (four flows and `outcome`).
     pub const UNKNOWN_ACTION: i64 = 40002;
     /// A parameter is missing, of the wrong type, too long or outside its enum.
     pub const INVALID_PARAM: i64 = 40003;
+    /// `outcome`: the flow token is not ours, altered, expired, or of another flow.
+    pub const FLOW_TOKEN_INVALID: i64 = 40004;
     /// The page's origin is not in the allowed origins.
     pub const ORIGIN_NOT_ALLOWED: i64 = 40300;
     /// The body is larger than 16 KiB.
@@ -48,16 +51,18 @@ pub struct ProtocolError {
 
 /// Parses and validates the `requestData` JSON text with the SDK's own core, so the proxy and
 /// the SDK refuse exactly the same inputs.
-pub fn parse_request(request_data: &str) -> Result<SdkRequest, ProtocolError> {
+pub fn parse_request(request_data: &str) -> Result<Request, ProtocolError> {
     let value = qys_sdk_wasm::value::Value::parse(request_data).map_err(|e| ProtocolError {
         code: codes::BAD_REQUEST_DATA,
         message: format!("requestData is not JSON (at byte {})", e.at),
     })?;
-    SdkRequest::parse(&value).map_err(|e| {
+    Request::parse(&value).map_err(|e| {
         let (code, message) = match e {
             EnvelopeError::Malformed(m) => (codes::BAD_REQUEST_DATA, m),
             EnvelopeError::UnsupportedVersion(m) => (codes::UNSUPPORTED_VERSION, m),
             EnvelopeError::UnknownAction(m) => (codes::UNKNOWN_ACTION, m),
+            // `returnUrl` is an envelope key; every other parameter lives in `params`.
+            EnvelopeError::InvalidParam(e) if e.param.as_deref() == Some("returnUrl") => (codes::INVALID_PARAM, e.message),
             EnvelopeError::InvalidParam(e) => (codes::INVALID_PARAM, format!("params.{}", e.message)),
         };
         ProtocolError { code, message }
@@ -125,7 +130,11 @@ mod tests {
     use super::*;
 
     fn request(action: &str, params: Value) -> Result<SdkRequest, ProtocolError> {
-        parse_request(&json!({"v": 1, "action": action, "state": "abcdefghijklmnop", "params": params}).to_string())
+        let request = parse_request(&json!({"v": 1, "action": action, "state": "abcdefghijklmnop", "params": params}).to_string())?;
+        match request {
+            Request::Flow(envelope) => Ok(envelope),
+            other => panic!("not a flow: {other:?}"),
+        }
     }
 
     #[test]
@@ -170,5 +179,19 @@ mod tests {
         assert_eq!(e.code, codes::INVALID_PARAM);
         assert!(e.message.starts_with("params.modifyFields items must be among"), "{}", e.message);
         assert_eq!(parse_request("{").unwrap_err().code, codes::BAD_REQUEST_DATA);
+    }
+
+    #[test]
+    fn return_url_and_flow_errors_name_their_place_in_the_envelope() {
+        let sign = json!({"contractId": "1", "contact": "13700000044"});
+        let redirect = json!({"v": 1, "action": "personalSign", "state": "abcdefghijklmnop", "params": sign,
+                              "presentation": "redirect", "returnUrl": "https://shop.example/#top"});
+        let e = parse_request(&redirect.to_string()).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_PARAM);
+        assert!(e.message.starts_with("returnUrl "), "an envelope key, not params.returnUrl: {}", e.message);
+        let outcome = json!({"v": 1, "action": "outcome", "state": "abcdefghijklmnop", "params": {"flow": ""}});
+        let e = parse_request(&outcome.to_string()).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_PARAM);
+        assert!(e.message.starts_with("params.flow "), "{}", e.message);
     }
 }

@@ -1,4 +1,5 @@
-//! The integrator's proxy: the SDK endpoint, the return page and the server-callback receivers.
+//! The integrator's proxy: the SDK endpoint (four flows and `outcome`), the return page and the
+//! server-callback receivers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tower_http::services::ServeDir;
 
 use crate::mask::Masked;
 use crate::platform::{Platform, PlatformError};
-use crate::protocol::{self, codes, Action, Params, ProtocolError, SdkRequest};
+use crate::protocol::{self, codes, Action, Params, Presentation, ProtocolError, Request as SdkMessage, SdkRequest};
 use crate::store::{CallbackStore, Recorded};
 use crate::token::{FlowToken, TokenKey};
 use crate::{html, unix_millis};
@@ -23,7 +24,8 @@ use crate::{html, unix_millis};
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// How the proxy turns a validated request into a page URL.
+/// How the proxy turns a validated iframe or redirect request into a page URL. (Mini-program
+/// flows always exchange a ticket: the plugin opens it.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamMode {
     /// Exchange a ticket (`…/miniappexchange`), then fill the page-URL template
@@ -66,15 +68,17 @@ pub struct ProxyConfig {
     pub public_url: String,
     /// The platform client.
     pub platform: Platform,
-    /// Ticket or page-URL upstream.
+    /// Ticket or page-URL upstream of iframe and redirect flows.
     pub upstream_mode: UpstreamMode,
+    /// The mini-program plugin's environment (`com`, `cn`, `sandbox`), sent with tickets.
+    pub miniprogram_env: String,
     /// Page origins allowed to call the SDK endpoint (exact `scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
     /// URL prefixes a browser-supplied `callbackUrl` must start with.
     pub callback_url_allowlist: Vec<String>,
-    /// Key of the return tokens.
+    /// Key of the return and flow tokens.
     pub token_key: TokenKey,
-    /// How long a return token stays valid.
+    /// How long a return or flow token stays valid.
     pub token_ttl: Duration,
     /// URL paths.
     pub paths: Paths,
@@ -132,14 +136,19 @@ fn protocol_error(e: ProtocolError) -> Response {
 }
 
 impl App {
+    /// The proxy's own origin or one of `QYS_ALLOWED_ORIGINS`.
+    fn origin_allowed(&self, origin: &str) -> bool {
+        origin == self.public_origin || self.cfg.allowed_origins.iter().any(|o| o == origin)
+    }
+
     /// `Ok(Some(origin))` for an allowed browser origin, `Ok(None)` without an `Origin` header.
     fn check_origin(&self, headers: &HeaderMap) -> Result<Option<String>, Response> {
         let Some(origin) = headers.get(header::ORIGIN) else { return Ok(None) };
         let origin = origin.to_str().unwrap_or("");
-        if origin == self.public_origin || self.cfg.allowed_origins.iter().any(|o| o == origin) {
+        if self.origin_allowed(origin) {
             Ok(Some(origin.to_owned()))
         } else {
-            tracing::warn!(origin, "request from an origin that is not allowed");
+            tracing::warn!(origin = ?origin, "request from an origin that is not allowed");
             // The refusal itself is readable by the page, so the SDK can say what to fix;
             // nothing else is ever answered to that origin.
             let refusal = error_json(
@@ -162,6 +171,30 @@ impl App {
                 message: "callbackUrl is not in the proxy's allowlist (QYS_CALLBACK_URL_ALLOWLIST)".into(),
             }),
         }
+    }
+
+    /// A redirect's `returnUrl`, normalised to plain ASCII (so it fits a `Location` header):
+    /// on the calling page's origin when the request has one, and on an allowed origin, so the
+    /// return page can only ever send browsers back to the integrator's own pages.
+    fn return_url(&self, requested: &str, origin: Option<&str>) -> Result<String, ProtocolError> {
+        let invalid = |message: String| ProtocolError { code: codes::INVALID_PARAM, message };
+        let url = url::Url::parse(requested)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| invalid("returnUrl must be an absolute http(s) URL".into()))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid("returnUrl must not contain user-info".into()));
+        }
+        let url_origin = url.origin().ascii_serialization();
+        if let Some(origin) = origin.filter(|o| *o != url_origin) {
+            return Err(invalid(format!("returnUrl must be on the calling page's origin {origin}, not {url_origin}")));
+        }
+        if !self.origin_allowed(&url_origin) {
+            return Err(invalid(format!(
+                "returnUrl's origin {url_origin} is not allowed; add it to QYS_ALLOWED_ORIGINS"
+            )));
+        }
+        Ok(url.into())
     }
 }
 
@@ -207,7 +240,7 @@ async fn read_body(body: Body) -> Result<Bytes, ProtocolError> {
     })
 }
 
-fn decode_sdk_request(headers: &HeaderMap, body: &[u8]) -> Result<SdkRequest, ProtocolError> {
+fn decode_sdk_request(headers: &HeaderMap, body: &[u8]) -> Result<SdkMessage, ProtocolError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let bad = |message: String| ProtocolError { code: codes::BAD_REQUEST_DATA, message };
@@ -244,14 +277,33 @@ async fn sdk_endpoint(State(app): State<Arc<App>>, request: Request) -> Response
     };
     let result = async {
         let body = read_body(request.into_body()).await.map_err(protocol_error)?;
-        let sdk = decode_sdk_request(&headers, &body).map_err(|e| {
-            tracing::info!(code = e.code, reason = %e.message, "refused SDK request");
+        let message = decode_sdk_request(&headers, &body).map_err(|e| {
+            tracing::info!(code = e.code, reason = ?e.message, "refused SDK request");
             protocol_error(e)
         })?;
-        app.start_flow(sdk, origin.clone()).await
+        match message {
+            SdkMessage::Flow(sdk) => app.start_flow(sdk, origin.clone()).await,
+            SdkMessage::Outcome { state, flow } => app.outcome(&state, &flow, origin.as_deref()).await,
+        }
     }
     .await;
     with_cors(result.unwrap_or_else(|refused| refused), origin.as_deref())
+}
+
+/// How a failed platform call is answered: timeouts 504, transport and format failures 502,
+/// the platform's own codes passed through with 200.
+fn platform_failure(e: &PlatformError) -> Response {
+    let (code, message) = e.code_and_message();
+    let status = match e {
+        PlatformError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        PlatformError::Unavailable(_) | PlatformError::BadResponse(_) => StatusCode::BAD_GATEWAY,
+        PlatformError::Platform { .. } => StatusCode::OK,
+    };
+    error_json(status, code, message)
+}
+
+fn success(result: Value) -> Response {
+    Json(json!({"code": 0, "message": "SUCCESS", "result": result})).into_response()
 }
 
 impl App {
@@ -262,6 +314,12 @@ impl App {
             Params::PersonalAuth(p) => (String::new(), p.contact.value.clone()),
             Params::EnterpriseAuth(p) => (p.company_name.clone(), p.applicant.value.clone()),
         };
+        let return_url = match (sdk.presentation, &sdk.return_url) {
+            (Presentation::Redirect, Some(url)) => {
+                Some(self.return_url(url, origin.as_deref()).map_err(protocol_error)?)
+            }
+            _ => None,
+        };
         let token = FlowToken {
             action: sdk.action,
             state: sdk.state.clone(),
@@ -269,13 +327,17 @@ impl App {
             subject,
             contact: contact.clone(),
             expires: unix_millis() / 1000 + self.cfg.token_ttl.as_secs(),
+            return_url,
         };
-        let callback_page = format!(
-            "{}{}?t={}",
-            self.cfg.public_url,
-            self.cfg.paths.return_page,
-            self.cfg.token_key.sign(&token)
-        );
+        let flow = self.cfg.token_key.seal(&token);
+        if flow.len() > protocol::FLOW_TOKEN_MAX {
+            // Only a long returnUrl full of multi-byte characters gets here; the SDK could not
+            // take the token back.
+            return Err(protocol_error(ProtocolError {
+                code: codes::INVALID_PARAM,
+                message: format!("returnUrl is too long: the flow token would exceed {} bytes", protocol::FLOW_TOKEN_MAX),
+            }));
+        }
         let callback_url = match &sdk.params {
             Params::Sign(_) => None,
             Params::PersonalAuth(p) => Some(self.callback_url(
@@ -291,54 +353,88 @@ impl App {
         }
         .transpose()
         .map_err(protocol_error)?;
-        let page_url = self
-            .page_url(&sdk, &callback_page, callback_url.as_deref())
-            .await
-            .map_err(|e| {
-                let (code, message) = e.code_and_message();
-                tracing::warn!(action = sdk.action.name(), contact = %Masked(&contact), code, %message, "platform call failed");
-                let status = match e {
-                    PlatformError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                    PlatformError::Unavailable(_) | PlatformError::BadResponse(_) => StatusCode::BAD_GATEWAY,
-                    PlatformError::Platform { .. } => StatusCode::OK,
-                };
-                error_json(status, code, message)
-            })?;
+        let granted = match sdk.presentation {
+            Presentation::MiniProgram => self
+                .ticket(&sdk, callback_url.as_deref())
+                .await
+                .map(|ticket| json!({"ticket": ticket, "env": self.cfg.miniprogram_env, "flow": flow})),
+            Presentation::Iframe | Presentation::Redirect => {
+                let callback_page = format!(
+                    "{}{}?t={}",
+                    self.cfg.public_url,
+                    self.cfg.paths.return_page,
+                    self.cfg.token_key.sign(&token)
+                );
+                self.page_url(&sdk, &callback_page, callback_url.as_deref()).await.map(|page_url| {
+                    json!({"pageUrl": page_url, "returnOrigin": self.public_origin, "flow": flow})
+                })
+            }
+        };
+        let result = granted.map_err(|e| {
+            let (code, message) = e.code_and_message();
+            tracing::warn!(action = sdk.action.name(), contact = %Masked(&contact), code, message = ?message, "platform call failed");
+            platform_failure(&e)
+        })?;
         tracing::info!(
             action = sdk.action.name(),
+            presentation = sdk.presentation.name(),
             contact = %Masked(&contact),
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "page URL issued"
+            "flow started"
         );
-        Ok(Json(json!({
-            "code": 0,
-            "message": "SUCCESS",
-            "result": {"pageUrl": page_url, "returnOrigin": self.public_origin},
-        }))
-        .into_response())
+        Ok(success(result))
+    }
+
+    /// `outcome`: the flow token's facts, confirmed with the platform like the return page does.
+    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>) -> Result<Response, Response> {
+        let token = match self.cfg.token_key.unseal(flow, unix_millis() / 1000) {
+            // The token must be this flow's, asked for by the page that started it.
+            Ok(token) if token.state == state && origin.is_none_or(|o| o == token.target_origin) => token,
+            refused => {
+                let reason = match refused {
+                    Ok(_) => "the token belongs to another flow or page".to_owned(),
+                    Err(e) => format!("{e:?}"),
+                };
+                tracing::info!(reason, "outcome refused a flow token");
+                return Err(error_json(
+                    StatusCode::BAD_REQUEST,
+                    codes::FLOW_TOKEN_INVALID,
+                    "the flow token is invalid or has expired",
+                ));
+            }
+        };
+        let confirmed = confirm(&self.cfg.platform, &token).await.map_err(|e| {
+            let (code, message) = e.code_and_message();
+            tracing::warn!(action = token.action.name(), code, message = ?message, "could not confirm the outcome");
+            platform_failure(&e)
+        })?;
+        let result = match confirmed {
+            Some((event, data)) => json!({"event": event, "data": data}),
+            None => json!({"event": "pending"}),
+        };
+        tracing::info!(action = token.action.name(), contact = %Masked(&token.contact), event = ?result["event"], "outcome confirmed");
+        Ok(success(result))
+    }
+
+    /// The ticket exchange of seeds 000–003 (mini-program flows, and ticket mode's first step).
+    async fn ticket(&self, sdk: &SdkRequest, callback_url: Option<&str>) -> Result<String, PlatformError> {
+        let path = match sdk.action {
+            Action::PersonalSign | Action::EnterpriseSign => "/v2/contract/miniappexchange",
+            Action::PersonalAuth => "/v2/personalauth/miniappexchange",
+            Action::EnterpriseAuth => "/companyauth/miniappexchange",
+        };
+        let result = self.cfg.platform.post(path, &protocol::ticket_body(&sdk.params, callback_url)).await?;
+        result_field(&result, "ticket")
     }
 
     async fn page_url(&self, sdk: &SdkRequest, callback_page: &str, callback_url: Option<&str>) -> Result<String, PlatformError> {
-        let platform = &self.cfg.platform;
-        let mut body = protocol::ticket_body(&sdk.params, callback_url);
-        let field = |result: &Value, name: &str| {
-            result
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| PlatformError::BadResponse(format!("result.{name} is missing")))
-        };
         match &self.cfg.upstream_mode {
             UpstreamMode::Ticket { template } => {
-                let path = match sdk.action {
-                    Action::PersonalSign | Action::EnterpriseSign => "/v2/contract/miniappexchange",
-                    Action::PersonalAuth => "/v2/personalauth/miniappexchange",
-                    Action::EnterpriseAuth => "/companyauth/miniappexchange",
-                };
-                let ticket = field(&platform.post(path, &body).await?, "ticket")?;
+                let ticket = self.ticket(sdk, callback_url).await?;
                 Ok(fill_template(template, &ticket, callback_page))
             }
             UpstreamMode::PageUrl => {
+                let mut body = protocol::ticket_body(&sdk.params, callback_url);
                 body["callbackPage"] = json!(callback_page);
                 let (path, name) = match sdk.action {
                     Action::PersonalSign | Action::EnterpriseSign => {
@@ -348,10 +444,18 @@ impl App {
                     Action::PersonalAuth => ("/v2/personalauth", "authUrl"),
                     Action::EnterpriseAuth => ("/companyauth/h5page", "authUrl"),
                 };
-                field(&platform.post(path, &body).await?, name)
+                result_field(&self.cfg.platform.post(path, &body).await?, name)
             }
         }
     }
+}
+
+fn result_field(result: &Value, name: &str) -> Result<String, PlatformError> {
+    result
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| PlatformError::BadResponse(format!("result.{name} is missing")))
 }
 
 /// Fills `{ticket}` and `{callbackPage}`, each URL-encoded.
@@ -360,8 +464,9 @@ pub fn fill_template(template: &str, ticket: &str, callback_page: &str) -> Strin
     template.replace("{ticket}", &enc(ticket)).replace("{callbackPage}", &enc(callback_page))
 }
 
-/// The outcome the return page reports, confirmed with the platform.
-async fn confirm(platform: &Platform, flow: &FlowToken) -> Result<(&'static str, Value), PlatformError> {
+/// The success event and its data as the platform confirms them, or `None` when the platform
+/// confirms no success (the return page reports `authFail`, `outcome` reports `pending`).
+async fn confirm(platform: &Platform, flow: &FlowToken) -> Result<Option<(&'static str, Value)>, PlatformError> {
     match flow.action {
         Action::PersonalSign | Action::EnterpriseSign => {
             let contract = platform.get("/v2/contract/detail", &[("contractId", &flow.subject)]).await?;
@@ -371,11 +476,7 @@ async fn confirm(platform: &Platform, flow: &FlowToken) -> Result<(&'static str,
                     && s["receiver"]["contact"] == flow.contact.as_str()
                     && s["status"] == "SIGNED"
             });
-            Ok(if signed {
-                ("signSuccess", json!({"contractId": flow.subject}))
-            } else {
-                ("authFail", json!({}))
-            })
+            Ok(signed.then(|| ("signSuccess", json!({"contractId": flow.subject}))))
         }
         Action::PersonalAuth => {
             let contact_type = if protocol::is_mobile(&flow.contact) { "MOBILE" } else { "EMAIL" };
@@ -383,7 +484,7 @@ async fn confirm(platform: &Platform, flow: &FlowToken) -> Result<(&'static str,
                 .get("/v2/personalauth/result", &[("contact", &flow.contact), ("contactType", contact_type)])
                 .await?;
             if r["realName"] != true {
-                return Ok(("authFail", json!({})));
+                return Ok(None);
             }
             let mut info = json!({
                 "username": r["username"],
@@ -394,36 +495,71 @@ async fn confirm(platform: &Platform, flow: &FlowToken) -> Result<(&'static str,
                 info["bankNo"] = r["bankNo"].clone();
                 info["contact"] = r["bankMobile"].clone();
             }
-            Ok(("authSuccess", info))
+            Ok(Some(("authSuccess", info)))
         }
         Action::EnterpriseAuth => {
             let r = platform.get("/companyauth/result", &[("companyName", &flow.subject)]).await?;
             if r["status"] != 2 {
-                return Ok(("authFail", json!({})));
+                return Ok(None);
             }
-            Ok(("authSuccess", json!({
+            Ok(Some(("authSuccess", json!({
                 "name": r["companyName"],
                 "registerNo": r["registerNo"],
                 "legalPerson": r["legalPerson"],
-            })))
+            }))))
         }
     }
 }
 
+/// Headers of every return-page answer: never cached, never leaking the token as a referrer.
+fn locked_down(mut response: Response, csp: &str) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if let Ok(v) = HeaderValue::from_str(csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    response
+}
+
+const RETURN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
+
 fn return_html(status: StatusCode, title: &str, text: &str, script: Option<(&str, &str)>) -> Response {
     let mut body = format!("<p id=qys-return-status>{}</p>", html::escape(text));
-    let mut csp = "default-src 'none'; style-src 'unsafe-inline'".to_owned();
+    let mut csp = RETURN_CSP.to_owned();
     if let Some((nonce, code)) = script {
         body.push_str(&format!("<script nonce=\"{nonce}\">{code}</script>"));
         csp.push_str(&format!("; script-src 'nonce-{nonce}'"));
     }
-    let mut response = (status, Html(html::page(title, &body))).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    locked_down((status, Html(html::page(title, &body))).into_response(), &csp)
+}
+
+fn invalid_link() -> Response {
+    return_html(
+        StatusCode::BAD_REQUEST,
+        "链接无效",
+        "This return link is invalid or has expired. Start the flow again.",
+        None,
+    )
+}
+
+/// A redirect flow's way back: `303` to the calling page with `qys_state`, no platform call —
+/// the page asks `outcome` itself, so the one confirmation happens where the answer is used.
+fn back_to_page(app: &App, flow: &FlowToken, return_url: &str) -> Response {
+    // The allow-list may have changed since the flow started.
+    let origin = url::Url::parse(return_url).map(|u| u.origin().ascii_serialization());
+    if !origin.as_deref().is_ok_and(|o| app.origin_allowed(o)) {
+        tracing::info!(action = flow.action.name(), origin = ?origin.ok(), "return page refused a returnUrl that is no longer allowed");
+        return invalid_link();
     }
+    let separator = if return_url.contains('?') { '&' } else { '?' };
+    let state: String = form_urlencoded::byte_serialize(flow.state.as_bytes()).collect();
+    let Ok(location) = HeaderValue::from_str(&format!("{return_url}{separator}qys_state={state}")) else {
+        return invalid_link();
+    };
+    tracing::info!(action = flow.action.name(), contact = %Masked(&flow.contact), "return page sent the browser back");
+    let mut response = locked_down(StatusCode::SEE_OTHER.into_response(), RETURN_CSP);
+    response.headers_mut().insert(header::LOCATION, location);
     response
 }
 
@@ -434,19 +570,17 @@ async fn return_page(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> 
         Some(Ok(flow)) => flow,
         other => {
             tracing::info!(reason = ?other.map(|r| r.err()), "return page refused a token");
-            return return_html(
-                StatusCode::BAD_REQUEST,
-                "链接无效",
-                "This return link is invalid or has expired. Start the flow again.",
-                None,
-            );
+            return invalid_link();
         }
     };
+    if let Some(return_url) = &flow.return_url {
+        return back_to_page(&app, &flow, return_url);
+    }
     let (event, data) = match confirm(&app.cfg.platform, &flow).await {
-        Ok(outcome) => outcome,
+        Ok(confirmed) => confirmed.unwrap_or(("authFail", json!({}))),
         Err(e) => {
             let (code, message) = e.code_and_message();
-            tracing::warn!(action = flow.action.name(), code, %message, "could not confirm the outcome");
+            tracing::warn!(action = flow.action.name(), code, message = ?message, "could not confirm the outcome");
             return return_html(
                 StatusCode::BAD_GATEWAY,
                 "请稍后重试",
@@ -557,7 +691,7 @@ async fn receive_callback(
             Json(json!({"code": 0})).into_response()
         }
         (Ok(Ok(_)), Err(reason)) => {
-            tracing::warn!(kind, %reason, "malformed server callback kept for inspection");
+            tracing::warn!(kind, reason = ?reason, "malformed server callback kept for inspection");
             Json(json!({"code": codes::CALLBACK_MALFORMED, "message": reason})).into_response()
         }
         (stored, _) => {

@@ -1,5 +1,6 @@
 //! The `qys-proxy` binary as an operator runs it: start-up checks, the stand-alone sandbox with a
-//! platform-mode proxy in front, restarts, and no secret in any response or log line.
+//! platform-mode proxy in front, the defaults with nothing but a server URL and credentials,
+//! restarts, no secret in any response or log line, and untrusted text escaped in the log.
 
 mod common;
 
@@ -37,7 +38,11 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
 
 /// Starts the binary and waits for the line announcing `label`; stdout and stderr are collected.
 fn start(args: &[&str], env: &[(&str, &str)], label: &str) -> Running {
-    let mut child = command(args, env).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    start_command(command(args, env), label)
+}
+
+fn start_command(mut cmd: Command, label: &str) -> Running {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let log = Arc::new(Mutex::new(String::new()));
     let mut stderr = child.stderr.take().unwrap();
     let err_log = log.clone();
@@ -69,12 +74,23 @@ fn start(args: &[&str], env: &[(&str, &str)], label: &str) -> Running {
 
 #[test]
 fn misconfiguration_stops_start_up_with_what_to_fix() {
+    let long_env = "a".repeat(33);
     for (env, needle) in [
         (vec![("QYS_SERVER_URL", "https://openapi.qiyuesuo.cn")], "QYS_ACCESS_TOKEN is required"),
         (
-            vec![("QYS_SERVER_URL", "https://openapi.qiyuesuo.cn"), ("QYS_ACCESS_TOKEN", "t"), ("QYS_ACCESS_SECRET", "s")],
-            "QYS_PAGE_URL_TEMPLATE is required",
+            vec![
+                ("QYS_SERVER_URL", "https://openapi.qiyuesuo.cn"),
+                ("QYS_ACCESS_TOKEN", "t"),
+                ("QYS_ACCESS_SECRET", "s"),
+                ("QYS_UPSTREAM_MODE", "ticket"),
+            ],
+            "QYS_PAGE_URL_TEMPLATE is required with QYS_UPSTREAM_MODE=ticket",
         ),
+        (vec![("QYS_UPSTREAM_MODE", "tickets")], "invalid value 'tickets' for '--upstream-mode"),
+        (vec![("QYS_PAGE_URL_TEMPLATE", "https://h5.example/sdk")], "must be an absolute URL containing {ticket}"),
+        (vec![("QYS_MINIPROGRAM_ENV", "Prod")], "QYS_MINIPROGRAM_ENV \"Prod\" must be 1–32 lowercase"),
+        (vec![("QYS_MINIPROGRAM_ENV", "")], "QYS_MINIPROGRAM_ENV \"\" must be"),
+        (vec![("QYS_MINIPROGRAM_ENV", long_env.as_str())], "QYS_MINIPROGRAM_ENV"),
         (vec![("QYS_SERVER_URL", "ftp://x")], "QYS_SERVER_URL \"ftp://x\" must be an absolute http(s) URL"),
         (vec![("QYS_ALLOWED_ORIGINS", "*")], "must be an exact origin"),
         (vec![("QYS_ALLOWED_ORIGINS", "https://shop.example/path")], "must be an exact origin"),
@@ -94,11 +110,27 @@ fn misconfiguration_stops_start_up_with_what_to_fix() {
         // A variable given twice: the test's value wins (it comes first in `env`).
         let mut seen = std::collections::HashSet::new();
         all.retain(|(k, _)| seen.insert(*k));
-        let out = command(&[], &all).output().unwrap();
+        let out = exit_within(command(&[], &all), std::time::Duration::from_secs(20));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
         assert!(stderr.contains(needle), "{env:?}: {stderr}");
     }
+}
+
+/// Runs `cmd` to its end; a binary still running after `limit` (it started instead of
+/// refusing) is killed and the test fails, rather than hanging.
+fn exit_within(mut cmd: Command, limit: std::time::Duration) -> std::process::Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {limit:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }
 
 fn post(url: &str, origin: &str, action: &str, tag: &str, params: Value) -> (u16, String) {
@@ -190,10 +222,126 @@ fn standalone_sandbox_behind_a_platform_mode_proxy_never_shows_the_secret() {
 
     std::thread::sleep(std::time::Duration::from_millis(200));
     let logs = format!("{first_run}{}{}", proxy.log.lock().unwrap(), sandbox.log.lock().unwrap());
-    assert!(logs.contains("page URL issued") || logs.contains("server callback stored"), "trace logs were captured");
+    assert!(logs.contains("flow started") || logs.contains("server callback stored"), "trace logs were captured");
     assert!(logs.contains("137****0044"), "contacts are masked in logs");
     for (what, text) in [("responses", &seen), ("logs", &logs)] {
         assert!(!text.contains(SECRET), "the secret appears in {what}");
     }
     assert!(!logs.contains(contact), "a full contact appears in the logs");
+}
+
+const CONTRACT: &str = "2603417854124281870";
+
+/// `QYS_SERVER_URL`, `QYS_ACCESS_TOKEN` and `QYS_ACCESS_SECRET` are all an operator must set:
+/// browser flows then use the page-URL APIs, which take `callbackPage` themselves.
+#[test]
+fn server_url_and_credentials_alone_serve_every_action_through_the_page_url_apis() {
+    let sandbox = start(
+        &["sandbox"],
+        &[("QYS_ACCESS_TOKEN", TOKEN), ("QYS_ACCESS_SECRET", SECRET), ("QYS_SANDBOX_LISTEN", "127.0.0.1:0")],
+        "sandbox platform: ",
+    );
+    // Besides the three settings only an ephemeral port, so that tests can run side by side;
+    // the database lands in the working directory.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(
+        &[],
+        &[
+            ("QYS_SERVER_URL", sandbox.url.as_str()),
+            ("QYS_ACCESS_TOKEN", TOKEN),
+            ("QYS_ACCESS_SECRET", SECRET),
+            ("QYS_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    cmd.current_dir(dir.path());
+    let proxy = start_command(cmd, "proxy: ");
+    // The proxy's own origin is always allowed.
+    let origin = proxy.url.as_str();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = common::client();
+        for (action, params, op, event) in [
+            ("personalSign", json!({"contractId": CONTRACT, "contact": "13700000044"}), "sign", "signSuccess"),
+            ("enterpriseSign", json!({"contractId": CONTRACT, "contact": "13800000055"}), "sign", "signSuccess"),
+            ("personalAuth", json!({"mode": "FACE", "contact": "13900000031", "username": "甲", "idCardNo": "1"}), "submit", "authSuccess"),
+            (
+                "enterpriseAuth",
+                json!({"companyName": "绍兴默认公司", "companyAuthBean": {"applicant": {"contact": "13900000032"},
+                       "registerNo": "1", "legalPerson": "乙"}}),
+                "submit",
+                "authSuccess",
+            ),
+        ] {
+            let answer: Value =
+                common::sdk_request(&client, &proxy.url, origin, action, &state(action), params).await.json().await.unwrap();
+            assert_eq!(answer["code"], 0, "{action}: {answer}");
+            let page_url = answer["result"]["pageUrl"].as_str().unwrap();
+            assert!(
+                page_url.starts_with(&format!("{}/h5?ticket=", sandbox.url)) && !page_url.contains("callbackPage"),
+                "{action}: a page-URL API's page, not a filled template: {page_url}"
+            );
+            let done = click(&client, &open(&client, page_url).await, op, &[]).await;
+            assert!(done.url.starts_with(&format!("{}/qys/return?t=", proxy.url)), "{action} ended on {}", done.url);
+            let (message, target) = posted_message(&done).expect("return page message");
+            assert_eq!((message["event"].as_str(), target.as_str()), (Some(event), Some(origin)), "{action}");
+            let flow = answer["result"]["flow"].as_str().unwrap();
+            let outcome = json!({"v": 1, "action": "outcome", "state": state(action), "params": {"flow": flow}});
+            let outcome: Value = common::send_envelope(&client, &proxy.url, origin, &outcome).await.json().await.unwrap();
+            assert_eq!(outcome["result"]["event"], event, "{action}: {outcome}");
+        }
+        let mini = json!({"v": 1, "action": "personalAuth", "state": state("mini"), "params": {"contact": "13900000033"},
+                          "presentation": "miniProgram"});
+        let answer: Value = common::send_envelope(&client, &proxy.url, origin, &mini).await.json().await.unwrap();
+        let result = &answer["result"];
+        assert!(result["ticket"].is_string() && result["flow"].is_string() && result.get("pageUrl").is_none(), "{answer}");
+        assert_eq!(result["env"], "com", "a platform host outside .cn is production's plugin environment");
+    });
+}
+
+/// Text from browsers and from the platform goes to the log Debug-escaped: it cannot forge lines.
+#[test]
+fn untrusted_text_reaches_the_log_escaped() {
+    use axum::routing::any;
+    use axum::{Json, Router};
+    const FORGED: &str = "NO VIEW\nforged: INFO qys_proxy: flow started \u{1b}[31m";
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let upstream = rt.block_on(async {
+        let router = Router::new().fallback(any(|| async { Json(json!({"code": 1110, "message": FORGED})) }));
+        let (listener, url) = common::bind().await;
+        qys_proxy::spawn_server(listener, router);
+        url
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite3");
+    let proxy = start(
+        &[],
+        &[
+            ("QYS_SERVER_URL", upstream.as_str()),
+            ("QYS_ACCESS_TOKEN", TOKEN),
+            ("QYS_ACCESS_SECRET", SECRET),
+            ("QYS_LISTEN", "127.0.0.1:0"),
+            ("QYS_ALLOWED_ORIGINS", PAGE_ORIGIN),
+            ("QYS_DATABASE", db.to_str().unwrap()),
+        ],
+        "proxy: ",
+    );
+    let answers = rt.block_on(async {
+        let client = common::client();
+        let mut answers = Vec::new();
+        for (action, params) in [
+            ("personalSign", json!({"contractId": CONTRACT, "contact": "13700000044"})),
+            ("evil\nforged: INFO qys_proxy: outcome confirmed", json!({})),
+        ] {
+            let response = common::sdk_request(&client, &proxy.url, PAGE_ORIGIN, action, &state("log"), params).await;
+            answers.push(response.json::<Value>().await.unwrap());
+        }
+        answers
+    });
+    assert_eq!((answers[0]["code"].clone(), answers[0]["message"].as_str()), (json!(1110), Some(FORGED)), "passed through");
+    assert_eq!(answers[1]["code"], 40002);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = proxy.log.lock().unwrap().clone();
+    assert!(log.contains("platform call failed") && log.contains("refused SDK request"), "{log}");
+    assert!(log.contains(r"NO VIEW\nforged"), "the platform's message, escaped: {log}");
+    assert!(!log.contains("\nforged") && !log.contains('\u{1b}'), "a forged line or escape code in the log: {log}");
 }

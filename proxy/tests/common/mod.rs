@@ -27,6 +27,9 @@ pub struct Options {
     pub callback_allowlist: Vec<String>,
     pub retry_delay: Duration,
     pub database: Option<PathBuf>,
+    pub allowed_origins: Vec<String>,
+    pub token_ttl: Duration,
+    pub miniprogram_env: String,
 }
 
 impl Default for Options {
@@ -38,6 +41,9 @@ impl Default for Options {
             callback_allowlist: Vec::new(),
             retry_delay: Duration::from_millis(300),
             database: None,
+            allowed_origins: vec![PAGE_ORIGIN.into()],
+            token_ttl: Duration::from_secs(600),
+            miniprogram_env: "sandbox".into(),
         }
     }
 }
@@ -91,10 +97,11 @@ impl Stack {
             public_url: proxy_url.clone(),
             platform: Platform::new(&platform_url, TOKEN, Secret::new(SECRET), Duration::from_secs(5), opts.timeout),
             upstream_mode: mode,
-            allowed_origins: vec![PAGE_ORIGIN.into()],
+            miniprogram_env: opts.miniprogram_env,
+            allowed_origins: opts.allowed_origins,
             callback_url_allowlist: opts.callback_allowlist,
             token_key: TokenKey::derive_from_secret(SECRET),
-            token_ttl: Duration::from_secs(600),
+            token_ttl: opts.token_ttl,
             paths: Paths::default(),
             store: store.clone(),
             static_dirs: Vec::new(),
@@ -108,6 +115,18 @@ impl Stack {
         let response = sdk_request(&self.client, &self.proxy, PAGE_ORIGIN, action, state, params).await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
+    }
+
+    /// POSTs a whole envelope as the SDK does, from `origin`; `(status, body)`.
+    pub async fn send(&self, origin: &str, envelope: Value) -> (u16, Value) {
+        let response = send_envelope(&self.client, &self.proxy, origin, &envelope).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Asks `outcome` for a flow, from `origin`; `(status, body)`.
+    pub async fn outcome(&self, origin: &str, state: &str, flow: &str) -> (u16, Value) {
+        self.send(origin, json!({"v": 1, "action": "outcome", "state": state, "params": {"flow": flow}})).await
     }
 
     /// Like [`Self::call`], asserting success; returns the page URL.
@@ -130,6 +149,11 @@ pub async fn sdk_request(
     params: Value,
 ) -> reqwest::Response {
     let envelope = json!({"v": 1, "action": action, "state": state, "params": params});
+    send_envelope(client, proxy, origin, &envelope).await
+}
+
+/// POSTs `envelope` to the proxy at `proxy` as the SDK does, from `origin`.
+pub async fn send_envelope(client: &reqwest::Client, proxy: &str, origin: &str, envelope: &Value) -> reqwest::Response {
     client
         .post(format!("{proxy}/qys/proxy?a=1&token=ab1234"))
         .header("origin", origin)
