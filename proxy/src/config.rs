@@ -313,3 +313,43 @@ pub fn check_base_url(name: &str, value: &str) -> Result<String, String> {
         _ => Err(format!("{name} {value:?} must be an absolute http(s) URL")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("qys-proxy").chain(args.iter().copied())).unwrap()
+    }
+
+    fn upstream(args: &[&str], embedded: bool) -> Result<UpstreamMode, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite3");
+        let mut all = vec!["--database", db.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let bound = "127.0.0.1:1".parse().unwrap();
+        cli(&all).proxy_config("https://openapi.example", "t", Secret::new("s"), bound, embedded).map(|c| c.upstream_mode)
+    }
+
+    #[test]
+    fn mini_program_env_follows_the_platform() {
+        assert_eq!(default_miniprogram_env("https://openapi.qiyuesuo.cn", false), "cn");
+        assert_eq!(default_miniprogram_env("HTTPS://OPENAPI.QIYUESUO.CN.", false), "cn");
+        assert_eq!(default_miniprogram_env("https://openapi.qiyuesuo.com", false), "com");
+        assert_eq!(default_miniprogram_env("https://cn.example.org", false), "com");
+        assert_eq!(default_miniprogram_env("http://127.0.0.1:8081", true), "sandbox");
+    }
+
+    #[test]
+    fn auto_mode_uses_tickets_only_with_a_template() {
+        let template = "--page-url-template=https://h5.example/sdk?ticket={ticket}";
+        assert_eq!(upstream(&[], false), Ok(UpstreamMode::PageUrl));
+        assert_eq!(
+            upstream(&[template], false),
+            Ok(UpstreamMode::Ticket { template: "https://h5.example/sdk?ticket={ticket}".into() })
+        );
+        assert!(matches!(upstream(&[], true), Ok(UpstreamMode::Ticket { template }) if template.starts_with("https://openapi.example/h5?")));
+        assert_eq!(upstream(&["--upstream-mode=page-url", template], false), Ok(UpstreamMode::PageUrl));
+        assert!(upstream(&["--upstream-mode=ticket"], false).unwrap_err().contains("QYS_PAGE_URL_TEMPLATE is required"));
+    }
+}

@@ -141,22 +141,16 @@ impl App {
         origin == self.public_origin || self.cfg.allowed_origins.iter().any(|o| o == origin)
     }
 
-    /// `Ok(Some(origin))` for an allowed browser origin, `Ok(None)` without an `Origin` header.
-    fn check_origin(&self, headers: &HeaderMap) -> Result<Option<String>, Response> {
+    /// `Ok(Some(origin))` for an allowed browser origin, `Ok(None)` without an `Origin` header,
+    /// `Err(origin)` for any other.
+    fn check_origin(&self, headers: &HeaderMap) -> Result<Option<String>, String> {
         let Some(origin) = headers.get(header::ORIGIN) else { return Ok(None) };
         let origin = origin.to_str().unwrap_or("");
         if self.origin_allowed(origin) {
             Ok(Some(origin.to_owned()))
         } else {
             tracing::warn!(origin = ?origin, "request from an origin that is not allowed");
-            // The refusal itself is readable by the page, so the SDK can say what to fix;
-            // nothing else is ever answered to that origin.
-            let refusal = error_json(
-                StatusCode::FORBIDDEN,
-                codes::ORIGIN_NOT_ALLOWED,
-                format!("origin {origin} is not allowed; add it to QYS_ALLOWED_ORIGINS"),
-            );
-            Err(with_cors(refusal, Some(origin)))
+            Err(origin.to_owned())
         }
     }
 
@@ -209,6 +203,17 @@ pub fn url_under(url: &str, prefix: &str) -> bool {
         && (url.path() == prefix.path() || url.path().starts_with(&format!("{dir}/")))
 }
 
+/// The refusal of an origin is itself readable by the page, so the SDK can say what to fix;
+/// nothing else is ever answered to that origin.
+fn refuse_origin(origin: &str) -> Response {
+    let refusal = error_json(
+        StatusCode::FORBIDDEN,
+        codes::ORIGIN_NOT_ALLOWED,
+        format!("origin {origin} is not allowed; add it to QYS_ALLOWED_ORIGINS"),
+    );
+    with_cors(refusal, Some(origin))
+}
+
 fn with_cors(mut response: Response, origin: Option<&str>) -> Response {
     if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
         let h = response.headers_mut();
@@ -228,7 +233,7 @@ async fn preflight(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
             h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
             response
         }
-        Err(refused) => refused,
+        Err(refused) => refuse_origin(&refused),
     }
 }
 
@@ -273,7 +278,7 @@ async fn sdk_endpoint(State(app): State<Arc<App>>, request: Request) -> Response
     let headers = request.headers().clone();
     let origin = match app.check_origin(&headers) {
         Ok(origin) => origin,
-        Err(refused) => return refused,
+        Err(refused) => return refuse_origin(&refused),
     };
     let result = async {
         let body = read_body(request.into_body()).await.map_err(protocol_error)?;

@@ -206,14 +206,14 @@ pub async fn open(client: &reqwest::Client, url: &str) -> Page {
 /// Clicks the button whose `op` value is `op`, sending `fields`, and follows redirects like a
 /// browser; returns the final page (the proxy's return page when the flow finishes).
 pub async fn click(client: &reqwest::Client, page: &Page, op: &str, fields: &[(&str, &str)]) -> Page {
-    let base = page.url.split("/h5").next().unwrap().to_owned();
+    let base = url::Url::parse(&page.url).unwrap().origin().ascii_serialization();
     let mut form = page.hidden();
     form.push(("op".into(), op.into()));
     for (k, v) in fields {
         form.push(((*k).into(), (*v).into()));
     }
-    let mut response = client.post(format!("{base}/h5/action")).form(&form).send().await.unwrap();
-    let mut url = format!("{base}/h5/action");
+    let mut url = format!("{base}{}", between(&page.html, "<form method=post action=", ">"));
+    let mut response = client.post(&url).form(&form).send().await.unwrap();
     while response.status().as_u16() == 303 {
         let location = response.headers()["location"].to_str().unwrap().to_owned();
         url = if location.starts_with('/') { format!("{base}{location}") } else { location };
