@@ -32,8 +32,8 @@ pub struct Envelope {
 /// Any request of protocol v1: a flow, or the question how a flow ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    /// Start one of the four flows.
-    Flow(Envelope),
+    /// Start one of the four flows (boxed: an envelope is far larger than an outcome question).
+    Flow(Box<Envelope>),
     /// `outcome`: the confirmed result of the flow `flow` (the proxy's flow token), started with `state`.
     Outcome {
         /// The flow's state, which the token must carry.
@@ -166,7 +166,7 @@ impl Request {
             }
             _ => None,
         };
-        Ok(Request::Flow(Envelope { action, state, params, presentation, return_url }))
+        Ok(Request::Flow(Box::new(Envelope { action, state, params, presentation, return_url })))
     }
 }
 

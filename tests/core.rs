@@ -103,7 +103,7 @@ fn envelopes_round_trip_through_the_form_body() {
             "companyAuthBean": {"applicant": {"name": "AAA", "contact": "15164046497", "contactType": "MOBILE"},
                                 "modifyFields": ["corpName"]}}})
     );
-    assert_eq!(Request::parse(&v(&fields[0].1)).unwrap(), Request::Flow(envelope));
+    assert_eq!(Request::parse(&v(&fields[0].1)).unwrap(), Request::Flow(Box::new(envelope)));
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn redirect_and_outcome_requests_round_trip() {
     };
     let json: serde_json::Value = serde_json::from_str(&envelope.to_json()).unwrap();
     assert_eq!((json["presentation"].as_str(), json["returnUrl"].as_str()), (Some("redirect"), Some("https://shop.example/pay?x=1&y=%20")));
-    assert_eq!(decode(&envelope.to_form_body()).unwrap(), Request::Flow(envelope));
+    assert_eq!(decode(&envelope.to_form_body()).unwrap(), Request::Flow(Box::new(envelope)));
     let outcome = Request::outcome_form_body(STATE, "abc.DEF_-1");
     assert_eq!(decode(&outcome).unwrap(), Request::Outcome { state: STATE.into(), flow: "abc.DEF_-1".into() });
     let e = |json: &str| Request::parse(&v(json)).unwrap_err();

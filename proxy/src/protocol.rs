@@ -132,7 +132,7 @@ mod tests {
     fn request(action: &str, params: Value) -> Result<SdkRequest, ProtocolError> {
         let request = parse_request(&json!({"v": 1, "action": action, "state": "abcdefghijklmnop", "params": params}).to_string())?;
         match request {
-            Request::Flow(envelope) => Ok(envelope),
+            Request::Flow(envelope) => Ok(*envelope),
             other => panic!("not a flow: {other:?}"),
         }
     }

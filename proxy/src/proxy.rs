@@ -287,7 +287,7 @@ async fn sdk_endpoint(State(app): State<Arc<App>>, request: Request) -> Response
             protocol_error(e)
         })?;
         match message {
-            SdkMessage::Flow(sdk) => app.start_flow(sdk, origin.clone()).await,
+            SdkMessage::Flow(sdk) => app.start_flow(*sdk, origin.clone()).await,
             SdkMessage::Outcome { state, flow } => app.outcome(&state, &flow, origin.as_deref()).await,
         }
     }

@@ -27,6 +27,9 @@ pub struct Sent {
 /// What the proxy answered: the HTTP status and the body, if it was JSON.
 pub type Answer = (u16, Option<Value>);
 
+/// What runs once the answer (or the failure to get one) is known.
+pub type OnAnswer = Box<dyn FnOnce(&Rc<Inner>, Result<Answer, QysError>)>;
+
 /// Sends `body` (`requestData=…`) to the proxy.
 pub fn send(inner: &Inner, body: &str) -> Result<Sent, QysError> {
     let window = web_sys::window().ok_or_else(|| missing("window"))?;
@@ -53,7 +56,7 @@ pub fn send(inner: &Inner, body: &str) -> Result<Sent, QysError> {
 /// Calls `next` once with the answer, or the `timeout`/`network` error (or the destroyed
 /// error, when `destroy()` came first).
 /// (Boxed, not generic: one copy of the closure plumbing in the wasm for every caller.)
-pub fn on_answer(inner: Rc<Inner>, sent: Sent, next: Box<dyn FnOnce(&Rc<Inner>, Result<Answer, QysError>)>) {
+pub fn on_answer(inner: Rc<Inner>, sent: Sent, next: OnAnswer) {
     let fetch = sent.fetch.clone();
     on_settled(&fetch, Box::new(move |response| {
         let settle = move |answer: Result<(u16, JsValue), JsValue>| {
