@@ -5,7 +5,10 @@
 // emulated plugin page with the recorded ticket, as the mini-program would.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startProxy, launch } from './harness.mjs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startProxy as startBareProxy, launch } from './harness.mjs';
 
 export const IOS_WECHAT = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) '
   + 'Mobile/15E148 MicroMessenger/8.0.50(0x1800323a) NetType/WIFI Language/zh_CN';
@@ -13,7 +16,7 @@ const ANDROID_MINI_PROGRAM = 'Mozilla/5.0 (Linux; Android 13; PGT-AN10; wv) Appl
   + 'Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 XWEB/1160117 MicroMessenger/8.0.49.2600(0x28003133) '
   + 'WeChat/arm64 Weixin NetType/WIFI Language/zh_CN ABI/arm64 miniProgram/wx0123456789abcdef';
 
-// An integrator's page, served at the proxy's origin: resume() on every load, callbacks counted.
+// An integrator's page, served by the proxy (its own origin is always allowed): resume() on every load, callbacks counted.
 const PAGE = `<!doctype html><meta charset=utf-8><title>shop</title><body><script type="module">
   import { qysSdk } from '/js/qys-sdk.mjs';
   const sdk = new qysSdk('/qys/proxy', { debug: true });
@@ -49,20 +52,27 @@ const COUNT_PROXY_CALLS = () => {
   };
 };
 
+/** The proxy and sandbox, serving the integrator's page at /shop.html (a real file: the browser
+ * comes back to it through redirects, which Playwright's routing does not see). */
+async function startProxy() {
+  const www = mkdtempSync(join(tmpdir(), 'qys-shop-'));
+  writeFileSync(join(www, 'shop.html'), PAGE);
+  return startBareProxy({ QYS_WWW_DIR: www });
+}
+
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-/** A page of a fresh context at `${proxy}/shop`, with `userAgent` and init scripts. */
+/** A page of a fresh context at `${proxy}/shop.html`, with `userAgent` and init scripts. */
 async function shop(proxy, { userAgent, init = [] } = {}) {
   const context = await browser.newContext(userAgent ? { userAgent } : {});
-  await context.route(/\/shop(\?|$)/, (route) => route.fulfill({ contentType: 'text/html', body: PAGE }));
   for (const script of [COUNT_PROXY_CALLS, ...init]) await context.addInitScript(script);
   const page = await context.newPage();
   page.sdkLog = [];
   page.on('console', (m) => { if (m.text().startsWith('[qys-sdk]')) page.sdkLog.push(m.text()); });
-  await page.goto(`${proxy.proxy}/shop?order=7&note=a%20b`);
-  await page.waitForSelector('body[data-ready=true]');
+  await page.goto(`${proxy.proxy}/shop.html?order=7&note=a%20b`);
+  await page.waitForSelector('body[data-ready=true]', { state: 'attached' });
   await page.waitForFunction(() => window.resumedResult);
   return page;
 }
@@ -94,13 +104,13 @@ function start(page, call) {
 
 /** Redirect: the top window goes to the sandbox, `click` finishes there, and the shop page resumes. */
 async function redirectFlow(proxy, page, call, click) {
-  const back = page.waitForURL((u) => u.pathname === '/shop' && u.searchParams.has('qys_state'), { waitUntil: 'commit' });
+  const back = page.waitForURL((u) => u.pathname === '/shop.html' && u.searchParams.has('qys_state'), { waitUntil: 'commit' });
   await start(page, call);
   await page.waitForURL((u) => u.origin === proxy.sandbox);
   await page.click(click);
   await back;
   const returned = page.url();
-  await page.waitForSelector('body[data-ready=true]');
+  await page.waitForSelector('body[data-ready=true]', { state: 'attached' });
   const resumed = await page.waitForFunction(() => window.resumedResult).then((h) => h.jsonValue());
   return { returned, resumed, fired: await page.evaluate(() => window.fired), url: page.url() };
 }
@@ -113,7 +123,7 @@ test('iOS WeChat, personalAuth FACE: redirect → submit → back → resume fir
     const { returned, resumed, fired, url } = await redirectFlow(proxy, page, CALLS.personalAuth('callbacks'), '#qys-sandbox-auth-submit');
     assert.deepEqual(fired, [SUCCESS.personalAuth], 'authSuccessCb once, with the userInfo the platform confirmed');
     assert.deepEqual(resumed, { value: { action: 'personalAuth', event: 'authSuccess', data: SUCCESS.personalAuth[1] } });
-    assert.equal(url, `${proxy.proxy}/shop?order=7&note=a%20b`, 'qys_state removed, the page\'s own query byte for byte');
+    assert.equal(url, `${proxy.proxy}/shop.html?order=7&note=a%20b`, 'qys_state removed, the page\'s own query byte for byte');
     assert.equal(await page.evaluate(() => sessionStorage.getItem('qys-sdk:flows')), '[]', 'the flow is forgotten');
     assert.ok(!/13900000101|110101/.test(await page.evaluate(() => JSON.stringify(sessionStorage))), 'no contact, no id number stored');
     // A second resume on the same load, then a replay of the return URL: nothing more fires.
@@ -121,11 +131,11 @@ test('iOS WeChat, personalAuth FACE: redirect → submit → back → resume fir
     await page.goto(returned);
     await page.waitForFunction(() => window.resumedResult);
     assert.deepEqual(await page.evaluate(() => [window.resumedResult, window.fired, window.proxyCalls]), [{ value: null }, [], 0]);
-    assert.equal(page.url(), `${proxy.proxy}/shop?order=7&note=a%20b`, 'a replayed state is removed from the URL too');
+    assert.equal(page.url(), `${proxy.proxy}/shop.html?order=7&note=a%20b`, 'a replayed state is removed from the URL too');
     // Forged states: well-formed and random, or the real one altered.
     const state = new URL(returned).searchParams.get('qys_state');
     for (const forged of ['AAAAAAAAAAAAAAAAAAAAAA', state.slice(0, -1) + (state.endsWith('A') ? 'B' : 'A')]) {
-      await page.goto(`${proxy.proxy}/shop?qys_state=${forged}`);
+      await page.goto(`${proxy.proxy}/shop.html?qys_state=${forged}`);
       await page.waitForFunction(() => window.resumedResult);
       assert.deepEqual(await page.evaluate(() => [window.resumedResult, window.fired, window.proxyCalls]), [{ value: null }, [], 0]);
     }
