@@ -1,0 +1,111 @@
+//! The return page: where the platform's H5 pages send the browser when a flow ends.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+
+use super::confirm::confirm;
+use super::App;
+use crate::mask::Masked;
+use crate::protocol;
+use crate::token::FlowToken;
+use crate::{html, unix_millis};
+
+/// Headers of every return-page answer: never cached, never leaking the token as a referrer.
+fn locked_down(mut response: Response, csp: &str) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if let Ok(v) = HeaderValue::from_str(csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    response
+}
+
+const RETURN_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
+
+fn return_html(status: StatusCode, title: &str, text: &str, script: Option<(&str, &str)>) -> Response {
+    let mut body = format!("<p id=qys-return-status>{}</p>", html::escape(text));
+    let mut csp = RETURN_CSP.to_owned();
+    if let Some((nonce, code)) = script {
+        body.push_str(&format!("<script nonce=\"{nonce}\">{code}</script>"));
+        csp.push_str(&format!("; script-src 'nonce-{nonce}'"));
+    }
+    locked_down((status, Html(html::page(title, &body))).into_response(), &csp)
+}
+
+fn invalid_link() -> Response {
+    return_html(
+        StatusCode::BAD_REQUEST,
+        "链接无效",
+        "This return link is invalid or has expired. Start the flow again.",
+        None,
+    )
+}
+
+/// A redirect flow's way back: `303` to the calling page with `qys_state`, no platform call —
+/// the page asks `outcome` itself, so the one confirmation happens where the answer is used.
+fn back_to_page(app: &App, flow: &FlowToken, return_url: &str) -> Response {
+    // The allow-list may have changed since the flow started.
+    let origin = url::Url::parse(return_url).map(|u| u.origin().ascii_serialization());
+    if !origin.as_deref().is_ok_and(|o| app.origin_allowed(o)) {
+        tracing::info!(action = flow.action.name(), origin = ?origin.ok(), "return page refused a returnUrl that is no longer allowed");
+        return invalid_link();
+    }
+    let separator = if return_url.contains('?') { '&' } else { '?' };
+    let state: String = form_urlencoded::byte_serialize(flow.state.as_bytes()).collect();
+    let Ok(location) = HeaderValue::from_str(&format!("{return_url}{separator}qys_state={state}")) else {
+        return invalid_link();
+    };
+    tracing::info!(action = flow.action.name(), contact = %Masked(&flow.contact), "return page sent the browser back");
+    let mut response = locked_down(StatusCode::SEE_OTHER.into_response(), RETURN_CSP);
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+}
+
+pub(super) async fn return_page(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let token = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "t").map(|(_, v)| v.into_owned());
+    let flow = match token.map(|t| app.cfg.token_key.verify(&t, unix_millis() / 1000)) {
+        Some(Ok(flow)) => flow,
+        other => {
+            tracing::info!(reason = ?other.map(|r| r.err()), "return page refused a token");
+            return invalid_link();
+        }
+    };
+    if let Some(return_url) = &flow.return_url {
+        return back_to_page(&app, &flow, return_url);
+    }
+    let (event, data) = match confirm(&app.cfg.platform, &flow).await {
+        Ok(confirmed) => confirmed.unwrap_or(("authFail", json!({}))),
+        Err(e) => {
+            let (code, message) = e.code_and_message();
+            tracing::warn!(action = flow.action.name(), code, message = ?message, "could not confirm the outcome");
+            return return_html(
+                StatusCode::BAD_GATEWAY,
+                "请稍后重试",
+                "The result could not be confirmed with the platform yet. Reload this page to try again.",
+                None,
+            );
+        }
+    };
+    tracing::info!(action = flow.action.name(), contact = %Masked(&flow.contact), event, "return page confirmed");
+    let message = json!({"type": "qys-sdk", "v": protocol::VERSION, "state": flow.state, "event": event, "data": data});
+    let script = format!(
+        "if(window.parent!==window)window.parent.postMessage({},{});",
+        html::script_json(&message),
+        html::script_json(&json!(flow.target_origin))
+    );
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let mut response = return_html(StatusCode::OK, "契约锁", "完成,正在返回…", Some((&nonce, &script)));
+    let ancestors = format!("; frame-ancestors {}", flow.target_origin);
+    if let Some(csp) = response.headers().get(header::CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()) {
+        if let Ok(v) = HeaderValue::from_str(&format!("{csp}{ancestors}")) {
+            response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    response
+}

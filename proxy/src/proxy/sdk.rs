@@ -1,0 +1,270 @@
+//! The SDK endpoint: body decoding, the four flows and `outcome`, and the platform's ticket and
+//! page-URL calls.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::confirm::confirm;
+use super::error::{error_json, platform_failure, protocol_error};
+use super::{read_body, refuse_origin, url_under, with_cors, App, UpstreamMode};
+use crate::mask::Masked;
+use crate::platform::PlatformError;
+use crate::protocol::{self, codes, Action, Params, Presentation, ProtocolError, Request as SdkMessage, SdkRequest};
+use crate::token::FlowToken;
+use crate::unix_millis;
+
+impl App {
+    fn callback_url(&self, requested: Option<&str>, default_path: &str, state: &str) -> Result<String, ProtocolError> {
+        match requested {
+            None => Ok(format!("{}{default_path}?flow={state}", self.cfg.public_url)),
+            Some(url) if self.cfg.callback_url_allowlist.iter().any(|prefix| url_under(url, prefix)) => {
+                Ok(url.to_owned())
+            }
+            Some(_) => Err(ProtocolError {
+                code: codes::INVALID_PARAM,
+                message: "callbackUrl is not in the proxy's allowlist (QYS_CALLBACK_URL_ALLOWLIST)".into(),
+            }),
+        }
+    }
+
+    /// A redirect's `returnUrl`, normalised to plain ASCII (so it fits a `Location` header):
+    /// on the calling page's origin when the request has one, and on an allowed origin, so the
+    /// return page can only ever send browsers back to the integrator's own pages.
+    fn return_url(&self, requested: &str, origin: Option<&str>) -> Result<String, ProtocolError> {
+        let invalid = |message: String| ProtocolError { code: codes::INVALID_PARAM, message };
+        let url = url::Url::parse(requested)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| invalid("returnUrl must be an absolute http(s) URL".into()))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid("returnUrl must not contain user-info".into()));
+        }
+        let url_origin = url.origin().ascii_serialization();
+        if let Some(origin) = origin.filter(|o| *o != url_origin) {
+            return Err(invalid(format!("returnUrl must be on the calling page's origin {origin}, not {url_origin}")));
+        }
+        if !self.origin_allowed(&url_origin) {
+            return Err(invalid(format!(
+                "returnUrl's origin {url_origin} is not allowed; add it to QYS_ALLOWED_ORIGINS"
+            )));
+        }
+        Ok(url.into())
+    }
+}
+
+fn decode_sdk_request(headers: &HeaderMap, body: &[u8]) -> Result<SdkMessage, ProtocolError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let bad = |message: String| ProtocolError { code: codes::BAD_REQUEST_DATA, message };
+    match mime.as_str() {
+        "application/x-www-form-urlencoded" => {
+            let mut request_data = None;
+            for (key, value) in form_urlencoded::parse(body) {
+                if key == "requestData" {
+                    if request_data.is_some() {
+                        return Err(bad("requestData appears more than once".into()));
+                    }
+                    request_data = Some(value.into_owned());
+                }
+            }
+            let request_data = request_data.ok_or_else(|| bad("the form has no requestData field".into()))?;
+            protocol::parse_request(&request_data)
+        }
+        "application/json" => {
+            let text = std::str::from_utf8(body).map_err(|_| bad("the body is not UTF-8".into()))?;
+            protocol::parse_request(text)
+        }
+        _ => Err(ProtocolError {
+            code: codes::UNSUPPORTED_MEDIA_TYPE,
+            message: "send application/x-www-form-urlencoded (requestData=…) or application/json".into(),
+        }),
+    }
+}
+
+pub(super) async fn sdk_endpoint(State(app): State<Arc<App>>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let origin = match app.check_origin(&headers) {
+        Ok(origin) => origin,
+        Err(refused) => return refuse_origin(&refused),
+    };
+    let result = async {
+        let body = read_body(request.into_body()).await.map_err(protocol_error)?;
+        let message = decode_sdk_request(&headers, &body).map_err(|e| {
+            tracing::info!(code = e.code, reason = ?e.message, "refused SDK request");
+            protocol_error(e)
+        })?;
+        match message {
+            SdkMessage::Flow(sdk) => app.start_flow(*sdk, origin.clone()).await,
+            SdkMessage::Outcome { state, flow } => app.outcome(&state, &flow, origin.as_deref()).await,
+        }
+    }
+    .await;
+    with_cors(result.unwrap_or_else(|refused| refused), origin.as_deref())
+}
+
+fn success(result: Value) -> Response {
+    Json(json!({"code": 0, "message": "SUCCESS", "result": result})).into_response()
+}
+
+impl App {
+    async fn start_flow(&self, sdk: SdkRequest, origin: Option<String>) -> Result<Response, Response> {
+        let started = std::time::Instant::now();
+        let (subject, contact) = match &sdk.params {
+            Params::Sign(p) => (p.contract_id.clone(), p.contact.value.clone()),
+            Params::PersonalAuth(p) => (String::new(), p.contact.value.clone()),
+            Params::EnterpriseAuth(p) => (p.company_name.clone(), p.applicant.value.clone()),
+        };
+        let return_url = match (sdk.presentation, &sdk.return_url) {
+            (Presentation::Redirect, Some(url)) => {
+                Some(self.return_url(url, origin.as_deref()).map_err(protocol_error)?)
+            }
+            _ => None,
+        };
+        let token = FlowToken {
+            action: sdk.action,
+            state: sdk.state.clone(),
+            target_origin: origin.unwrap_or_else(|| self.public_origin.clone()),
+            subject,
+            contact: contact.clone(),
+            expires: unix_millis() / 1000 + self.cfg.token_ttl.as_secs(),
+            return_url,
+        };
+        let flow = self.cfg.token_key.seal(&token);
+        if flow.len() > protocol::FLOW_TOKEN_MAX {
+            // Only a long returnUrl full of multi-byte characters gets here; the SDK could not
+            // take the token back.
+            return Err(protocol_error(ProtocolError {
+                code: codes::INVALID_PARAM,
+                message: format!("returnUrl is too long: the flow token would exceed {} bytes", protocol::FLOW_TOKEN_MAX),
+            }));
+        }
+        let callback_url = match &sdk.params {
+            Params::Sign(_) => None,
+            Params::PersonalAuth(p) => Some(self.callback_url(
+                p.callback_url.as_deref(),
+                &self.cfg.paths.personal_callback,
+                &sdk.state,
+            )),
+            Params::EnterpriseAuth(p) => Some(self.callback_url(
+                p.callback_url.as_deref(),
+                &self.cfg.paths.company_callback,
+                &sdk.state,
+            )),
+        }
+        .transpose()
+        .map_err(protocol_error)?;
+        let granted = match sdk.presentation {
+            Presentation::MiniProgram => self
+                .ticket(&sdk, callback_url.as_deref())
+                .await
+                .map(|ticket| json!({"ticket": ticket, "env": self.cfg.miniprogram_env, "flow": flow})),
+            Presentation::Iframe | Presentation::Redirect => {
+                let callback_page = format!(
+                    "{}{}?t={}",
+                    self.cfg.public_url,
+                    self.cfg.paths.return_page,
+                    self.cfg.token_key.sign(&token)
+                );
+                self.page_url(&sdk, &callback_page, callback_url.as_deref()).await.map(|page_url| {
+                    json!({"pageUrl": page_url, "returnOrigin": self.public_origin, "flow": flow})
+                })
+            }
+        };
+        let result = granted.map_err(|e| {
+            let (code, message) = e.code_and_message();
+            tracing::warn!(action = sdk.action.name(), contact = %Masked(&contact), code, message = ?message, "platform call failed");
+            platform_failure(&e)
+        })?;
+        tracing::info!(
+            action = sdk.action.name(),
+            presentation = sdk.presentation.name(),
+            contact = %Masked(&contact),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "flow started"
+        );
+        Ok(success(result))
+    }
+
+    /// `outcome`: the flow token's facts, confirmed with the platform like the return page does.
+    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>) -> Result<Response, Response> {
+        let token = match self.cfg.token_key.unseal(flow, unix_millis() / 1000) {
+            // The token must be this flow's, asked for by the page that started it.
+            Ok(token) if token.state == state && origin.is_none_or(|o| o == token.target_origin) => token,
+            refused => {
+                let reason = match refused {
+                    Ok(_) => "the token belongs to another flow or page".to_owned(),
+                    Err(e) => format!("{e:?}"),
+                };
+                tracing::info!(reason, "outcome refused a flow token");
+                return Err(error_json(
+                    StatusCode::BAD_REQUEST,
+                    codes::FLOW_TOKEN_INVALID,
+                    "the flow token is invalid or has expired",
+                ));
+            }
+        };
+        let confirmed = confirm(&self.cfg.platform, &token).await.map_err(|e| {
+            let (code, message) = e.code_and_message();
+            tracing::warn!(action = token.action.name(), code, message = ?message, "could not confirm the outcome");
+            platform_failure(&e)
+        })?;
+        let result = match confirmed {
+            Some((event, data)) => json!({"event": event, "data": data}),
+            None => json!({"event": "pending"}),
+        };
+        tracing::info!(action = token.action.name(), contact = %Masked(&token.contact), event = ?result["event"], "outcome confirmed");
+        Ok(success(result))
+    }
+
+    /// The ticket exchange of seeds 000–003 (mini-program flows, and ticket mode's first step).
+    async fn ticket(&self, sdk: &SdkRequest, callback_url: Option<&str>) -> Result<String, PlatformError> {
+        let path = match sdk.action {
+            Action::PersonalSign | Action::EnterpriseSign => "/v2/contract/miniappexchange",
+            Action::PersonalAuth => "/v2/personalauth/miniappexchange",
+            Action::EnterpriseAuth => "/companyauth/miniappexchange",
+        };
+        let result = self.cfg.platform.post(path, &protocol::ticket_body(&sdk.params, callback_url)).await?;
+        result_field(&result, "ticket")
+    }
+
+    async fn page_url(&self, sdk: &SdkRequest, callback_page: &str, callback_url: Option<&str>) -> Result<String, PlatformError> {
+        match &self.cfg.upstream_mode {
+            UpstreamMode::Ticket { template } => {
+                let ticket = self.ticket(sdk, callback_url).await?;
+                Ok(fill_template(template, &ticket, callback_page))
+            }
+            UpstreamMode::PageUrl => {
+                let mut body = protocol::ticket_body(&sdk.params, callback_url);
+                body["callbackPage"] = json!(callback_page);
+                let (path, name) = match sdk.action {
+                    Action::PersonalSign | Action::EnterpriseSign => {
+                        body["pageType"] = json!("SIGN");
+                        ("/v2/contract/pageurl", "pageUrl")
+                    }
+                    Action::PersonalAuth => ("/v2/personalauth", "authUrl"),
+                    Action::EnterpriseAuth => ("/companyauth/h5page", "authUrl"),
+                };
+                result_field(&self.cfg.platform.post(path, &body).await?, name)
+            }
+        }
+    }
+}
+
+fn result_field(result: &Value, name: &str) -> Result<String, PlatformError> {
+    result
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| PlatformError::BadResponse(format!("result.{name} is missing")))
+}
+
+/// Fills `{ticket}` and `{callbackPage}`, each URL-encoded.
+pub fn fill_template(template: &str, ticket: &str, callback_page: &str) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    template.replace("{ticket}", &enc(ticket)).replace("{callbackPage}", &enc(callback_page))
+}
