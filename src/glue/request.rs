@@ -57,15 +57,18 @@ pub fn send(inner: &Inner, body: &str) -> Result<Sent, QysError> {
 /// error, when `destroy()` came first).
 /// (Boxed, not generic: one copy of the closure plumbing in the wasm for every caller.)
 pub fn on_answer(inner: Rc<Inner>, sent: Sent, next: OnAnswer) {
-    let fetch = sent.fetch.clone();
+    // Taken apart so that the closure owns the timer itself (a closure that only named
+    // `sent.id` would capture just that field and let the timer drop, cancelled, right here).
+    let Sent { id, fetch, timed_out, _timer: timer } = sent;
     on_settled(&fetch, Box::new(move |response| {
         let settle = move |answer: Result<(u16, JsValue), JsValue>| {
-            inner.requests.borrow_mut().retain(|(id, _)| *id != sent.id);
+            drop(timer);
+            inner.requests.borrow_mut().retain(|(request, _)| *request != id);
             let answer = if inner.destroyed.get() {
                 Err(destroyed())
             } else {
                 answer.map(|(status, text)| (status, Value::parse(&text.as_string().unwrap_or_default()).ok()))
-                    .map_err(|e| failure(&inner, sent.timed_out.get(), &e))
+                    .map_err(|e| failure(&inner, timed_out.get(), &e))
             };
             next(&inner, answer);
         };
