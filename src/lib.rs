@@ -17,6 +17,13 @@ pub mod wire;
 #[cfg(target_arch = "wasm32")]
 mod glue;
 
+// A free-list allocator a tenth of dlmalloc's size; wasm32 here runs on one thread.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    // SAFETY: the SDK's wasm module is never shared between threads.
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
+
 pub use error::{ErrorKind, QysError};
 #[cfg(target_arch = "wasm32")]
 pub use glue::QysSdk;
