@@ -1,57 +1,47 @@
 //! Conversions between JS values and the core's types.
 
-use js_sys::{Error, Reflect, JSON};
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 
+use super::bridge::{error, get, json, ty, typ};
 use crate::error::QysError;
 use crate::value::Value;
 
 /// Reads a JS value into the core's [`Value`] through `JSON.stringify` (`undefined` → `Null`);
 /// `what` names it in the error.
 pub fn to_value(js: &JsValue, what: &str) -> Result<Value, QysError> {
-    if js.is_undefined() {
+    if typ(js) == ty::UNDEFINED {
         return Ok(Value::Null);
     }
-    let unreadable = || QysError::invalid_at(what, &[" must be plain data (no functions, symbols, bigints or cycles)"]);
-    if js.is_function() || js.is_symbol() {
-        return Err(unreadable());
-    }
-    let text = JSON::stringify(js).map_err(|_| unreadable())?;
-    Value::parse(&String::from(text)).map_err(|_| unreadable())
-}
-
-/// Builds a plain JS object from a core [`Value`].
-pub fn to_js(value: &Value) -> JsValue {
-    JSON::parse(&value.to_json()).unwrap_or(JsValue::NULL)
+    // Functions, symbols, bigints and cycles have no JSON text.
+    json(js)
+        .and_then(|text| Value::parse(&text).ok())
+        .ok_or_else(|| QysError::invalid_at(what, &[" must be plain data (no functions, symbols, bigints or cycles)"]))
 }
 
 /// The JS `Error` named `QysError` with `kind`, `code` and (for bad arguments) `param`.
-pub fn to_js_error(error: &QysError) -> JsValue {
-    let js = Error::new(&error.message);
-    js.set_name("QysError");
-    let code = error.code.map_or(JsValue::NULL, |c| JsValue::from_f64(c as f64));
-    let _ = Reflect::set(&js, &"kind".into(), &error.kind.as_str().into());
-    let _ = Reflect::set(&js, &"code".into(), &code);
-    if let Some(param) = &error.param {
-        let _ = Reflect::set(&js, &"param".into(), &param.into());
-    }
-    js.into()
+pub fn to_js_error(e: &QysError) -> JsValue {
+    error(e.kind.as_str(), e.code.map(|c| c as f64), e.param.as_deref(), &e.message)
+}
+
+/// Whether `v` is `undefined` or `null`.
+pub fn nullish(v: &JsValue) -> bool {
+    typ(v) <= ty::NULL
 }
 
 /// The function at `key` of `callbacks`, if any; an error if it is present but not a function.
-pub fn callback(callbacks: &JsValue, key: &str) -> Result<Option<js_sys::Function>, QysError> {
-    if callbacks.is_undefined() || callbacks.is_null() {
+pub fn callback(callbacks: &JsValue, key: &str) -> Result<Option<JsValue>, QysError> {
+    if nullish(callbacks) {
         return Ok(None);
     }
-    if !callbacks.is_object() {
+    if typ(callbacks) != ty::OBJECT {
         return Err(QysError::invalid("callbacks", "the callbacks argument must be an object"));
     }
-    let member = Reflect::get(callbacks, &key.into()).unwrap_or(JsValue::UNDEFINED);
-    if member.is_undefined() || member.is_null() {
+    let member = get(callbacks, key);
+    if nullish(&member) {
         return Ok(None);
     }
-    member
-        .dyn_into::<js_sys::Function>()
-        .map(Some)
-        .map_err(|_| QysError::invalid_at(key, &[" must be a function"]))
+    if typ(&member) != ty::FUNCTION {
+        return Err(QysError::invalid_at(key, &[" must be a function"]));
+    }
+    Ok(Some(member))
 }

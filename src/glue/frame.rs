@@ -4,12 +4,12 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use wasm_bindgen::JsCast;
-use web_sys::{HtmlIFrameElement, MessageEvent};
+use wasm_bindgen::JsValue;
 
+use super::bridge::{get, iframe, same, string};
 use super::convert::to_value;
 use super::resources::EventListener;
-use super::{fire, missing, Callbacks, Inner, Open};
+use super::{fire, missing, Callbacks, Flow, Inner};
 use crate::error::QysError;
 use crate::message::MessageGate;
 use crate::params::Action;
@@ -17,61 +17,32 @@ use crate::presentation::frame_title;
 use crate::value::Value;
 use crate::wire::PageGrant;
 
-/// An open iframe flow. Its `message` listener lives as long as this value and holds the
-/// instance, so an open flow keeps working after the page drops its `qysSdk` object.
-pub struct FrameFlow {
-    frame: HtmlIFrameElement,
-    /// The iframe has loaded a page, so the page did put it in the document.
-    loaded: Rc<Cell<bool>>,
-    _messages: EventListener,
-    _load: EventListener,
-}
-
-impl FrameFlow {
-    /// A flow whose iframe the page added and then removed can never finish.
-    pub fn abandoned(&self) -> bool {
-        self.loaded.get() && !self.frame.is_connected()
-    }
-}
-
-/// Creates the iframe for `grant` and starts listening for its return message.
+/// Creates the iframe for `grant` and starts listening for its return message. The listener
+/// holds the instance, so an open flow keeps working after the page drops its `qysSdk` object.
 pub fn open(
     inner: &Rc<Inner>,
+    window: &JsValue,
     action: Action,
     state: String,
     grant: PageGrant,
     callbacks: Callbacks,
     allow_camera: bool,
-) -> Result<HtmlIFrameElement, QysError> {
-    let window = web_sys::window().ok_or_else(|| missing("window"))?;
-    let document = window.document().ok_or_else(|| missing("document"))?;
-    let frame: HtmlIFrameElement =
-        document.create_element("iframe").map_err(|_| missing("document.createElement"))?.unchecked_into();
-    frame.set_src(&grant.page_url);
-    frame.set_title(frame_title(action));
-    if allow_camera {
-        let _ = frame.set_attribute("allow", "camera");
+) -> Result<JsValue, QysError> {
+    let frame = iframe(&grant.page_url, frame_title(action), allow_camera);
+    if frame.is_undefined() {
+        return Err(missing("document"));
     }
-    let style = frame.style();
-    for (name, value) in [("border", "0"), ("width", "100%"), ("height", "100%")] {
-        let _ = style.set_property(name, value);
-    }
-
     let id = inner.next_id();
     let gate = RefCell::new(MessageGate::new(action, grant.return_origin, state));
     let owner = inner.clone();
     let watched = frame.clone();
-    let messages = EventListener::new(window.into(), "message", move |event| {
-        let event: MessageEvent = event.unchecked_into();
+    let messages = EventListener::new(window, "message", move |event| {
         let inner = &owner;
-        let origin = event.origin();
-        let from_frame = match (event.source(), watched.content_window()) {
-            (Some(source), Some(own)) => wasm_bindgen::JsValue::from(source) == wasm_bindgen::JsValue::from(own),
-            _ => false,
-        };
+        let origin = string(&get(&event, "origin"));
+        let from_frame = same(&get(&event, "source"), &get(&watched, "contentWindow"));
         // Origin and window first: data from anyone else is never even read.
         let accepted = if gate.borrow().accepts(&origin, from_frame) {
-            let data = to_value(&event.data(), "message").unwrap_or(Value::Null);
+            let data = to_value(&get(&event, "data"), "message").unwrap_or(Value::Null);
             gate.borrow_mut().offer(&origin, from_frame, &data)
         } else {
             None
@@ -87,8 +58,7 @@ pub fn open(
     });
     let loaded = Rc::new(Cell::new(false));
     let flag = loaded.clone();
-    let load = EventListener::new(frame.clone().into(), "load", move |_| flag.set(true));
-    let flow = FrameFlow { frame: frame.clone(), loaded, _messages: messages, _load: load };
-    inner.keep_open(id, Open::Frame(flow));
+    let load = EventListener::new(&frame, "load", move |_| flag.set(true));
+    inner.keep_open(Flow { id, frame: Some((frame.clone(), loaded)), _listeners: vec![messages, load] });
     Ok(frame)
 }

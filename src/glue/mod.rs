@@ -1,9 +1,11 @@
 //! The wasm-bindgen layer: `qysSdk`, its four methods and `resume`. Everything it decides is
-//! delegated to the pure core; these files only touch `fetch`, the DOM, storage and events.
+//! delegated to the pure core; these files only touch `fetch`, the DOM, storage and events,
+//! through the coarse helpers of `js/bridge.js` ([`bridge`]).
 //! By job: the instance (here), one proxy request ([`request`]), the three presentations
 //! ([`frame`], [`redirect`], [`mini_program`]), JS values ([`convert`]), Rust-owned listeners
-//! and timers ([`resources`]) and the TypeScript declarations ([`types`]).
+//! and requests ([`resources`]) and the TypeScript declarations ([`types`]).
 
+mod bridge;
 mod convert;
 mod frame;
 mod mini_program;
@@ -15,10 +17,8 @@ mod types;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Function, Promise};
+use js_sys::Promise;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use web_sys::{AbortController, HtmlElement};
 
 use crate::error::{ErrorKind, QysError};
 use crate::message::Event;
@@ -28,12 +28,32 @@ use crate::pending::return_url;
 use crate::presentation::{allow_camera, choose, status_text, Environment, Presentation};
 use crate::value::{object, Value};
 use crate::wire::{answer_result, append_query, page_grant, state_from_random, ticket_grant, Envelope};
-use convert::{callback, to_js, to_js_error, to_value};
+use bridge::{call, defer, get, keys, random, set, settle, string, text, ty, typ, window};
+use convert::{callback, nullish, to_js_error, to_value};
+use resources::{EventListener, Posted};
+
+/// The parts, joined (one small loop instead of `concat`'s generic code).
+pub(crate) fn concat(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        out.push_str(part);
+    }
+    out
+}
 
 /// A flow that waits for its end: its listeners live as long as this value.
-enum Open {
-    Frame(frame::FrameFlow),
-    MiniProgram { _watch: mini_program::Watch },
+struct Flow {
+    id: u32,
+    /// An iframe flow's iframe, and whether it has loaded a page.
+    frame: Option<(JsValue, Rc<Cell<bool>>)>,
+    _listeners: Vec<EventListener>,
+}
+
+impl Flow {
+    /// A flow whose iframe the page added and then removed can never finish.
+    fn abandoned(&self) -> bool {
+        matches!(&self.frame, Some((frame, loaded)) if loaded.get() && typ(&get(frame, "isConnected")) != ty::TRUE)
+    }
 }
 
 struct Inner {
@@ -44,9 +64,9 @@ struct Inner {
     /// Default `returnOrigin`.
     proxy_origin: String,
     options: Options,
-    flows: RefCell<Vec<(u32, Open)>>,
+    flows: RefCell<Vec<Flow>>,
     /// Requests in flight, aborted by `destroy()`.
-    requests: RefCell<Vec<(u32, AbortController)>>,
+    requests: RefCell<Vec<(u32, Posted)>>,
     /// States of the redirect flows `resume` is asking about.
     resuming: RefCell<Vec<String>>,
     next_id: Cell<u32>,
@@ -57,7 +77,7 @@ impl Inner {
     /// With `debug`, logs `[qys-sdk]` and the parts, joined, to the console.
     fn log(&self, parts: &[&str]) {
         if self.options.debug {
-            web_sys::console::log_2(&"[qys-sdk]".into(), &parts.concat().into());
+            bridge::log(false, "[qys-sdk]", &concat(parts));
         }
     }
 
@@ -68,22 +88,27 @@ impl Inner {
     }
 
     /// Keeps a flow open (and prunes the abandoned ones).
-    fn keep_open(&self, id: u32, open: Open) {
+    fn keep_open(&self, flow: Flow) {
         self.close_flows(None);
-        self.flows.borrow_mut().push((id, open));
+        self.flows.borrow_mut().push(flow);
     }
 
     /// Drops the flow `id`, if given, and every abandoned iframe flow, with their listeners
-    /// (wasm-bindgen defers freeing a closure that is running).
+    /// (wasm-bindgen defers freeing a closure that is running; they are dropped after the
+    /// borrow ends).
     fn close_flows(&self, id: Option<u32>) {
-        let closed: Vec<(u32, Open)> = {
+        let mut closed = Vec::new();
+        {
             let mut flows = self.flows.borrow_mut();
-            let (closed, open) = flows.drain(..).partition(|(flow_id, open)| {
-                Some(*flow_id) == id || matches!(open, Open::Frame(f) if f.abandoned())
-            });
-            *flows = open;
-            closed
-        };
+            let mut at = 0;
+            while at < flows.len() {
+                if Some(flows[at].id) == id || flows[at].abandoned() {
+                    closed.push(flows.swap_remove(at));
+                } else {
+                    at += 1;
+                }
+            }
+        }
         drop(closed);
     }
 }
@@ -97,7 +122,7 @@ pub struct QysSdk {
 /// Something this page lacks (window, document, crypto, sessionStorage…): the SDK cannot make
 /// or show a request here. Reported as `network`, the kind for "the request could not be made".
 fn missing(api: &str) -> QysError {
-    QysError::new(ErrorKind::Network, [api, " is not available on this page"].concat())
+    QysError::new(ErrorKind::Network, concat(&[api, " is not available on this page"]))
 }
 
 fn destroyed() -> QysError {
@@ -108,75 +133,77 @@ fn destroyed() -> QysError {
 /// kept byte for byte. Returns (URL, origin + path, origin).
 fn resolve_proxy_url(proxy_url: &str, query: &[(String, String)]) -> Result<(String, String, String), QysError> {
     let bad = |why: &str| QysError::invalid_at("proxyUrl", &[" \"", proxy_url, "\" ", why]);
-    let page = web_sys::window().and_then(|w| w.location().href().ok());
-    let url = match page {
-        Some(base) => web_sys::Url::new_with_base(proxy_url, &base),
-        None => web_sys::Url::new(proxy_url),
+    let page = window().map(|w| text(&get(&get(&w, "location"), "href")));
+    let url = bridge::url(proxy_url, page.as_deref());
+    if typ(&url) != ty::OBJECT {
+        return Err(bad("is not a URL (a relative URL needs a page to resolve against)"));
     }
-    .map_err(|_| bad("is not a URL (a relative URL needs a page to resolve against)"))?;
-    if !matches!(url.protocol().as_str(), "http:" | "https:") {
+    let part = |name| text(&get(&url, name));
+    if !matches!(part("protocol").as_str(), "http:" | "https:") {
         return Err(bad("must be an http(s) URL"));
     }
-    url.set_search(&append_query(&url.search(), query));
-    url.set_hash("");
-    Ok((url.href(), [url.origin(), url.pathname()].concat(), url.origin()))
+    set(&url, "search", &append_query(&part("search"), query));
+    set(&url, "hash", "");
+    let origin = part("origin");
+    Ok((part("href"), concat(&[&origin, &part("pathname")]), origin))
 }
 
 fn random_state() -> Result<String, QysError> {
-    let crypto = web_sys::window().and_then(|w| w.crypto().ok()).ok_or_else(|| missing("crypto.getRandomValues"))?;
     let mut bytes = [0u8; 16];
-    crypto.get_random_values_with_u8_array(&mut bytes).map_err(|_| missing("crypto.getRandomValues"))?;
+    if !random(&mut bytes) {
+        return Err(missing("crypto.getRandomValues"));
+    }
     Ok(state_from_random(&bytes))
 }
 
 /// `JSON.stringify` turns NaN and ±Infinity into `null`; refuse them before it can.
 fn finite(js: &JsValue, param: &str) -> Result<(), QysError> {
-    match js.as_f64() {
-        Some(n) if !n.is_finite() => Err(QysError::invalid_at(param, &[" must be a finite number"])),
-        _ => Ok(()),
+    if typ(js) == ty::NON_FINITE {
+        return Err(QysError::invalid_at(param, &[" must be a finite number"]));
     }
+    Ok(())
 }
 
 /// The callbacks a flow may fire.
 #[derive(Clone)]
 struct Callbacks {
-    success: Option<Function>,
-    fail: Option<Function>,
+    success: Option<JsValue>,
+    fail: Option<JsValue>,
 }
 
-/// Calls the callback of a terminal event, without unwinding through wasm if it throws.
+/// Calls the callback of a terminal event (what it throws is reported as an unhandled
+/// rejection, not unwound through wasm).
 fn fire(inner: &Inner, action: Action, callbacks: &Callbacks, event: &Event) {
     inner.log(&[action.name(), ": ", event.name()]);
-    let called = match event {
-        Event::SignSuccess(data) | Event::AuthSuccess(data) => callbacks.success.as_ref().map(|f| f.call1(&JsValue::UNDEFINED, &to_js(data))),
+    match event {
+        Event::SignSuccess(data) | Event::AuthSuccess(data) => {
+            if let Some(f) = &callbacks.success {
+                call(f, Some(&data.to_json()));
+            }
+        }
         // Seed 004's `authFailCb()` takes no argument: none is passed.
-        Event::AuthFail => callbacks.fail.as_ref().map(|f| f.call0(&JsValue::UNDEFINED)),
-    };
-    if let Some(Err(thrown)) = called {
-        // Report the page's own error as an unhandled rejection.
-        let _ = Promise::reject(&thrown);
+        Event::AuthFail => {
+            if let Some(f) = &callbacks.fail {
+                call(f, None);
+            }
+        }
     }
 }
 
 /// The element a redirect or mini-program call resolves to: a live status the page may append
 /// where it would have put the iframe.
-fn status_element(action: Action) -> Result<HtmlElement, QysError> {
-    let document = web_sys::window().and_then(|w| w.document()).ok_or_else(|| missing("document"))?;
-    let element: HtmlElement = document.create_element("div").map_err(|_| missing("document.createElement"))?.unchecked_into();
-    let _ = element.set_attribute("role", "status");
-    let _ = element.set_attribute("aria-live", "polite");
-    element.set_text_content(Some(status_text(action)));
+fn status_element(action: Action) -> Result<JsValue, QysError> {
+    let element = bridge::status(status_text(action));
+    if element.is_undefined() {
+        return Err(missing("document"));
+    }
     Ok(element)
 }
 
 /// What the page is, for the `auto` presentation.
-fn choose_presentation(requested: Option<Presentation>, params: &Params) -> Presentation {
-    let window = web_sys::window();
-    let user_agent = window.as_ref().and_then(|w| w.navigator().user_agent().ok()).unwrap_or_default();
-    let flag = window
-        .as_ref()
-        .and_then(|w| js_sys::Reflect::get(w, &"__wxjs_environment".into()).ok())
-        .is_some_and(|v| v == "miniprogram");
+fn choose_presentation(requested: Option<Presentation>, window: &JsValue, params: &Params) -> Presentation {
+    let user_agent = string(&get(&get(window, "navigator"), "userAgent"));
+    let flag = string(&get(window, "__wxjs_environment")) == "miniprogram";
     choose(requested, &Environment { user_agent: &user_agent, mini_program_flag: flag }, params)
 }
 
@@ -190,11 +217,11 @@ struct Prepared {
 
 /// The call's `presentation` key of the callbacks object, if present.
 fn call_presentation(callbacks: &JsValue) -> Result<Option<Option<Presentation>>, QysError> {
-    if !callbacks.is_object() {
+    if typ(callbacks) != ty::OBJECT {
         return Ok(None);
     }
-    let value = js_sys::Reflect::get(callbacks, &"presentation".into()).unwrap_or(JsValue::UNDEFINED);
-    if value.is_undefined() || value.is_null() {
+    let value = get(callbacks, "presentation");
+    if nullish(&value) {
         return Ok(None);
     }
     parse_presentation(&to_value(&value, "presentation")?, "presentation").map(Some)
@@ -210,15 +237,14 @@ impl QysSdk {
     ) -> Result<QysSdk, JsValue> {
         let build = || -> Result<QysSdk, QysError> {
             let options = options.unwrap_or(JsValue::UNDEFINED);
-            if options.is_object() {
-                let get = |key: &str| js_sys::Reflect::get(&options, &key.into()).unwrap_or(JsValue::UNDEFINED);
-                finite(&get("timeoutMs"), "timeoutMs")?;
-                let query = get("query");
-                if query.is_object() {
-                    for key in js_sys::Object::keys(query.unchecked_ref::<js_sys::Object>()).iter() {
-                        let key = key.as_string().unwrap_or_default();
-                        let value = js_sys::Reflect::get(&query, &key.as_str().into()).unwrap_or(JsValue::UNDEFINED);
-                        finite(&value, &["query.", &key].concat())?;
+            if typ(&options) == ty::OBJECT {
+                finite(&get(&options, "timeoutMs"), "timeoutMs")?;
+                let query = get(&options, "query");
+                if typ(&query) == ty::OBJECT {
+                    if let Ok(Value::Array(names)) = Value::parse(&keys(&query)) {
+                        for name in names.iter().filter_map(Value::as_str) {
+                            finite(&get(&query, name), &concat(&["query.", name]))?;
+                        }
                     }
                 }
             }
@@ -293,30 +319,26 @@ impl QysSdk {
         #[wasm_bindgen(unchecked_optional_param_type = "ResumeCallbacks")] callbacks: Option<JsValue>,
     ) -> Promise {
         let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
+        let promise = defer();
         let read = (|| {
             if self.inner.destroyed.get() {
                 return Err(destroyed());
             }
             Ok([callback(&callbacks, "signSuccessCb")?, callback(&callbacks, "authSuccessCb")?, callback(&callbacks, "authFailCb")?])
         })();
-        let inner = self.inner.clone();
-        let mut read = Some(read);
-        Promise::new(&mut |resolve, reject| match read.take().expect("the executor runs once") {
-            Ok([sign, auth, fail]) => redirect::resume(&inner, sign, auth, fail, resolve, reject),
-            Err(e) => {
-                let _ = reject.call1(&JsValue::UNDEFINED, &to_js_error(&e));
-            }
-        })
+        match read {
+            Ok(callbacks) => redirect::resume(&self.inner, callbacks, promise.clone().into()),
+            Err(e) => settle(&promise, false, &to_js_error(&e)),
+        }
+        promise
     }
 
     /// Removes every listener this instance added and aborts its requests; no callback fires
     /// afterwards.
     pub fn destroy(&self) {
         self.inner.destroyed.set(true);
-        let requests = std::mem::take(&mut *self.inner.requests.borrow_mut());
-        requests.iter().for_each(|(_, controller)| controller.abort());
-        let flows = std::mem::take(&mut *self.inner.flows.borrow_mut());
-        drop(flows);
+        drop(std::mem::take(&mut *self.inner.requests.borrow_mut()));
+        drop(std::mem::take(&mut *self.inner.flows.borrow_mut()));
         self.inner.log(&["destroyed"]);
     }
 }
@@ -326,10 +348,9 @@ impl QysSdk {
         let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
         let prepared = (|| {
             finite(&contract_id, "contractId")?;
-            let contract_id = if contract_id.is_bigint() {
+            let contract_id = if typ(&contract_id) == ty::BIGINT {
                 // Exact, unlike a number; the core checks the digits like any string.
-                let digits = contract_id.unchecked_ref::<js_sys::BigInt>().to_string(10);
-                Value::String(digits.map(String::from).unwrap_or_default())
+                Value::String(text(&contract_id))
             } else {
                 to_value(&contract_id, "contractId")?
             };
@@ -358,19 +379,19 @@ impl QysSdk {
     }
 
     fn start(&self, action: Action, prepared: Result<Prepared, QysError>) -> Promise {
-        let inner = self.inner.clone();
-        let mut begun = Some(begin(&inner, action, prepared));
-        Promise::new(&mut |resolve, reject| match begun.take().expect("the executor runs once") {
-            Ok((sent, call)) => request::on_answer(inner.clone(), sent, Box::new(move |inner, answer| {
-                let _ = match answer.and_then(|answer| finish(inner, call, answer)) {
-                    Ok(element) => resolve.call1(&JsValue::UNDEFINED, &element),
-                    Err(e) => reject.call1(&JsValue::UNDEFINED, &fail(inner, action, &e)),
-                };
+        let inner = &self.inner;
+        let promise = defer();
+        let settled = promise.clone();
+        match begin(inner, action, prepared) {
+            Ok((body, call)) => request::send(inner, &body, Box::new(move |inner, answer| {
+                match answer.and_then(|answer| finish(inner, call, answer)) {
+                    Ok(element) => settle(&settled, true, &element),
+                    Err(e) => settle(&settled, false, &fail(inner, action, &e)),
+                }
             })),
-            Err(e) => {
-                let _ = reject.call1(&JsValue::UNDEFINED, &fail(&inner, action, &e));
-            }
-        })
+            Err(e) => settle(&promise, false, &fail(inner, action, &e)),
+        }
+        promise
     }
 }
 
@@ -381,6 +402,7 @@ struct Call {
     callbacks: Callbacks,
     presentation: Presentation,
     allow_camera: bool,
+    window: JsValue,
 }
 
 /// Logs a failure (with `debug`) and turns it into the `QysError` the promise rejects with.
@@ -389,52 +411,55 @@ fn fail(inner: &Inner, action: Action, e: &QysError) -> JsValue {
     to_js_error(e)
 }
 
-/// Validates, picks the presentation, checks that the page can show it, then sends the request.
+/// Validates, picks the presentation, checks that the page can show it, then builds the
+/// request's body.
 #[inline(never)]
-fn begin(inner: &Inner, action: Action, prepared: Result<Prepared, QysError>) -> Result<(request::Sent, Call), QysError> {
+fn begin(inner: &Inner, action: Action, prepared: Result<Prepared, QysError>) -> Result<(String, Call), QysError> {
     if inner.destroyed.get() {
         return Err(destroyed());
     }
     let Prepared { params, callbacks, presentation } = prepared?;
-    let presentation = choose_presentation(presentation.unwrap_or(inner.options.presentation), &params);
-    let window = web_sys::window().ok_or_else(|| missing("window"))?;
+    let window = window().ok_or_else(|| missing("window"))?;
+    let presentation = choose_presentation(presentation.unwrap_or(inner.options.presentation), &window, &params);
     let return_url = match presentation {
         Presentation::Iframe => None,
         Presentation::Redirect => {
-            redirect::storage(&window)?;
-            Some(return_url(&window.location().href().map_err(|_| missing("location"))?))
+            redirect::stored()?;
+            Some(return_url(&text(&get(&get(&window, "location"), "href"))))
         }
         Presentation::MiniProgram => {
-            mini_program::bridge()?;
+            mini_program::bridge(&window)?;
             None
         }
     };
     let allow_camera = allow_camera(&params);
     let envelope = Envelope { action, state: random_state()?, params, presentation, return_url };
     inner.log(&[action.name(), ": requesting a page from the proxy (", presentation.name(), ")"]);
-    let sent = request::send(inner, &envelope.to_form_body())?;
-    Ok((sent, Call { action, state: envelope.state, callbacks, presentation, allow_camera }))
+    let body = envelope.to_form_body();
+    Ok((body, Call { action, state: envelope.state, callbacks, presentation, allow_camera, window }))
 }
 
 /// Reads the proxy's answer and shows the flow the way the call chose.
 #[inline(never)]
 fn finish(inner: &Rc<Inner>, call: Call, (status, body): request::Answer) -> Result<JsValue, QysError> {
     let result = answer_result(status, body.as_ref())?;
-    let Call { action, state, callbacks, presentation, allow_camera } = call;
+    let Call { action, state, callbacks, presentation, allow_camera, window } = call;
     if presentation == Presentation::MiniProgram {
         let grant = ticket_grant(result)?;
         inner.log(&[action.name(), ": ticket granted"]);
-        return mini_program::open(inner, action, state, grant, callbacks).map(JsValue::from);
+        return mini_program::open(inner, &window, action, state, grant, callbacks);
     }
     let mut grant = page_grant(result, &inner.proxy_origin)?;
     if presentation == Presentation::Redirect {
         inner.log(&[action.name(), ": leaving for the platform's page"]);
-        return redirect::leave(action, state, grant).map(JsValue::from);
+        return redirect::leave(action, state, grant);
     }
     // `event.origin` is always canonical (lowercase host, no default port); so must this be.
-    grant.return_origin = web_sys::Url::new(&grant.return_origin)
-        .map(|u| u.origin())
-        .map_err(|_| QysError::new(ErrorKind::Protocol, "the proxy's answer is not protocol v1: result.returnOrigin"))?;
+    let url = bridge::url(&grant.return_origin, None);
+    if typ(&url) != ty::OBJECT {
+        return Err(QysError::new(ErrorKind::Protocol, "the proxy's answer is not protocol v1: result.returnOrigin"));
+    }
+    grant.return_origin = text(&get(&url, "origin"));
     inner.log(&[action.name(), ": page granted, return origin ", &grant.return_origin]);
-    frame::open(inner, action, state, grant, callbacks, allow_camera).map(JsValue::from)
+    frame::open(inner, &window, action, state, grant, callbacks, allow_camera)
 }

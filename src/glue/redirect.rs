@@ -3,13 +3,12 @@
 
 use std::rc::Rc;
 
-use js_sys::Function;
 use wasm_bindgen::JsValue;
-use web_sys::{HtmlElement, Storage, Window};
 
-use super::convert::to_js;
-use super::request::{on_answer, send};
-use super::{fire, missing, status_element, Callbacks, Inner};
+use super::bridge::{assign, get, replace, settle, store, text};
+use super::convert::to_js_error;
+use super::request::send;
+use super::{concat, fire, missing, status_element, Callbacks, Inner};
 use crate::error::{ErrorKind, QysError};
 use crate::message::Event;
 use crate::params::Action;
@@ -17,86 +16,76 @@ use crate::pending::{self, PendingFlow};
 use crate::value::object;
 use crate::wire::{outcome_answer, Outcome, PageGrant, Request};
 
-/// The tab's `sessionStorage`; checked before a redirect flow sends anything.
-pub fn storage(window: &Window) -> Result<Storage, QysError> {
-    window.session_storage().ok().flatten().ok_or_else(|| missing("sessionStorage"))
+/// The tab's pending flows as stored; an error when the page has no usable `sessionStorage`
+/// (checked before a redirect flow sends anything).
+pub fn stored() -> Result<Vec<PendingFlow>, QysError> {
+    store(pending::STORAGE_KEY, None).map(|text| pending::parse_list(&text)).ok_or_else(|| missing("sessionStorage"))
 }
 
-fn stored(storage: &Storage) -> Vec<PendingFlow> {
-    pending::parse_list(&storage.get_item(pending::STORAGE_KEY).ok().flatten().unwrap_or_default())
+fn keep(flows: &[PendingFlow]) -> Option<String> {
+    store(pending::STORAGE_KEY, Some(&pending::list_json(flows)))
 }
 
 /// Remembers the flow, then sends the top window to the platform's page.
-pub fn leave(action: Action, state: String, grant: PageGrant) -> Result<HtmlElement, QysError> {
-    let window = web_sys::window().ok_or_else(|| missing("window"))?;
-    let storage = storage(&window)?;
+pub fn leave(action: Action, state: String, grant: PageGrant) -> Result<JsValue, QysError> {
+    let mut flows = stored()?;
     let flow = grant.flow.ok_or_else(|| {
         QysError::new(ErrorKind::Protocol, "the proxy's answer is not protocol v1: result.flow is missing")
     })?;
-    let mut flows = stored(&storage);
     flows.push(PendingFlow { state, action, flow });
-    storage.set_item(pending::STORAGE_KEY, &pending::list_json(&flows)).map_err(|_| missing("sessionStorage"))?;
+    keep(&flows).ok_or_else(|| missing("sessionStorage"))?;
     let element = status_element(action)?;
-    window.location().assign(&grant.page_url).map_err(|_| missing("location.assign"))?;
+    if !assign(&grant.page_url) {
+        return Err(missing("location.assign"));
+    }
     Ok(element)
 }
 
 /// The page's URL without a returning flow's `qys_state`; `history.replaceState` keeps the
 /// page's own history entry.
-fn clean_url(window: &Window) {
-    let location = window.location();
-    let (Ok(path), Ok(search), Ok(hash)) = (location.pathname(), location.search(), location.hash()) else { return };
-    let url = [path.as_str(), &pending::without_state(&search), &hash].concat();
-    if let Ok(history) = window.history() {
-        let _ = history.replace_state_with_url(&history.state().unwrap_or(JsValue::NULL), "", Some(&url));
-    }
+fn clean_url(location: &JsValue) {
+    let part = |name| text(&get(location, name));
+    replace(&concat(&[&part("pathname"), &pending::without_state(&part("search")), &part("hash")]));
 }
 
-/// `resume(callbacks)`: settles with `{action, event, data}` after firing the one callback, or
-/// `null` when this page load is not the return of one of this tab's redirect flows.
-pub fn resume(inner: &Rc<Inner>, sign: Option<Function>, auth: Option<Function>, fail: Option<Function>, resolve: Function, reject: Function) {
-    let settle = move |result: Result<JsValue, QysError>| {
-        let _ = match result {
-            Ok(value) => resolve.call1(&JsValue::UNDEFINED, &value),
-            Err(e) => reject.call1(&JsValue::UNDEFINED, &super::convert::to_js_error(&e)),
-        };
+/// `resume(callbacks)`: settles `promise` with `{action, event, data}` after firing the one
+/// callback, or `null` when this page load is not the return of one of this tab's redirect flows.
+pub fn resume(inner: &Rc<Inner>, [sign, auth, fail]: [Option<JsValue>; 3], promise: JsValue) {
+    let settle = move |result: Result<JsValue, QysError>| match result {
+        Ok(value) => settle(&promise, true, &value),
+        Err(e) => settle(&promise, false, &to_js_error(&e)),
     };
-    let Some(window) = web_sys::window() else { return settle(Ok(JsValue::NULL)) };
-    let search = window.location().search().unwrap_or_default();
-    let Some(state) = pending::returned_state(&search).map(str::to_owned) else { return settle(Ok(JsValue::NULL)) };
-    let storage = match storage(&window) {
-        Ok(storage) => storage,
+    let Some(window) = super::bridge::window() else { return settle(Ok(JsValue::NULL)) };
+    let location = get(&window, "location");
+    let Some(state) = pending::returned_state(&text(&get(&location, "search"))).map(str::to_owned) else {
+        return settle(Ok(JsValue::NULL));
+    };
+    let flows = match stored() {
+        Ok(flows) => flows,
         Err(e) => return settle(Err(e)),
     };
-    let Some(flow) = stored(&storage).into_iter().find(|f| f.state == state) else {
+    let Some(flow) = flows.into_iter().find(|f| f.state == state) else {
         // Not a flow of this tab (forged, replayed, or another tab's): nothing to fire.
         inner.log(&["resume: no pending flow for this return"]);
-        clean_url(&window);
+        clean_url(&location);
         return settle(Ok(JsValue::NULL));
     };
     if inner.resuming.borrow().contains(&state) {
         return settle(Ok(JsValue::NULL));
     }
     inner.resuming.borrow_mut().push(state.clone());
-    let sent = match send(inner, &Request::outcome_form_body(&flow.state, &flow.flow)) {
-        Ok(sent) => sent,
-        Err(e) => {
-            inner.resuming.borrow_mut().retain(|s| *s != state);
-            return settle(Err(e));
-        }
-    };
     let action = flow.action;
     let callbacks = Callbacks { success: if action.is_sign() { sign } else { auth }, fail };
-    on_answer(inner.clone(), sent, Box::new(move |inner, answer| {
+    send(inner, &Request::outcome_form_body(&flow.state, &flow.flow), Box::new(move |inner, answer| {
         inner.resuming.borrow_mut().retain(|s| *s != state);
         let outcome = match answer.and_then(|(status, body)| outcome_answer(action, status, body.as_ref())) {
             Ok(outcome) => outcome,
             // Kept: a reload (or another `resume`) asks again.
             Err(e) => return settle(Err(e)),
         };
-        let remaining: Vec<PendingFlow> = stored(&storage).into_iter().filter(|f| f.state != state).collect();
-        let _ = storage.set_item(pending::STORAGE_KEY, &pending::list_json(&remaining));
-        clean_url(&window);
+        let remaining: Vec<PendingFlow> = stored().unwrap_or_default().into_iter().filter(|f| f.state != state).collect();
+        let _ = keep(&remaining);
+        clean_url(&location);
         let event = match outcome {
             None => {
                 inner.log(&[action.name(), ": the proxy no longer knows this flow"]);
@@ -108,6 +97,6 @@ pub fn resume(inner: &Rc<Inner>, sign: Option<Function>, auth: Option<Function>,
         };
         fire(inner, action, &callbacks, &event);
         let resumed = object([("action", action.name().into()), ("event", event.name().into()), ("data", event.data())]);
-        settle(Ok(to_js(&resumed)));
+        settle(Ok(super::bridge::parse(&resumed.to_json())));
     }));
 }

@@ -1,0 +1,157 @@
+// The page, seen from the wasm glue (src/glue/bridge.rs): a few coarse helpers, each doing one
+// job on the page and reporting plain facts back. Every decision (validation, protocol, which
+// message to believe, what to show, when to clean up) is taken in Rust. Touches no `window`
+// until called.
+
+/** The value's type, as `Type` in bridge.rs (booleans and non-finite numbers apart). */
+export function typ(v) {
+  var t = typeof v;
+  return v === undefined ? 0 : v === null ? 1 : v === false ? 2 : v === true ? 3
+    : t == 'number' ? (isFinite(v) ? 4 : 5) : t == 'string' ? 6 : t == 'bigint' ? 7
+    : t == 'symbol' ? 8 : t == 'function' ? 9 : 10;
+}
+
+/** `Reflect.get(o, k)`; `undefined` when `o` is not an object or the getter throws. */
+export function get(o, k) {
+  try { return Reflect.get(o, k); } catch (e) {}
+}
+
+export function set(o, k, v) { o[k] = v; }
+
+export function text(v) { return String(v); }
+
+/** `JSON.stringify(v)`; `undefined` when it throws (cycles, BigInt) or has nothing to write. */
+export function json(v) {
+  try { return JSON.stringify(v); } catch (e) {}
+}
+
+export function parse(s) { return JSON.parse(s); }
+
+export function keys(o) { return JSON.stringify(Object.keys(o)); }
+
+/** Whether `a` is `b`, neither being null or undefined. */
+export function same(a, b) { return a != null && a === b; }
+
+export function win() { return typeof window == 'object' ? window : undefined; }
+
+export function url(input, base) {
+  try { return new URL(input, base); } catch (e) {}
+}
+
+export function random(bytes) {
+  try { crypto.getRandomValues(bytes); return true; } catch (e) { return false; }
+}
+
+/** `sessionStorage[k]` (`''` when unset), or stores `v` there (then `''`); `undefined` when the
+ * page has no usable sessionStorage. */
+export function store(k, v) {
+  try {
+    if (v == null) return sessionStorage.getItem(k) || '';
+    sessionStorage.setItem(k, v);
+    return '';
+  } catch (e) {}
+}
+
+/** Replaces the current history entry's URL, keeping its state. */
+export function replace(u) {
+  try { history.replaceState(history.state, '', u); } catch (e) {}
+}
+
+export function assign(u) {
+  try { location.assign(u); return true; } catch (e) { return false; }
+}
+
+/** `wx.miniProgram.navigateTo({ url, fail })`; false if it throws. */
+export function navigate(mp, url, fail) {
+  try { mp.navigateTo({ url: url, fail: fail }); return true; } catch (e) { return false; }
+}
+
+/** A borderless 100% × 100% iframe; `undefined` without a document. */
+export function iframe(src, title, camera) {
+  try {
+    var f = document.createElement('iframe');
+    f.src = src;
+    f.title = title;
+    if (camera) f.setAttribute('allow', 'camera');
+    f.style.border = '0';
+    f.style.width = f.style.height = '100%';
+    return f;
+  } catch (e) {}
+}
+
+/** A live status `<div>` with `text`; `undefined` without a document. */
+export function status(text) {
+  try {
+    var d = document.createElement('div');
+    d.setAttribute('role', 'status');
+    d.setAttribute('aria-live', 'polite');
+    d.textContent = text;
+    return d;
+  } catch (e) {}
+}
+
+export function on(t, kind, f) { t.addEventListener(kind, f); }
+
+export function off(t, kind, f) { t.removeEventListener(kind, f); }
+
+/** POSTs a form body, aborted after `ms`; calls `done` once with `<status>:<body>`, or
+ * `T:` (timed out) or `N:<reason>` (no answer). Returns the handle `abort` takes. */
+export function post(url, body, ms, done) {
+  var h = {};
+  new Promise(function (ok) {
+    h.c = new AbortController();
+    h.t = setTimeout(function () { h.o = 1; h.c.abort(); }, ms);
+    ok(fetch(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: body,
+      signal: h.c.signal,
+    }));
+  }).then(function (r) {
+    return r.text().then(function (t) { return r.status + ':' + t; });
+  }).catch(function (e) {
+    return h.o ? 'T:' : 'N:' + (e instanceof Error ? e.message : '');
+  }).then(function (s) {
+    clearTimeout(h.t);
+    done(s);
+  });
+  return h;
+}
+
+/** Stops a request's timer and aborts it (nothing once it has settled). */
+export function abort(h) {
+  clearTimeout(h.t);
+  if (h.c) h.c.abort();
+}
+
+var deferred = new WeakMap();
+
+/** A promise that `settle` resolves or rejects. */
+export function defer() {
+  var r;
+  var p = new Promise(function (resolve, reject) { r = [resolve, reject]; });
+  deferred.set(p, r);
+  return p;
+}
+
+export function settle(p, ok, v) { deferred.get(p)[ok ? 0 : 1](v); }
+
+/** The `Error` named `QysError` every rejection carries. */
+export function error(kind, code, param, message) {
+  var e = new Error(message);
+  e.name = 'QysError';
+  e.kind = kind;
+  e.code = code == null ? null : code;
+  if (param != null) e.param = param;
+  return e;
+}
+
+/** Calls a page callback with the JSON `data`, or with no argument; what it throws is reported
+ * as an unhandled rejection instead of unwinding through wasm. */
+export function call(f, data) {
+  try { data == null ? f() : f(JSON.parse(data)); } catch (e) { Promise.reject(e); }
+}
+
+export function log(error, a, b) {
+  if (error) console.error(a, b); else console.log(a, b);
+}
