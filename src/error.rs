@@ -33,9 +33,14 @@ impl ErrorKind {
     }
 }
 
-/// An SDK error. In JS it becomes an `Error` named `QysError` with these fields.
+/// An SDK error. In JS it becomes an `Error` named `QysError` with these fields. Boxed: a
+/// `Result<_, QysError>` stays one pointer wide, so the many `?` of validation move little.
 #[derive(Debug, Clone, PartialEq)]
-pub struct QysError {
+pub struct QysError(Box<ErrorFields>);
+
+/// What a [`QysError`] says (its fields, reached through `Deref`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorFields {
     /// Category.
     pub kind: ErrorKind,
     /// Platform code (`platform`), HTTP status (`http`), or `None`.
@@ -47,9 +52,18 @@ pub struct QysError {
 }
 
 impl QysError {
+    fn of(kind: ErrorKind, code: Option<i64>, param: Option<String>, message: String) -> Self {
+        Self(Box::new(ErrorFields { kind, code, param, message }))
+    }
+
+    /// The message, taken out of the error.
+    pub fn into_message(self) -> String {
+        self.0.message
+    }
+
     /// A bad argument at `param`.
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::InvalidArgument, code: None, param: Some(param.into()), message: message.into() }
+        Self::of(ErrorKind::InvalidArgument, None, Some(param.into()), message.into())
     }
 
     /// A bad argument at `param`; the message is `param` followed by `what`'s parts. (Joining
@@ -62,12 +76,20 @@ impl QysError {
 
     /// An error of `kind` without a code.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, code: None, param: None, message: message.into() }
+        Self::of(kind, None, None, message.into())
     }
 
     /// An error of `kind` with a code.
     pub fn with_code(kind: ErrorKind, code: i64, message: impl Into<String>) -> Self {
-        Self { kind, code: Some(code), param: None, message: message.into() }
+        Self::of(kind, Some(code), None, message.into())
+    }
+}
+
+impl std::ops::Deref for QysError {
+    type Target = ErrorFields;
+
+    fn deref(&self) -> &ErrorFields {
+        &self.0
     }
 }
 

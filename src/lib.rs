@@ -24,6 +24,6 @@ static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> 
     // SAFETY: the SDK's wasm module is never shared between threads.
     unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
 
-pub use error::{ErrorKind, QysError};
+pub use error::{ErrorFields, ErrorKind, QysError};
 #[cfg(target_arch = "wasm32")]
 pub use glue::QysSdk;

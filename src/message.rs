@@ -2,7 +2,7 @@
 //! right origin and window, for this call's state, once.
 
 use crate::params::Action;
-use crate::value::Value;
+use crate::value::{char_count, Value};
 
 /// A terminal event of a flow.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +77,7 @@ impl MessageGate {
     }
 
     fn parse(&self, data: &Value) -> Option<Event> {
-        if data.get("type")?.as_str()? != "qys-sdk" || data.get("v")? != &Value::Number(1.0) {
+        if data.get("type")?.as_str()? != "qys-sdk" || !matches!(data.get("v")?, Value::Number(v) if *v == 1.0) {
             return None;
         }
         if data.get("state")?.as_str()? != self.state {
@@ -92,15 +92,15 @@ impl MessageGate {
 /// Used for return messages and for the proxy's `outcome` answers alike.
 pub fn accept(action: Action, event: &str, data: Option<&Value>) -> Option<Event> {
     let payload = match data {
-        None | Some(Value::Null) => Value::Object(Vec::new()),
-        Some(v @ Value::Object(_)) => v.clone(),
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v),
         Some(_) => return None,
     };
     match (event, action.is_sign()) {
-        ("signSuccess", true) => Some(Event::SignSuccess(strings(&payload, &["contractId"])?)),
+        ("signSuccess", true) => Some(Event::SignSuccess(strings(payload, &["contractId"])?)),
         ("authSuccess", false) => {
             let fields = if action == Action::PersonalAuth { PERSONAL_INFO } else { COMPANY_INFO };
-            Some(Event::AuthSuccess(strings(&payload, fields)?))
+            Some(Event::AuthSuccess(strings(payload, fields)?))
         }
         ("authFail", _) => Some(Event::AuthFail),
         _ => None,
@@ -109,12 +109,12 @@ pub fn accept(action: Action, event: &str, data: Option<&Value>) -> Option<Event
 
 /// Copies the listed members that are strings; `None` if any listed member is neither a string
 /// nor null/absent (malformed).
-fn strings(payload: &Value, keys: &[&str]) -> Option<Value> {
+fn strings(payload: Option<&Value>, keys: &[&str]) -> Option<Value> {
     let mut members = Vec::new();
     for key in keys {
-        match payload.get(key) {
+        match payload.and_then(|p| p.get(key)) {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s.chars().count() <= 256 => members.push(((*key).to_owned(), Value::String(s.clone()))),
+            Some(Value::String(s)) if char_count(s) <= 256 => members.push(((*key).to_owned(), Value::String(s.clone()))),
             Some(_) => return None,
         }
     }

@@ -2,7 +2,7 @@
 
 use crate::error::QysError;
 use crate::presentation::{is_mini_program_page, Presentation, DEFAULT_MINI_PROGRAM_PAGE};
-use crate::value::{decimal, Value};
+use crate::value::{concat, decimal, Value};
 
 /// Default request timeout.
 pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
@@ -57,13 +57,13 @@ impl Options {
                             Value::String(s) => s.clone(),
                             Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
                                 let digits = decimal(n.abs() as u64);
-                                if *n < 0.0 { ["-", &digits].concat() } else { digits }
+                                if *n < 0.0 { concat(&["-", &digits]) } else { digits }
                             }
                             Value::Bool(b) => String::from(if *b { "true" } else { "false" }),
                             Value::Null => continue,
                             other => {
                                 return Err(QysError::invalid_at(
-                                    &["query.", name].concat(),
+                                    &concat(&["query.", name]),
                                     &[" must be a string, an integer or a boolean, not ", other.type_name()],
                                 ))
                             }

@@ -2,7 +2,7 @@
 //! proxy: what fails here is never sent.
 
 use crate::error::QysError;
-use crate::value::{decimal, object, Value};
+use crate::value::{char_count, concat, decimal, join, object, Value};
 
 /// The four SDK actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,7 +336,7 @@ impl<'a> Fields<'a> {
     }
 
     fn path(&self, key: &str) -> String {
-        [self.prefix.as_str(), key].concat()
+        concat(&[&self.prefix, key])
     }
 
     fn err(&self, key: &str, what: &[&str]) -> QysError {
@@ -346,7 +346,7 @@ impl<'a> Fields<'a> {
     fn object_req(&self, key: &str) -> Result<Fields<'a>, QysError> {
         match self.members.get(key) {
             None | Some(Value::Null) => Err(self.err(key, &[" is required"])),
-            Some(v) => Fields::new(v, &[self.path(key).as_str(), "."].concat()),
+            Some(v) => Fields::new(v, &concat(&[&self.path(key), "."])),
         }
     }
 
@@ -364,10 +364,11 @@ impl<'a> Fields<'a> {
         if s.is_empty() {
             return Ok(None);
         }
-        if s.chars().count() > max {
+        if char_count(s) > max {
             return Err(self.err(key, &[" is longer than ", &decimal(max as u64), " characters"]));
         }
-        if s.chars().any(char::is_control) {
+        // Control characters: C0, DEL and C1 (U+0080–U+009F, encoded C2 80–C2 9F).
+        if s.bytes().any(|b| b < 0x20 || b == 0x7f) || s.as_bytes().windows(2).any(|w| w[0] == 0xC2 && w[1] < 0xA0) {
             return Err(self.err(key, &[" contains control characters"]));
         }
         Ok(Some(s.to_owned()))
@@ -405,7 +406,7 @@ impl<'a> Fields<'a> {
         let Some(s) = self.str_opt(key)? else { return Ok(None) };
         match allowed.iter().copied().find(|a| *a == s) {
             Some(a) => Ok(Some(a)),
-            None => Err(self.err(key, &[" must be one of ", &allowed.join(", ")])),
+            None => Err(self.err(key, &[" must be one of ", &join(allowed, ", ")])),
         }
     }
 
@@ -420,7 +421,7 @@ impl<'a> Fields<'a> {
             match item.as_str().and_then(|s| allowed.iter().copied().find(|a| *a == s)) {
                 Some(a) if !out.contains(&a) => out.push(a),
                 Some(_) => {}
-                None => return Err(self.err(key, &[" items must be among ", &allowed.join(", ")])),
+                None => return Err(self.err(key, &[" items must be among ", &join(allowed, ", ")])),
             }
         }
         Ok(out)

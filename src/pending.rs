@@ -3,7 +3,7 @@
 //! `qys_state` query parameter the proxy's return page adds to the calling page's URL.
 
 use crate::params::Action;
-use crate::value::{object, Value};
+use crate::value::{concat, join, object, Value};
 use crate::wire::{valid_flow_token, valid_state};
 
 /// The `sessionStorage` key of the pending redirect flows.
@@ -61,7 +61,7 @@ pub fn without_state(search: &str) -> String {
     if kept.is_empty() {
         String::new()
     } else {
-        ["?", &kept.join("&")].concat()
+        concat(&["?", &join(&kept, "&")])
     }
 }
 
@@ -70,7 +70,7 @@ pub fn without_state(search: &str) -> String {
 pub fn return_url(href: &str) -> String {
     let href = href.split('#').next().unwrap_or(href);
     match href.split_once('?') {
-        Some((base, search)) => [base, &without_state(search)].concat(),
+        Some((base, search)) => concat(&[base, &without_state(search)]),
         None => href.to_owned(),
     }
 }

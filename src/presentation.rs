@@ -3,6 +3,7 @@
 //! browser and tested natively.
 
 use crate::params::{Action, Params};
+use crate::value::{concat, has};
 
 /// Where the platform's page is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,7 @@ impl Environment<'_> {
     /// on most versions, no camera.
     pub fn ios_wechat(&self) -> bool {
         let ua = self.user_agent;
-        ua.contains("MicroMessenger") && ["iPhone", "iPad", "iPod"].iter().any(|d| ua.contains(d))
+        has(ua, "MicroMessenger") && ["iPhone", "iPad", "iPod"].iter().any(|d| has(ua, d))
     }
 }
 
@@ -130,14 +131,14 @@ pub fn is_mini_program_page(page: &str) -> bool {
     page.len() > 1
         && page.len() <= 256
         && page.starts_with('/')
-        && !page.contains("//")
+        && !has(page, "//")
         && page.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'))
 }
 
 /// The URL the web-view asks the mini-program to open: the host page with the plugin page,
 /// ticket and environment as query parameters.
 pub fn mini_program_url(host_page: &str, action: Action, ticket: &str, env: &str) -> String {
-    [
+    concat(&[
         host_page,
         "?page=",
         plugin_page(action),
@@ -145,6 +146,5 @@ pub fn mini_program_url(host_page: &str, action: Action, ticket: &str, env: &str
         &crate::wire::uri_encode(ticket),
         "&env=",
         &crate::wire::uri_encode(env),
-    ]
-    .concat()
+    ])
 }

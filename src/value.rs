@@ -91,13 +91,50 @@ impl Value {
 
 /// Builds an object from `(key, value)` pairs, skipping `Null` values.
 pub fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
-    Value::Object(
-        members
-            .into_iter()
-            .filter(|(_, v)| *v != Value::Null)
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    object_of(Vec::from(members))
+}
+
+/// [`object`]'s one non-generic body.
+fn object_of(members: Vec<(&str, Value)>) -> Value {
+    let mut out = Vec::with_capacity(members.len());
+    for (key, value) in members {
+        if !matches!(value, Value::Null) {
+            out.push((key.to_owned(), value));
+        }
+    }
+    Value::Object(out)
+}
+
+/// The parts, joined (one small loop: `concat` and `join` are generic and larger).
+pub fn concat(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        out.push_str(part);
+    }
+    out
+}
+
+/// `items` joined by `separator`.
+pub fn join(items: &[&str], separator: &str) -> String {
+    let mut out = String::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(separator);
+        }
+        out.push_str(item);
+    }
+    out
+}
+
+/// Whether `haystack` contains `needle` (non-empty); a plain scan instead of core's two-way
+/// searcher, which is large and buys nothing on these short strings.
+pub fn has(haystack: &str, needle: &str) -> bool {
+    haystack.as_bytes().windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The number of characters of `s` (its bytes that do not continue a UTF-8 sequence).
+pub fn char_count(s: &str) -> usize {
+    s.bytes().filter(|&b| (b as i8) >= -0x40).count()
 }
 
 impl From<&str> for Value {
@@ -183,24 +220,40 @@ fn write_number(n: f64, out: &mut String) {
     }
 }
 
+/// Copies runs of plain characters at once; escapes `"`, `\\`, controls and U+2028/U+2029.
 fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+    let bytes = s.as_bytes();
+    let (mut run, mut at) = (0, 0);
+    while at < bytes.len() {
+        let b = bytes[at];
+        // U+2028 and U+2029 are E2 80 A8 and E2 80 A9.
+        let separator = b == 0xE2 && bytes.get(at + 1) == Some(&0x80) && matches!(bytes.get(at + 2), Some(0xA8 | 0xA9));
+        if !(separator || b < 0x20 || b == b'"' || b == b'\\') {
+            at += 1;
+            continue;
+        }
+        // SAFETY: `run` and `at` are at ASCII bytes or at the lead byte of U+2028/U+2029.
+        out.push_str(unsafe { s.get_unchecked(run..at) });
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                let code = if separator { 0x2028 + usize::from(bytes[at + 2] - 0xA8) } else { usize::from(b) };
                 out.push_str("\\u");
                 for shift in [12, 8, 4, 0] {
-                    out.push(HEX[(c as usize >> shift) & 15] as char);
+                    out.push(HEX[(code >> shift) & 15] as char);
                 }
             }
-            c => out.push(c),
         }
+        at += if separator { 3 } else { 1 };
+        run = at;
     }
+    // SAFETY: as above.
+    out.push_str(unsafe { s.get_unchecked(run..) });
     out.push('"');
 }
 

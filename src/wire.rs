@@ -5,7 +5,7 @@ use crate::error::{ErrorKind, QysError};
 use crate::message::{accept, Event};
 use crate::params::{Action, Params};
 use crate::presentation::Presentation;
-use crate::value::{decimal, object, Value};
+use crate::value::{Value, concat, decimal, object};
 
 /// The protocol version.
 pub const VERSION: u32 = 1;
@@ -71,7 +71,7 @@ fn envelope_json(action: &str, state: &str, params: Value, extra: [(&str, Value)
 
 /// `requestData=<json>`, the `application/x-www-form-urlencoded` body.
 fn form_body(json: &str) -> String {
-    ["requestData=", &form_encode(json)].concat()
+    concat(&["requestData=", &form_encode(json)])
 }
 
 impl Envelope {
@@ -173,8 +173,7 @@ impl Request {
 /// Whether `url` can be a redirect flow's `returnUrl`: absolute http(s), no fragment, no
 /// spaces or control characters, at most [`RETURN_URL_MAX`] bytes.
 pub fn valid_return_url(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    (lower.starts_with("https://") || lower.starts_with("http://"))
+    http_scheme(url).is_some()
         && url.len() <= RETURN_URL_MAX
         && !url.bytes().any(|b| b == b'#' || b <= b' ' || b == 0x7f)
 }
@@ -264,13 +263,25 @@ pub enum Outcome {
 /// Whether `s` is a serialised origin: `http(s)://host[:port]` with nothing after.
 /// (The scheme may be in any case; the SDK canonicalises the origin before comparing.)
 pub fn is_origin(s: &str) -> bool {
-    let lower = s.to_ascii_lowercase();
-    let Some(rest) = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")) else { return false };
-    !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ', '\\'])
+    let Some(scheme) = http_scheme(s) else { return false };
+    let rest = &s.as_bytes()[scheme..];
+    !rest.is_empty() && !rest.iter().any(|b| b"/?#@ \\".contains(b))
+}
+
+/// The length of `s`'s `https://` or `http://` prefix, in any case.
+fn http_scheme(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    if b.len() >= 8 && b[..8].eq_ignore_ascii_case(b"https://") {
+        Some(8)
+    } else if b.len() >= 7 && b[..7].eq_ignore_ascii_case(b"http://") {
+        Some(7)
+    } else {
+        None
+    }
 }
 
 fn protocol(what: &str) -> QysError {
-    QysError::new(ErrorKind::Protocol, ["the proxy's answer is not protocol v1: ", what].concat())
+    QysError::new(ErrorKind::Protocol, concat(&["the proxy's answer is not protocol v1: ", what]))
 }
 
 /// Reads the proxy's answer up to its `result`. `body` is the parsed JSON, or `None` if it was
@@ -283,10 +294,10 @@ pub fn answer_result(status: u16, body: Option<&Value>) -> Result<&Value, QysErr
     });
     if !(200..300).contains(&status) {
         let status_text = decimal(u64::from(status));
-        let mut text = ["the proxy answered HTTP ", &status_text].concat();
+        let mut text = concat(&["the proxy answered HTTP ", &status_text]);
         if let (Some(code), false) = (code, message.is_empty()) {
             let sign = if code < 0 { "-" } else { "" };
-            text = [&text, ": ", message, " (proxy code ", sign, &decimal(code.unsigned_abs()), ")"].concat();
+            text = concat(&[&text, ": ", message, " (proxy code ", sign, &decimal(code.unsigned_abs()), ")"]);
         }
         return Err(QysError::with_code(ErrorKind::Http, i64::from(status), text));
     }
@@ -355,7 +366,7 @@ pub const FLOW_TOKEN_INVALID: i64 = 40004;
 /// flow is unknown and nothing fires.
 pub fn outcome_answer(action: Action, status: u16, body: Option<&Value>) -> Result<Option<Outcome>, QysError> {
     let code = body.and_then(|b| b.get("code"));
-    if status == 400 && code == Some(&Value::Number(FLOW_TOKEN_INVALID as f64)) {
+    if status == 400 && matches!(code, Some(Value::Number(c)) if *c == FLOW_TOKEN_INVALID as f64) {
         return Ok(None);
     }
     outcome(action, answer_result(status, body)?).map(Some)

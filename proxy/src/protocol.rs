@@ -62,7 +62,7 @@ pub fn parse_request(request_data: &str) -> Result<Request, ProtocolError> {
             EnvelopeError::UnsupportedVersion(m) => (codes::UNSUPPORTED_VERSION, m),
             EnvelopeError::UnknownAction(m) => (codes::UNKNOWN_ACTION, m),
             // `returnUrl` is an envelope key; every other parameter lives in `params`.
-            EnvelopeError::InvalidParam(e) if e.param.as_deref() == Some("returnUrl") => (codes::INVALID_PARAM, e.message),
+            EnvelopeError::InvalidParam(e) if e.param.as_deref() == Some("returnUrl") => (codes::INVALID_PARAM, e.into_message()),
             EnvelopeError::InvalidParam(e) => (codes::INVALID_PARAM, format!("params.{}", e.message)),
         };
         ProtocolError { code, message }

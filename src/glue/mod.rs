@@ -26,20 +26,11 @@ use crate::options::{parse_presentation, Options};
 use crate::params::{Action, Params};
 use crate::pending::return_url;
 use crate::presentation::{allow_camera, choose, status_text, Environment, Presentation};
-use crate::value::{object, Value};
+use crate::value::{concat, object, Value};
 use crate::wire::{answer_result, append_query, page_grant, state_from_random, ticket_grant, Envelope};
 use bridge::{call, defer, get, keys, random, set, settle, string, text, ty, typ, window};
 use convert::{callback, nullish, to_js_error, to_value};
 use resources::{EventListener, Posted};
-
-/// The parts, joined (one small loop instead of `concat`'s generic code).
-pub(crate) fn concat(parts: &[&str]) -> String {
-    let mut out = String::new();
-    for part in parts {
-        out.push_str(part);
-    }
-    out
-}
 
 /// A flow that waits for its end: its listeners live as long as this value.
 struct Flow {

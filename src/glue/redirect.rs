@@ -8,12 +8,12 @@ use wasm_bindgen::JsValue;
 use super::bridge::{assign, get, replace, settle, store, text};
 use super::convert::to_js_error;
 use super::request::send;
-use super::{concat, fire, missing, status_element, Callbacks, Inner};
+use super::{fire, missing, status_element, Callbacks, Inner};
 use crate::error::{ErrorKind, QysError};
 use crate::message::Event;
 use crate::params::Action;
 use crate::pending::{self, PendingFlow};
-use crate::value::object;
+use crate::value::concat;
 use crate::wire::{outcome_answer, Outcome, PageGrant, Request};
 
 /// The tab's pending flows as stored; an error when the page has no usable `sessionStorage`
@@ -96,7 +96,11 @@ pub fn resume(inner: &Rc<Inner>, [sign, auth, fail]: [Option<JsValue>; 3], promi
             Some(Outcome::Pending) => Event::AuthFail,
         };
         fire(inner, action, &callbacks, &event);
-        let resumed = object([("action", action.name().into()), ("event", event.name().into()), ("data", event.data())]);
-        settle(Ok(super::bridge::parse(&resumed.to_json())));
+        let data = match &event {
+            Event::SignSuccess(data) | Event::AuthSuccess(data) => data.to_json(),
+            Event::AuthFail => "{}".into(),
+        };
+        let resumed = concat(&[r#"{"action":""#, action.name(), r#"","event":""#, event.name(), r#"","data":"#, &data, "}"]);
+        settle(Ok(super::bridge::parse(&resumed)));
     }));
 }

@@ -8,9 +8,9 @@ use wasm_bindgen::JsValue;
 
 use super::bridge::{post, text};
 use super::resources::Posted;
-use super::{concat, destroyed, Inner};
+use super::{destroyed, Inner};
 use crate::error::{ErrorKind, QysError};
-use crate::value::{decimal, Value};
+use crate::value::{concat, decimal, Value};
 
 /// What the proxy answered: the HTTP status and the body, if it was JSON.
 pub type Answer = (u16, Option<Value>);
