@@ -52,9 +52,10 @@ export function store(k, v) {
   } catch (e) {}
 }
 
-/** Replaces the current history entry's URL, keeping its state. */
-export function replace(u) {
-  try { history.replaceState(history.state, '', u); } catch (e) {}
+/** Replaces the current history entry's query by `search`, keeping its path, fragment and
+ * state. */
+export function replace(search) {
+  try { history.replaceState(history.state, '', location.pathname + search + location.hash); } catch (e) {}
 }
 
 export function assign(u) {
@@ -66,10 +67,14 @@ export function navigate(mp, url, fail) {
   try { mp.navigateTo({ url: url, fail: fail }); return true; } catch (e) { return false; }
 }
 
-/** A borderless 100% × 100% iframe; `undefined` without a document. */
+var loaded = new WeakSet();
+
+/** A borderless 100% × 100% iframe that notes when it has loaded a page; `undefined` without a
+ * document. */
 export function iframe(src, title, camera) {
   try {
     var f = document.createElement('iframe');
+    f.addEventListener('load', function () { loaded.add(f); });
     f.src = src;
     f.title = title;
     if (camera) f.setAttribute('allow', 'camera');
@@ -89,6 +94,9 @@ export function status(text) {
     return d;
   } catch (e) {}
 }
+
+/** Whether the iframe loaded a page (so the page did put it in the document) and is gone. */
+export function gone(f) { return loaded.has(f) && !f.isConnected; }
 
 export function on(t, kind, f) { t.addEventListener(kind, f); }
 

@@ -458,8 +458,9 @@ impl Reader<'_> {
             while matches!(self.peek(), Some(b) if b != b'"' && b != b'\\' && b >= 0x20) {
                 self.at += 1;
             }
-            // The input is a &str and we stop only at ASCII bytes, so this slice is valid UTF-8.
-            out.push_str(std::str::from_utf8(&self.bytes[start..self.at]).map_err(|_| self.error())?);
+            // SAFETY: the input is a &str and the run stops only at ASCII bytes (or its end), so
+            // it is whole UTF-8 sequences.
+            out.push_str(unsafe { std::str::from_utf8_unchecked(&self.bytes[start..self.at]) });
             match self.peek() {
                 Some(b'"') => {
                     self.at += 1;

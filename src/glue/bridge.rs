@@ -32,11 +32,12 @@ extern "C" {
     pub fn url(input: &str, base: Option<&str>) -> JsValue;
     pub fn random(bytes: &mut [u8]) -> bool;
     pub fn store(k: &str, v: Option<&str>) -> Option<String>;
-    pub fn replace(url: &str);
+    pub fn replace(search: &str);
     pub fn assign(url: &str) -> bool;
     pub fn navigate(mp: &JsValue, url: &str, fail: JsValue) -> bool;
     pub fn iframe(src: &str, title: &str, camera: bool) -> JsValue;
     pub fn status(text: &str) -> JsValue;
+    pub fn gone(frame: &JsValue) -> bool;
     pub fn on(target: &JsValue, kind: &str, f: &JsValue);
     pub fn off(target: &JsValue, kind: &str, f: &JsValue);
     pub fn post(url: &str, body: &str, ms: u32, done: JsValue) -> JsValue;

@@ -1,12 +1,12 @@
 //! The iframe presentation: the platform's page in an `<iframe>` the page appends, and the
 //! `message` listener that waits for the return page's one message.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::JsValue;
 
-use super::bridge::{get, iframe, same, string};
+use super::bridge::{get, iframe, same, string, ty, typ};
 use super::convert::to_value;
 use super::resources::EventListener;
 use super::{fire, missing, Callbacks, Flow, Inner};
@@ -29,7 +29,7 @@ pub fn open(
     allow_camera: bool,
 ) -> Result<JsValue, QysError> {
     let frame = iframe(&grant.page_url, frame_title(action), allow_camera);
-    if frame.is_undefined() {
+    if typ(&frame) == ty::UNDEFINED {
         return Err(missing("document"));
     }
     let id = inner.next_id();
@@ -56,9 +56,6 @@ pub fn open(
         inner.close_flows(Some(id));
         fire(inner, action, &callbacks, &accepted);
     });
-    let loaded = Rc::new(Cell::new(false));
-    let flag = loaded.clone();
-    let load = EventListener::new(&frame, "load", move |_| flag.set(true));
-    inner.keep_open(Flow { id, frame: Some((frame.clone(), loaded)), _listeners: vec![messages, load] });
+    inner.keep_open(Flow { id, frame: Some(frame.clone()), _listeners: vec![messages] });
     Ok(frame)
 }

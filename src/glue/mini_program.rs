@@ -9,14 +9,13 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsValue;
 
 use super::bridge::{get, log, navigate, string, ty, typ};
-use super::request::send;
+use super::request::ask_outcome;
 use super::resources::EventListener;
 use super::{fire, missing, status_element, Callbacks, Flow, Inner};
 use crate::error::{ErrorKind, QysError};
-use crate::message::Event;
 use crate::params::Action;
 use crate::presentation::mini_program_url;
-use crate::wire::{outcome_answer, Outcome, Request, TicketGrant};
+use crate::wire::TicketGrant;
 
 /// `wx.miniProgram` of WeChat's JS-SDK, checked before a mini-program flow sends anything.
 pub fn bridge(window: &JsValue) -> Result<JsValue, QysError> {
@@ -86,22 +85,20 @@ pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, 
     Ok(element)
 }
 
-/// Asks the proxy for the flow's outcome; fires once and closes the flow when it is known.
+/// Asks the proxy for the flow's outcome (shown again without a confirmed success: the user
+/// left the plugin); fires once and closes the flow when it is known.
 fn ask(inner: &Rc<Inner>, id: u32, action: Action, state: &str, flow: &str, callbacks: Callbacks, asking: Rc<Cell<bool>>) {
-    send(inner, &Request::outcome_form_body(state, flow), Box::new(move |inner, answer| {
+    ask_outcome(inner, action, state, flow, Box::new(move |inner, event| {
         asking.set(false);
-        let event = match answer.and_then(|(status, body)| outcome_answer(action, status, body.as_ref())) {
-            Ok(Some(Outcome::Event(event))) => event,
-            // Shown again without a confirmed success: the user left the plugin.
-            Ok(Some(Outcome::Pending)) => Event::AuthFail,
-            Ok(None) => {
-                inner.log(&[action.name(), ": the proxy no longer knows this flow"]);
-                return inner.close_flows(Some(id));
-            }
+        match event {
             // Kept open: the next time the page is shown, it asks again.
-            Err(e) => return inner.log(&[action.name(), ": ", &e.message]),
-        };
-        inner.close_flows(Some(id));
-        fire(inner, action, &callbacks, &event);
+            Err(e) => inner.log(&[action.name(), ": ", &e.message]),
+            Ok(event) => {
+                inner.close_flows(Some(id));
+                if let Some(event) = event {
+                    fire(inner, action, &callbacks, &event);
+                }
+            }
+        }
     }));
 }

@@ -35,15 +35,15 @@ use resources::{EventListener, Posted};
 /// A flow that waits for its end: its listeners live as long as this value.
 struct Flow {
     id: u32,
-    /// An iframe flow's iframe, and whether it has loaded a page.
-    frame: Option<(JsValue, Rc<Cell<bool>>)>,
+    /// An iframe flow's iframe.
+    frame: Option<JsValue>,
     _listeners: Vec<EventListener>,
 }
 
 impl Flow {
     /// A flow whose iframe the page added and then removed can never finish.
     fn abandoned(&self) -> bool {
-        matches!(&self.frame, Some((frame, loaded)) if loaded.get() && typ(&get(frame, "isConnected")) != ty::TRUE)
+        self.frame.as_ref().is_some_and(bridge::gone)
     }
 }
 
@@ -185,7 +185,7 @@ fn fire(inner: &Inner, action: Action, callbacks: &Callbacks, event: &Event) {
 /// where it would have put the iframe.
 fn status_element(action: Action) -> Result<JsValue, QysError> {
     let element = bridge::status(status_text(action));
-    if element.is_undefined() {
+    if typ(&element) == ty::UNDEFINED {
         return Err(missing("document"));
     }
     Ok(element)

@@ -7,14 +7,14 @@ use wasm_bindgen::JsValue;
 
 use super::bridge::{assign, get, replace, settle, store, text};
 use super::convert::to_js_error;
-use super::request::send;
+use super::request::ask_outcome;
 use super::{fire, missing, status_element, Callbacks, Inner};
 use crate::error::{ErrorKind, QysError};
 use crate::message::Event;
 use crate::params::Action;
 use crate::pending::{self, PendingFlow};
 use crate::value::concat;
-use crate::wire::{outcome_answer, Outcome, PageGrant, Request};
+use crate::wire::PageGrant;
 
 /// The tab's pending flows as stored; an error when the page has no usable `sessionStorage`
 /// (checked before a redirect flow sends anything).
@@ -41,12 +41,6 @@ pub fn leave(action: Action, state: String, grant: PageGrant) -> Result<JsValue,
     Ok(element)
 }
 
-/// The page's URL without a returning flow's `qys_state`; `history.replaceState` keeps the
-/// page's own history entry.
-fn clean_url(location: &JsValue) {
-    let part = |name| text(&get(location, name));
-    replace(&concat(&[&part("pathname"), &pending::without_state(&part("search")), &part("hash")]));
-}
 
 /// `resume(callbacks)`: settles `promise` with `{action, event, data}` after firing the one
 /// callback, or `null` when this page load is not the return of one of this tab's redirect flows.
@@ -56,10 +50,12 @@ pub fn resume(inner: &Rc<Inner>, [sign, auth, fail]: [Option<JsValue>; 3], promi
         Err(e) => settle(&promise, false, &to_js_error(&e)),
     };
     let Some(window) = super::bridge::window() else { return settle(Ok(JsValue::NULL)) };
-    let location = get(&window, "location");
-    let Some(state) = pending::returned_state(&text(&get(&location, "search"))).map(str::to_owned) else {
+    let search = move || text(&get(&get(&window, "location"), "search"));
+    let Some(state) = pending::returned_state(&search()).map(str::to_owned) else {
         return settle(Ok(JsValue::NULL));
     };
+    // The page's URL without the returning flow's `qys_state` (the same history entry).
+    let clean_url = move || replace(&pending::without_state(&search()));
     let flows = match stored() {
         Ok(flows) => flows,
         Err(e) => return settle(Err(e)),
@@ -67,7 +63,7 @@ pub fn resume(inner: &Rc<Inner>, [sign, auth, fail]: [Option<JsValue>; 3], promi
     let Some(flow) = flows.into_iter().find(|f| f.state == state) else {
         // Not a flow of this tab (forged, replayed, or another tab's): nothing to fire.
         inner.log(&["resume: no pending flow for this return"]);
-        clean_url(&location);
+        clean_url();
         return settle(Ok(JsValue::NULL));
     };
     if inner.resuming.borrow().contains(&state) {
@@ -76,25 +72,18 @@ pub fn resume(inner: &Rc<Inner>, [sign, auth, fail]: [Option<JsValue>; 3], promi
     inner.resuming.borrow_mut().push(state.clone());
     let action = flow.action;
     let callbacks = Callbacks { success: if action.is_sign() { sign } else { auth }, fail };
-    send(inner, &Request::outcome_form_body(&flow.state, &flow.flow), Box::new(move |inner, answer| {
+    // The platform sent the browser back without a success: the user left.
+    ask_outcome(inner, action, &flow.state, &flow.flow, Box::new(move |inner, event| {
         inner.resuming.borrow_mut().retain(|s| *s != state);
-        let outcome = match answer.and_then(|(status, body)| outcome_answer(action, status, body.as_ref())) {
-            Ok(outcome) => outcome,
+        let event = match event {
+            Ok(event) => event,
             // Kept: a reload (or another `resume`) asks again.
             Err(e) => return settle(Err(e)),
         };
         let remaining: Vec<PendingFlow> = stored().unwrap_or_default().into_iter().filter(|f| f.state != state).collect();
         let _ = keep(&remaining);
-        clean_url(&location);
-        let event = match outcome {
-            None => {
-                inner.log(&[action.name(), ": the proxy no longer knows this flow"]);
-                return settle(Ok(JsValue::NULL));
-            }
-            Some(Outcome::Event(event)) => event,
-            // The platform sent the browser back without a success: the user left.
-            Some(Outcome::Pending) => Event::AuthFail,
-        };
+        clean_url();
+        let Some(event) = event else { return settle(Ok(JsValue::NULL)) };
         fire(inner, action, &callbacks, &event);
         let data = match &event {
             Event::SignSuccess(data) | Event::AuthSuccess(data) => data.to_json(),

@@ -10,7 +10,10 @@ use super::bridge::{post, text};
 use super::resources::Posted;
 use super::{destroyed, Inner};
 use crate::error::{ErrorKind, QysError};
+use crate::message::Event;
+use crate::params::Action;
 use crate::value::{concat, decimal, Value};
+use crate::wire::{outcome_answer, Outcome, Request};
 
 /// What the proxy answered: the HTTP status and the body, if it was JSON.
 pub type Answer = (u16, Option<Value>);
@@ -36,6 +39,26 @@ pub fn send(inner: &Rc<Inner>, body: &str, next: OnAnswer) {
     });
     let posted = Posted(post(&inner.proxy_url, body, inner.options.timeout_ms, done));
     inner.requests.borrow_mut().push((id, posted));
+}
+
+/// What runs once a flow's outcome is known: the event to fire, `None` when the proxy no
+/// longer knows the flow, or why it could not be asked.
+pub type OnOutcome = Box<dyn FnOnce(&Rc<Inner>, Result<Option<Event>, QysError>)>;
+
+/// Asks the proxy how the flow `flow` of `action`, started with `state`, ended (redirect and
+/// mini-program flows). A flow the platform confirms no success for was left: `authFail`.
+pub fn ask_outcome(inner: &Rc<Inner>, action: Action, state: &str, flow: &str, then: OnOutcome) {
+    send(inner, &Request::outcome_form_body(state, flow), Box::new(move |inner, answer| {
+        let event = answer.and_then(|(status, body)| outcome_answer(action, status, body.as_ref())).map(|outcome| match outcome {
+            None => {
+                inner.log(&[action.name(), ": the proxy no longer knows this flow"]);
+                None
+            }
+            Some(Outcome::Event(event)) => Some(event),
+            Some(Outcome::Pending) => Some(Event::AuthFail),
+        });
+        then(inner, event);
+    }));
 }
 
 /// Reads `post`'s report: `<status>:<body>`, `T:` or `N:<reason>`.
