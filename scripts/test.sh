@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: every test of the project.
 #  1. native: the SDK's pure core and the proxy/sandbox (cargo test)
-#  2. the release build of the SDK into pkg/ (npm run build)
+#  2. the release build of the SDK into pkg/ (npm run build), and its size check
 #  3. wasm-bindgen-test (MVP build) in Chromium, Firefox ESR and WebKitGTK against a running
 #     qys-proxy sandbox + fault server
 #  4. Playwright end-to-end flows (demo page, seed 004's pages, classic script, CSP), the shipping
@@ -17,6 +17,9 @@ cargo test --workspace --locked --all-targets
 echo "== build"
 bash scripts/build.sh
 cargo build --release --locked -p qys-proxy
+
+echo "== size (the shipped .wasm + ES module, gzip -9, against the ceiling in scripts/size.mjs)"
+node scripts/size.mjs --check
 
 echo "== browser tests (wasm-bindgen-test in Chromium, Firefox ESR, WebKitGTK)"
 run=$(mktemp -d)
