@@ -78,5 +78,5 @@ test('Node 10 (V8 6.8, about Chrome 68) instantiates the wasm', () => {
   assert.equal(run.status, 0, run.stderr.toString());
   const [version, exports] = run.stdout.toString().trim().split(' ');
   assert.match(version, /^v10\./);
-  assert.equal(exports, 'qyssdk_destroy,qyssdk_enterpriseAuth,qyssdk_enterpriseSign,qyssdk_new,qyssdk_personalAuth,qyssdk_personalSign');
+  assert.equal(exports, 'qyssdk_destroy,qyssdk_enterpriseAuth,qyssdk_enterpriseSign,qyssdk_new,qyssdk_personalAuth,qyssdk_personalSign,qyssdk_resume');
 });
