@@ -36,7 +36,10 @@ test('npm pack holds only what a user needs', () => {
   const files = packed.files.map((f) => f.path).sort();
   assert.deepEqual(files, [
     'README.md', 'dist/index.d.ts', 'dist/index.js', 'dist/qys-sdk.d.ts', 'dist/qys-sdk.mjs',
-    'dist/qys_sdk_wasm.d.ts', 'dist/qys_sdk_wasm_bg.wasm', 'package.json',
+    'dist/qys_sdk_wasm.d.ts', 'dist/qys_sdk_wasm_bg.wasm',
+    // The mini-program host page that opens the plugin (`miniProgramPage`'s default).
+    'miniprogram/README.md', 'miniprogram/app.json.snippet', 'miniprogram/pages/qys/qys.js',
+    'miniprogram/pages/qys/qys.json', 'miniprogram/pages/qys/qys.wxml', 'package.json',
   ]);
   console.log(`# npm pack: ${files.length} files, ${packed.size} B packed, ${packed.unpackedSize} B unpacked`);
 });
