@@ -36,7 +36,7 @@ pub fn open(
     let gate = RefCell::new(MessageGate::new(action, grant.return_origin, state));
     let owner = inner.clone();
     let watched = frame.clone();
-    let messages = EventListener::new(window, "message", move |event| {
+    let messages = EventListener::new(vec![(window.clone(), "message")], move |event| {
         let inner = &owner;
         let origin = string(&get(&event, "origin"));
         let from_frame = same(&get(&event, "source"), &get(&watched, "contentWindow"));
@@ -56,6 +56,6 @@ pub fn open(
         inner.close_flows(Some(id));
         fire(inner, action, &callbacks, &accepted);
     });
-    inner.keep_open(Flow { id, frame: Some(frame.clone()), _listeners: vec![messages] });
+    inner.keep_open(Flow { id, frame: Some(frame.clone()), _listener: messages });
     Ok(frame)
 }

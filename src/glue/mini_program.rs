@@ -2,7 +2,7 @@
 //! opens the 契约锁 plugin with the proxy's ticket; when the web-view page is shown again, the
 //! SDK asks the proxy how the flow ended and fires the call's own callbacks once.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
 use wasm_bindgen::closure::Closure;
@@ -41,17 +41,13 @@ pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, 
 
     let id = inner.next_id();
     // Set once the page was hidden: only a page shown *again* means the plugin is closed.
-    let left = Rc::new(Cell::new(false));
+    let left = Cell::new(false);
     let asking = Rc::new(Cell::new(false));
-    let on_hide = {
-        let left = left.clone();
-        move |_| left.set(true)
-    };
     let check = {
-        let (inner, document) = (inner.clone(), document.clone());
+        let (inner, hidden) = (inner.clone(), document.clone());
         let flow = grant.flow;
-        move |_| {
-            if typ(&get(&document, "hidden")) == ty::TRUE {
+        move |event| {
+            if string(&get(&event, "type")) == "pagehide" || typ(&get(&hidden, "hidden")) == ty::TRUE {
                 left.set(true);
                 return;
             }
@@ -62,14 +58,8 @@ pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, 
             ask(&inner, id, action, &state, &flow, callbacks.clone(), asking.clone());
         }
     };
-    let check = Rc::new(RefCell::new(check));
-    let (a, b) = (check.clone(), check);
-    let listeners = vec![
-        EventListener::new(&document, "visibilitychange", move |e| (a.borrow_mut())(e)),
-        EventListener::new(window, "pageshow", move |e| (b.borrow_mut())(e)),
-        EventListener::new(window, "pagehide", on_hide),
-    ];
-    inner.keep_open(Flow { id, frame: None, _listeners: listeners });
+    let on = vec![(document, "visibilitychange"), (window.clone(), "pageshow"), (window.clone(), "pagehide")];
+    inner.keep_open(Flow { id, frame: None, _listener: EventListener::new(on, check) });
 
     let log_owner = inner.clone();
     let failed = Closure::once_into_js(move |error: JsValue| {

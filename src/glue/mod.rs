@@ -37,7 +37,7 @@ struct Flow {
     id: u32,
     /// An iframe flow's iframe.
     frame: Option<JsValue>,
-    _listeners: Vec<EventListener>,
+    _listener: EventListener,
 }
 
 impl Flow {

@@ -5,28 +5,31 @@
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsValue;
 
-use super::bridge::{abort, off, on};
+use super::bridge::{abort, off};
 
-/// An event listener on a target; removed on drop.
+/// One event listener, for `(target, kind)` pairs; removed from all of them on drop.
 #[must_use = "the listener is removed as soon as this value is dropped"]
 pub struct EventListener {
-    target: JsValue,
-    kind: &'static str,
+    on: Vec<(JsValue, &'static str)>,
     callback: Closure<dyn FnMut(JsValue)>,
 }
 
 impl EventListener {
-    /// Adds `callback` as a listener for `kind` events on `target`.
-    pub fn new(target: &JsValue, kind: &'static str, callback: impl FnMut(JsValue) + 'static) -> Self {
+    /// Adds `callback` as a listener for each `kind` of events on its `target`.
+    pub fn new(on: Vec<(JsValue, &'static str)>, callback: impl FnMut(JsValue) + 'static) -> Self {
         let callback = Closure::<dyn FnMut(JsValue)>::new(callback);
-        on(target, kind, callback.as_ref());
-        Self { target: target.clone(), kind, callback }
+        for (target, kind) in &on {
+            super::bridge::on(target, kind, callback.as_ref());
+        }
+        Self { on, callback }
     }
 }
 
 impl Drop for EventListener {
     fn drop(&mut self) {
-        off(&self.target, self.kind, self.callback.as_ref());
+        for (target, kind) in &self.on {
+            off(target, kind, self.callback.as_ref());
+        }
     }
 }
 
