@@ -3,15 +3,16 @@
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, Request, State};
-use axum::http::{header, StatusCode};
+use axum::body::Bytes;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::error::{error_json, protocol_error};
+use super::error::ProxyError;
 use super::{read_body, App};
 use crate::protocol::codes;
-use crate::store::Recorded;
+use crate::store::{CallbackStore, Recorded};
 
 /// Checks a callback's form fields; `Err` names what is wrong.
 type CallbackCheck = fn(&[(String, String)]) -> Result<(), String>;
@@ -56,11 +57,11 @@ pub fn check_company_callback(fields: &[(String, String)]) -> Result<(), String>
     Ok(())
 }
 
-pub(super) async fn personal_callback(State(app): State<Arc<App>>, RawQuery(q): RawQuery, request: Request) -> Response {
+pub(super) async fn personal_callback(State(app): State<Arc<App>>, RawQuery(q): RawQuery, request: Request) -> Result<Response, ProxyError> {
     receive_callback(&app, "personal-auth", q, request, check_personal_callback).await
 }
 
-pub(super) async fn company_callback(State(app): State<Arc<App>>, RawQuery(q): RawQuery, request: Request) -> Response {
+pub(super) async fn company_callback(State(app): State<Arc<App>>, RawQuery(q): RawQuery, request: Request) -> Result<Response, ProxyError> {
     receive_callback(&app, "company-auth", q, request, check_company_callback).await
 }
 
@@ -70,16 +71,13 @@ async fn receive_callback(
     query: Option<String>,
     request: Request,
     check: CallbackCheck,
-) -> Response {
+) -> Result<Response, ProxyError> {
     let is_form = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    let body = match read_body(request.into_body()).await {
-        Ok(body) => body,
-        Err(e) => return protocol_error(e),
-    };
+    let body = read_body(request.into_body()).await?;
     let verdict = if is_form {
         let fields: Vec<(String, String)> =
             form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
@@ -88,21 +86,28 @@ async fn receive_callback(
         Err("Content-Type must be application/x-www-form-urlencoded".into())
     };
     let error = verdict.as_ref().err().cloned().unwrap_or_default();
-    let store = app.cfg.store.clone();
-    let query = query.unwrap_or_default();
-    let stored = tokio::task::spawn_blocking(move || store.record(kind, &query, &body, &error)).await;
-    match (stored, verdict) {
-        (Ok(Ok(recorded)), Ok(())) => {
+    let recorded = record(app.cfg.store.clone(), kind, query.unwrap_or_default(), body, error)
+        .await
+        .inspect_err(|e| tracing::error!(kind, error = %e, "server callback could not be stored"))?;
+    Ok(match verdict {
+        Ok(()) => {
             tracing::info!(kind, retry = recorded == Recorded::Retry, "server callback stored");
             Json(json!({"code": 0})).into_response()
         }
-        (Ok(Ok(_)), Err(reason)) => {
+        Err(reason) => {
             tracing::warn!(kind, reason = ?reason, "malformed server callback kept for inspection");
             Json(json!({"code": codes::CALLBACK_MALFORMED, "message": reason})).into_response()
         }
-        (stored, _) => {
-            tracing::error!(kind, error = ?stored.map(|r| r.err()), "server callback could not be stored");
-            error_json(StatusCode::INTERNAL_SERVER_ERROR, codes::CALLBACK_NOT_STORED, "not stored; retry later")
-        }
-    }
+    })
+}
+
+/// Stores a callback, off the async worker threads.
+async fn record(
+    store: CallbackStore,
+    kind: &'static str,
+    query: String,
+    body: Bytes,
+    error: String,
+) -> Result<Recorded, ProxyError> {
+    Ok(tokio::task::spawn_blocking(move || store.record(kind, &query, &body, &error)).await??)
 }

@@ -24,7 +24,7 @@ use crate::platform::Platform;
 use crate::protocol::{codes, ProtocolError};
 use crate::store::CallbackStore;
 use crate::token::TokenKey;
-use error::error_json;
+use error::ProxyError;
 
 pub use callbacks::{check_company_callback, check_personal_callback};
 pub use sdk::fill_template;
@@ -136,15 +136,15 @@ impl App {
     }
 
     /// `Ok(Some(origin))` for an allowed browser origin, `Ok(None)` without an `Origin` header,
-    /// `Err(origin)` for any other.
-    fn check_origin(&self, headers: &HeaderMap) -> Result<Option<String>, String> {
+    /// the refusal of any other.
+    fn check_origin(&self, headers: &HeaderMap) -> Result<Option<String>, ProxyError> {
         let Some(origin) = headers.get(header::ORIGIN) else { return Ok(None) };
         let origin = origin.to_str().unwrap_or("");
         if self.origin_allowed(origin) {
             Ok(Some(origin.to_owned()))
         } else {
             tracing::warn!(origin = ?origin, "request from an origin that is not allowed");
-            Err(origin.to_owned())
+            Err(ProxyError::OriginNotAllowed(origin.to_owned()))
         }
     }
 }
@@ -160,17 +160,6 @@ pub fn url_under(url: &str, prefix: &str) -> bool {
         && (url.path() == prefix.path() || url.path().starts_with(&format!("{dir}/")))
 }
 
-/// The refusal of an origin is itself readable by the page, so the SDK can say what to fix;
-/// nothing else is ever answered to that origin.
-fn refuse_origin(origin: &str) -> Response {
-    let refusal = error_json(
-        StatusCode::FORBIDDEN,
-        codes::ORIGIN_NOT_ALLOWED,
-        format!("origin {origin} is not allowed; add it to QYS_ALLOWED_ORIGINS"),
-    );
-    with_cors(refusal, Some(origin))
-}
-
 fn with_cors(mut response: Response, origin: Option<&str>) -> Response {
     if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
         let h = response.headers_mut();
@@ -180,18 +169,14 @@ fn with_cors(mut response: Response, origin: Option<&str>) -> Response {
     response
 }
 
-async fn preflight(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    match app.check_origin(&headers) {
-        Ok(origin) => {
-            let mut response = with_cors(StatusCode::NO_CONTENT.into_response(), origin.as_deref());
-            let h = response.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-            response
-        }
-        Err(refused) => refuse_origin(&refused),
-    }
+async fn preflight(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ProxyError> {
+    let origin = app.check_origin(&headers)?;
+    let mut response = with_cors(StatusCode::NO_CONTENT.into_response(), origin.as_deref());
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    Ok(response)
 }
 
 /// Reads a body of at most [`MAX_BODY`] bytes.

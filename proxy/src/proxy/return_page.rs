@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
 use super::confirm::confirm;
+use super::error::ProxyError;
 use super::App;
 use crate::mask::Masked;
 use crate::protocol;
@@ -37,7 +38,8 @@ fn return_html(status: StatusCode, title: &str, text: &str, script: Option<(&str
     locked_down((status, Html(html::page(title, &body))).into_response(), &csp)
 }
 
-fn invalid_link() -> Response {
+/// The page of [`ProxyError::ReturnLinkInvalid`].
+pub(super) fn invalid_link() -> Response {
     return_html(
         StatusCode::BAD_REQUEST,
         "链接无效",
@@ -46,52 +48,55 @@ fn invalid_link() -> Response {
     )
 }
 
+/// The page of [`ProxyError::ReturnUnconfirmed`].
+pub(super) fn unconfirmed() -> Response {
+    return_html(
+        StatusCode::BAD_GATEWAY,
+        "请稍后重试",
+        "The result could not be confirmed with the platform yet. Reload this page to try again.",
+        None,
+    )
+}
+
 /// A redirect flow's way back: `303` to the calling page with `qys_state`, no platform call —
 /// the page asks `outcome` itself, so the one confirmation happens where the answer is used.
-fn back_to_page(app: &App, flow: &FlowToken, return_url: &str) -> Response {
+fn back_to_page(app: &App, flow: &FlowToken, return_url: &str) -> Result<Response, ProxyError> {
     // The allow-list may have changed since the flow started.
     let origin = url::Url::parse(return_url).map(|u| u.origin().ascii_serialization());
     if !origin.as_deref().is_ok_and(|o| app.origin_allowed(o)) {
         tracing::info!(action = flow.action.name(), origin = ?origin.ok(), "return page refused a returnUrl that is no longer allowed");
-        return invalid_link();
+        return Err(ProxyError::ReturnLinkInvalid);
     }
     let separator = if return_url.contains('?') { '&' } else { '?' };
     let state: String = form_urlencoded::byte_serialize(flow.state.as_bytes()).collect();
-    let Ok(location) = HeaderValue::from_str(&format!("{return_url}{separator}qys_state={state}")) else {
-        return invalid_link();
-    };
+    let location = HeaderValue::from_str(&format!("{return_url}{separator}qys_state={state}"))
+        .map_err(|_| ProxyError::ReturnLinkInvalid)?;
     tracing::info!(action = flow.action.name(), contact = %Masked(&flow.contact), "return page sent the browser back");
     let mut response = locked_down(StatusCode::SEE_OTHER.into_response(), RETURN_CSP);
     response.headers_mut().insert(header::LOCATION, location);
-    response
+    Ok(response)
 }
 
-pub(super) async fn return_page(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn return_page(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Result<Response, ProxyError> {
     let query = query.unwrap_or_default();
     let token = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "t").map(|(_, v)| v.into_owned());
-    let flow = match token.map(|t| app.cfg.token_key.verify(&t, unix_millis() / 1000)) {
-        Some(Ok(flow)) => flow,
-        other => {
-            tracing::info!(reason = ?other.map(|r| r.err()), "return page refused a token");
-            return invalid_link();
-        }
-    };
+    // `None`: no token; `Some(why)`: a token refused.
+    let flow = token
+        .ok_or(None)
+        .and_then(|t| app.cfg.token_key.verify(&t, unix_millis() / 1000).map_err(Some))
+        .inspect_err(|reason| tracing::info!(?reason, "return page refused a token"))
+        .map_err(|_| ProxyError::ReturnLinkInvalid)?;
     if let Some(return_url) = &flow.return_url {
         return back_to_page(&app, &flow, return_url);
     }
-    let (event, data) = match confirm(&app.cfg.platform, &flow).await {
-        Ok(confirmed) => confirmed.unwrap_or(("authFail", json!({}))),
-        Err(e) => {
+    let confirmed = confirm(&app.cfg.platform, &flow)
+        .await
+        .inspect_err(|e| {
             let (code, message) = e.code_and_message();
             tracing::warn!(action = flow.action.name(), code, message = ?message, "could not confirm the outcome");
-            return return_html(
-                StatusCode::BAD_GATEWAY,
-                "请稍后重试",
-                "The result could not be confirmed with the platform yet. Reload this page to try again.",
-                None,
-            );
-        }
-    };
+        })
+        .map_err(|_| ProxyError::ReturnUnconfirmed)?;
+    let (event, data) = confirmed.unwrap_or(("authFail", json!({})));
     tracing::info!(action = flow.action.name(), contact = %Masked(&flow.contact), event, "return page confirmed");
     let message = json!({"type": "qys-sdk", "v": protocol::VERSION, "state": flow.state, "event": event, "data": data});
     let script = format!(
@@ -107,5 +112,5 @@ pub(super) async fn return_page(State(app): State<Arc<App>>, RawQuery(query): Ra
             response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
         }
     }
-    response
+    Ok(response)
 }
