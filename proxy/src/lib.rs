@@ -1,7 +1,7 @@
 //! `qys-proxy`: the reference integrator proxy of qys-sdk-wasm, and a loopback sandbox of the
 //! 契约锁 open platform. See `docs/protocol.md` for the wire protocol.
 
-pub mod config;
+pub mod cli;
 pub mod html;
 pub mod mask;
 pub mod platform;

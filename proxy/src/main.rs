@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use clap::Parser;
-use qys_proxy::config::{check_base_url, Cli, Command};
+use qys_proxy::cli::{check_base_url, Cli, Command};
 use qys_proxy::{proxy, sandbox, spawn_server, Secret};
 use tokio::net::TcpListener;
 

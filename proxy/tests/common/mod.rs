@@ -10,7 +10,7 @@ use qys_proxy::proxy::{self, Paths, ProxyConfig, UpstreamMode};
 use qys_proxy::sandbox::{self, SandboxConfig};
 use qys_proxy::store::CallbackStore;
 use qys_proxy::token::TokenKey;
-use qys_proxy::{config, spawn_server, Secret};
+use qys_proxy::{cli, spawn_server, Secret};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -89,7 +89,7 @@ impl Stack {
         let platform_url = opts.platform_url.clone().unwrap_or_else(|| sandbox_url.clone());
         let mode = match opts.mode {
             UpstreamMode::Ticket { template } if template.is_empty() => {
-                UpstreamMode::Ticket { template: config::sandbox_template(&sandbox_url) }
+                UpstreamMode::Ticket { template: cli::sandbox_template(&sandbox_url) }
             }
             other => other,
         };
