@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::platform::Platform;
-use crate::proxy::{Paths, ProxyConfig, UpstreamMode};
+use crate::proxy::{callback_allowlist_entry, Paths, ProxyConfig, UpstreamMode};
 use crate::sandbox::world::Fixtures;
 use crate::sandbox::SandboxConfig;
 use crate::store::CallbackStore;
@@ -215,11 +215,12 @@ impl Cli {
             }
             allowed_origins.push(canonical);
         }
-        for prefix in &self.callback_url_allowlist {
-            check_base_url("QYS_CALLBACK_URL_ALLOWLIST", prefix)?;
-            if prefix.contains('@') {
-                return Err(format!("QYS_CALLBACK_URL_ALLOWLIST entry {prefix:?} may not contain user-info"));
-            }
+        // Kept in the normalised form callback URLs are checked in (one function for both).
+        let mut callback_url_allowlist = Vec::new();
+        for prefix in self.callback_url_allowlist.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+            let entry = callback_allowlist_entry(prefix)
+                .map_err(|why| format!("QYS_CALLBACK_URL_ALLOWLIST entry {prefix:?} {why}"))?;
+            callback_url_allowlist.push(entry.into());
         }
         let template = match (&self.page_url_template, embedded_sandbox) {
             (Some(t), _) => Some(t.clone()),
@@ -289,7 +290,7 @@ impl Cli {
             upstream_mode,
             miniprogram_env,
             allowed_origins,
-            callback_url_allowlist: self.callback_url_allowlist.clone(),
+            callback_url_allowlist,
             token_key,
             token_ttl: Duration::from_secs(self.return_token_ttl),
             paths: Paths {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::confirm::confirm;
 use super::error::ProxyError;
-use super::{read_body, url_under, with_cors, App, UpstreamMode};
+use super::{normalise_callback_url, read_body, url_under, with_cors, App, UpstreamMode};
 use crate::mask::Masked;
 use crate::platform::PlatformError;
 use crate::protocol::{self, codes, Action, Params, Presentation, ProtocolError, Request as SdkMessage, SdkRequest};
@@ -19,17 +19,17 @@ use crate::token::FlowToken;
 use crate::unix_millis;
 
 impl App {
+    /// The `callbackUrl` sent to the platform: the proxy's own receiver, or a browser-supplied
+    /// one under an allow-list entry, forwarded exactly in the normalised form that was checked
+    /// (never the raw text, which the platform or a server behind it might read otherwise).
     fn callback_url(&self, requested: Option<&str>, default_path: &str, state: &str) -> Result<String, ProtocolError> {
-        match requested {
-            None => Ok(format!("{}{default_path}?flow={state}", self.cfg.public_url)),
-            Some(url) if self.cfg.callback_url_allowlist.iter().any(|prefix| url_under(url, prefix)) => {
-                Ok(url.to_owned())
-            }
-            Some(_) => Err(ProtocolError {
-                code: codes::INVALID_PARAM,
-                message: "callbackUrl is not in the proxy's allowlist (QYS_CALLBACK_URL_ALLOWLIST)".into(),
-            }),
+        let Some(requested) = requested else { return Ok(format!("{}{default_path}?flow={state}", self.cfg.public_url)) };
+        let invalid = |message: String| ProtocolError { code: codes::INVALID_PARAM, message };
+        let url = normalise_callback_url(requested).map_err(|why| invalid(format!("callbackUrl {why}")))?;
+        if !self.callback_prefixes.iter().any(|prefix| url_under(&url, prefix)) {
+            return Err(invalid("callbackUrl is not in the proxy's allowlist (QYS_CALLBACK_URL_ALLOWLIST)".into()));
         }
+        Ok(url.into())
     }
 
     /// A redirect's `returnUrl`, normalised to plain ASCII (so it fits a `Location` header):
