@@ -4,11 +4,11 @@
 
 mod api;
 mod deliver;
+mod expiry;
 mod pages;
 pub mod world;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -21,7 +21,8 @@ use serde_json::json;
 
 use crate::sign::{self, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_TOKEN};
 use crate::{unix_millis, Secret};
-use world::{Fixtures, World};
+use expiry::{Bits128, ExpiringMap};
+use world::{Fixtures, Sessions, World};
 
 
 /// Response codes of the sandbox. Signature-failure codes are the sandbox's own (the platform's
@@ -82,31 +83,67 @@ impl SandboxConfig {
     }
 }
 
+/// The sandbox's state. Three locks, each held for a lookup or an insert and never across
+/// another: contracts, people and companies; open sessions; used nonces.
 struct Sandbox {
     cfg: SandboxConfig,
     world: Mutex<World>,
-    nonces: Mutex<HashMap<String, u64>>,
+    sessions: Mutex<Sessions>,
+    /// Used nonces until they may be used again.
+    nonces: Mutex<ExpiringMap<NonceKey, ()>>,
     http: reqwest::Client,
 }
 
 type Shared = Arc<Sandbox>;
 
+/// A used nonce as the nonce table holds it: a UUID in the canonical form (lowercase, hyphenated,
+/// as the proxy sends them) as its 16 bytes, any other nonce as its text. Two different nonces
+/// never share a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum NonceKey {
+    Uuid(Bits128),
+    Other(Arc<str>),
+}
+
+impl NonceKey {
+    fn of(nonce: &str) -> Self {
+        match uuid::Uuid::try_parse(nonce) {
+            Ok(uuid) if *uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()) == *nonce => {
+                Self::Uuid(uuid.as_u128().into())
+            }
+            _ => Self::Other(nonce.into()),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Sandbox {
-    fn world(&self) -> std::sync::MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    fn new(cfg: SandboxConfig) -> Self {
+        let world = World::new(cfg.fixtures.clone());
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("TLS backend initialises");
+        Sandbox { cfg, world: Mutex::new(world), sessions: Mutex::default(), nonces: Mutex::default(), http }
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        lock(&self.world)
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        lock(&self.sessions)
     }
 }
 
 /// The sandbox's router: signed APIs, the hosted H5 pages and the mini-program plugin's pages.
 pub fn router(cfg: SandboxConfig) -> Router {
-    let world = World::new(cfg.fixtures.clone());
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("TLS backend initialises");
-    let state: Shared = Arc::new(Sandbox { cfg, world: Mutex::new(world), nonces: Mutex::default(), http });
+    let state: Shared = Arc::new(Sandbox::new(cfg));
     let apis = Router::new()
         .route("/v2/contract/miniappexchange", post(api::contract_ticket))
         .route("/v2/personalauth/miniappexchange", post(api::personal_auth_ticket))
@@ -164,17 +201,79 @@ fn check_headers(sb: &Sandbox, headers: &HeaderMap) -> Result<(), (i64, &'static
     if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
         return Err((codes::INVALID_SIGNATURE, "INVALID SIGNATURE"));
     }
-    let mut nonces = sb.nonces.lock().unwrap_or_else(|e| e.into_inner());
-    if nonces.get(nonce).is_some_and(|&until| until > now) {
+    let (key, until) = (NonceKey::of(nonce), now + sb.cfg.nonce_ttl.as_millis() as u64);
+    let mut nonces = lock(&sb.nonces);
+    if nonces.get(&key).is_some_and(|(until, _)| until > now) {
         return Err((codes::NONCE_REUSED, "NONCE REUSED: a nonce may be used once within 10 minutes"));
     }
-    if nonces.len() >= 4096 && nonces.len().is_power_of_two() {
-        nonces.retain(|_, until| *until > now);
-    }
-    nonces.insert(nonce.to_owned(), now + sb.cfg.nonce_ttl.as_millis() as u64);
+    nonces.insert(key, (), until, now);
     Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox(nonce_ttl: Duration) -> Sandbox {
+        let mut cfg = SandboxConfig::new("t".into(), Secret::new("s"), "http://127.0.0.1:9".into());
+        cfg.nonce_ttl = nonce_ttl;
+        Sandbox::new(cfg)
+    }
+
+    fn signed(nonce: &str) -> HeaderMap {
+        let timestamp = unix_millis().to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_TOKEN, "t".parse().unwrap());
+        headers.insert(HEADER_NONCE, nonce.parse().unwrap());
+        headers.insert(HEADER_SIGNATURE, sign::signature("t", "s", &timestamp, nonce).parse().unwrap());
+        headers.insert(HEADER_TIMESTAMP, timestamp.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn ten_thousand_expired_nonces_and_one_new_leave_one_nonce() {
+        let sb = sandbox(Duration::ZERO);
+        for i in 0..10_000 {
+            check_headers(&sb, &signed(&format!("expired-{i}"))).unwrap();
+        }
+        check_headers(&sb, &signed("new")).unwrap();
+        assert_eq!(lock(&sb.nonces).len(), 1);
+    }
+
+    #[test]
+    fn a_nonce_is_refused_within_its_ttl_only() {
+        let sb = sandbox(Duration::from_secs(600));
+        check_headers(&sb, &signed("once")).unwrap();
+        assert_eq!(check_headers(&sb, &signed("once")).unwrap_err().0, codes::NONCE_REUSED);
+        check_headers(&sb, &signed("other")).unwrap();
+        assert_eq!(lock(&sb.nonces).len(), 2);
+
+        let sb = sandbox(Duration::ZERO);
+        check_headers(&sb, &signed("again")).unwrap();
+        check_headers(&sb, &signed("again")).expect("a nonce may be used again once its TTL has passed");
+        assert_eq!(lock(&sb.nonces).len(), 1);
+    }
+
+    #[test]
+    fn canonical_uuid_nonces_are_held_as_numbers_and_other_spellings_stay_distinct() {
+        let uuid = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        assert!(matches!(NonceKey::of(uuid), NonceKey::Uuid(_)));
+        let others = [
+            "67E55044-10B1-426F-9247-BB680E5FE0C8",
+            "67e5504410b1426f9247bb680e5fe0c8",
+            "{67e55044-10b1-426f-9247-bb680e5fe0c8}",
+            "n-1",
+        ];
+        for other in others {
+            assert_eq!(NonceKey::of(other), NonceKey::Other(other.into()), "{other}");
+        }
+        let sb = sandbox(Duration::from_secs(600));
+        check_headers(&sb, &signed(uuid)).unwrap();
+        check_headers(&sb, &signed(&uuid.to_uppercase())).expect("another nonce, as the platform compares text");
+        assert_eq!(check_headers(&sb, &signed(uuid)).unwrap_err().0, codes::NONCE_REUSED);
+    }
 }

@@ -12,6 +12,7 @@
 //! `#qys-sandbox-exit`, `#qys-sandbox-close`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -43,9 +44,9 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn session(sb: &Shared, params: &Params) -> Result<(String, Session), Refusal> {
+fn session(sb: &Shared, params: &Params) -> Result<(String, Arc<Session>), Refusal> {
     let ticket = params.get("ticket").cloned().unwrap_or_default();
-    let found = sb.world().sessions.get(&ticket).cloned();
+    let found = sb.sessions().get(&ticket);
     match found {
         Some(s) if s.expires_ms > unix_millis() => Ok((ticket, s)),
         Some(_) => Err(Refusal(StatusCode::GONE, "链接已过期", "This page link has expired.".into())),
@@ -192,7 +193,8 @@ impl Surface {
                 // Page-URL mode keeps callbackPage in the session; ticket mode passes it on the URL.
                 let url = session
                     .callback_page
-                    .clone()
+                    .as_deref()
+                    .map(str::to_owned)
                     .or_else(|| callback_page.clone())
                     .filter(|u| u.starts_with("http://") || u.starts_with("https://"));
                 match url {
@@ -216,7 +218,7 @@ impl Surface {
 }
 
 /// Checks a plugin request: a known page, `env=sandbox`, a live ticket, and the ticket's page.
-fn plugin_session(sb: &Shared, name: &str, params: &Params) -> Result<(String, Session, Surface), Refusal> {
+fn plugin_session(sb: &Shared, name: &str, params: &Params) -> Result<(String, Arc<Session>, Surface), Refusal> {
     let Some(page) = PluginPage::parse(name) else {
         return Err(Refusal(
             StatusCode::NOT_FOUND,
@@ -313,11 +315,14 @@ fn company_editable(req: &Value, key: &str, modify: &str) -> bool {
 fn show(sb: &Shared, surface: &Surface, ticket: &str, session: &Session) -> Response {
     let (action, hidden) = (surface.action(), surface.hidden(ticket));
     let form = |inner: String| format!("<form method=post action={action}>{hidden}{inner}</form>");
-    let world = sb.world();
     let body = match &session.kind {
         SessionKind::Sign { contract_id, contact } => {
-            let contract = &world.contracts[contract_id].fixture;
-            let signatory = contract.signatories.iter().find(|s| &s.contact == contact);
+            let (contract, real_name) = {
+                let world = sb.world();
+                let contract = world.contract(contract_id).expect("session contract exists").fixture.clone();
+                (contract, world.is_real_name(contact))
+            };
+            let signatory = contract.signatories.iter().find(|s| *s.contact == **contact);
             let mut out = format!(
                 "<h1>签署合同</h1><p id=qys-sandbox-subject>{}</p><p>合同编号 {}</p>",
                 escape(&contract.subject),
@@ -327,7 +332,7 @@ fn show(sb: &Shared, surface: &Surface, ticket: &str, session: &Session) -> Resp
                 Some(s) if s.status == "SIGNED" => {
                     out.push_str("<p id=qys-sandbox-signed>您已签署该合同。</p>");
                 }
-                Some(s) if s.tenant_type == "PERSONAL" && !world.is_real_name(contact) => {
+                Some(s) if s.tenant_type == "PERSONAL" && !real_name => {
                     out.push_str(&form(format!(
                         "<p>签署前请先完成实名认证。</p>{}{}\
 <button id=qys-sandbox-auth-submit name=op value=auth>提交认证</button>\
@@ -346,7 +351,8 @@ fn show(sb: &Shared, surface: &Surface, ticket: &str, session: &Session) -> Resp
         }
         SessionKind::PersonalAuth(req) => {
             let contact = req["user"]["contact"].as_str().unwrap_or("");
-            let known = world.persons.get(contact).filter(|p| p.real_name);
+            let known = sb.world().persons.get(contact).filter(|p| p.real_name).cloned();
+            let known = known.as_ref();
             let value = |key: &str, platform: Option<&str>| platform.unwrap_or(text(req, key)).to_owned();
             let mode = req["mode"].as_str().unwrap_or("DEFAULT");
             let mode_field = if mode == "DEFAULT" {
@@ -401,7 +407,6 @@ fn show(sb: &Shared, surface: &Surface, ticket: &str, session: &Session) -> Resp
             )
         }
     };
-    drop(world);
     Html(page("契约锁沙箱", &format!("{}{body}", surface.banner()))).into_response()
 }
 
@@ -420,35 +425,21 @@ fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: 
                 return message(StatusCode::BAD_REQUEST, "信息不完整", "Name and ID card number are required.");
             }
             let person = Person {
-                contact: contact.clone(),
+                contact: contact.to_string(),
                 username,
                 id_card_no,
                 real_name: true,
                 mode: Some("IVS".into()),
                 ..Person::default()
             };
-            sb.world().persons.insert(contact.clone(), person);
+            sb.world().persons.insert(contact.to_string(), person);
             (StatusCode::SEE_OTHER, [(header::LOCATION, surface.url(ticket))]).into_response()
         }
         (SessionKind::Sign { contract_id, contact }, "sign") => {
-            let mut world = sb.world();
-            let real_name = world.is_real_name(contact);
-            let contract = &mut world.contracts.get_mut(contract_id).expect("session contract exists").fixture;
-            let Some(signatory) = contract.signatories.iter_mut().find(|s| &s.contact == contact) else {
-                return message(StatusCode::FORBIDDEN, "无权签署", "Not a signatory.");
-            };
-            if signatory.status == "SIGNED" || contract.status != "SIGNING" {
-                return message(StatusCode::CONFLICT, "无法签署", "This contract was already signed by you.");
+            match sign(sb, contract_id, contact) {
+                Ok(()) => surface.finish(session, Finish::Signed),
+                Err((status, title, text)) => message(status, title, text),
             }
-            if signatory.tenant_type == "PERSONAL" && !real_name {
-                return message(StatusCode::FORBIDDEN, "需要认证", "Authenticate before signing.");
-            }
-            signatory.status = "SIGNED".into();
-            if contract.signatories.iter().all(|s| s.status == "SIGNED") {
-                contract.status = "COMPLETE".into();
-            }
-            drop(world);
-            surface.finish(session, Finish::Signed)
         }
         (SessionKind::PersonalAuth(req), "submit") => submit_personal(sb, surface, ticket, session, req, params),
         (SessionKind::CompanyAuth { request, request_id }, "submit") => {
@@ -473,7 +464,7 @@ fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: 
                 "applicantName": text(&request["applicant"], "name"),
                 "applicantPhone": text(&request["applicant"], "contact"),
             });
-            sb.world().companies.insert(company.name.clone(), company);
+            sb.world().insert_company(company);
             if let Some(url) = &session.callback_url {
                 let form = vec![
                     ("status".to_owned(), "1".to_owned()),
@@ -481,12 +472,36 @@ fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: 
                     ("requestId".to_owned(), request_id.clone()),
                     ("authInfo".to_owned(), auth_info.to_string()),
                 ];
-                deliver::spawn(sb.http.clone(), url.clone(), form, sb.cfg.callback_retry_delay);
+                deliver::spawn(sb.http.clone(), url.to_string(), form, sb.cfg.callback_retry_delay);
             }
             surface.finish(session, Finish::AuthPassed)
         }
         _ => message(StatusCode::BAD_REQUEST, "无效操作", "This action is not available on this page."),
     }
+}
+
+/// Signs `contract_id` as `contact`, under the world lock; the page is rendered after.
+fn sign(sb: &Shared, contract_id: &str, contact: &str) -> Result<(), (StatusCode, &'static str, &'static str)> {
+    let mut world = sb.world();
+    let real_name = world.is_real_name(contact);
+    let contract = world.contract_mut(contract_id).expect("session contract exists");
+    let Some(at) = contract.fixture.signatories.iter().position(|s| s.contact == contact) else {
+        return Err((StatusCode::FORBIDDEN, "无权签署", "Not a signatory."));
+    };
+    let signatory = &contract.fixture.signatories[at];
+    if signatory.status == "SIGNED" || contract.fixture.status != "SIGNING" {
+        return Err((StatusCode::CONFLICT, "无法签署", "This contract was already signed by you."));
+    }
+    if signatory.tenant_type == "PERSONAL" && !real_name {
+        return Err((StatusCode::FORBIDDEN, "需要认证", "Authenticate before signing."));
+    }
+    // Copies the contract only if a page being rendered still holds the old version.
+    let fixture = Arc::make_mut(&mut contract.fixture);
+    fixture.signatories[at].status = "SIGNED".into();
+    if fixture.signatories.iter().all(|s| s.status == "SIGNED") {
+        fixture.status = "COMPLETE".into();
+    }
+    Ok(())
 }
 
 fn submit_personal(
@@ -537,7 +552,7 @@ fn submit_personal(
             ("status".to_owned(), "1".to_owned()),
             ("authId".to_owned(), ticket.to_owned()),
         ];
-        deliver::spawn(sb.http.clone(), url.clone(), form, sb.cfg.callback_retry_delay);
+        deliver::spawn(sb.http.clone(), url.to_string(), form, sb.cfg.callback_retry_delay);
     }
     surface.finish(session, Finish::AuthPassed)
 }
@@ -575,7 +590,7 @@ mod tests {
         let sign = SessionKind::Sign { contract_id: "1".into(), contact: "2".into() };
         assert_eq!(PluginPage::of(&sign), PluginPage::Doc);
         assert_eq!(PluginPage::of(&SessionKind::PersonalAuth(json!({}))), PluginPage::PersonalAuth);
-        let company = SessionKind::CompanyAuth { request: json!({}), request_id: "r".into() };
+        let company = SessionKind::CompanyAuth { request: Box::new(json!({})), request_id: "r".into() };
         assert_eq!(PluginPage::of(&company), PluginPage::EnterpriseAuth);
         let events: Vec<_> =
             [Finish::Signed, Finish::AuthPassed, Finish::Exited, Finish::Closed].map(Finish::plugin_event).into();
