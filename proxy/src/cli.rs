@@ -10,7 +10,7 @@ use crate::platform::Platform;
 use crate::proxy::{callback_allowlist_entry, Paths, ProxyConfig, UpstreamMode};
 use crate::sandbox::world::Fixtures;
 use crate::sandbox::SandboxConfig;
-use crate::store::CallbackStore;
+use crate::store::{CallbackStore, RateLimit};
 use crate::token::TokenKey;
 use crate::Secret;
 
@@ -61,6 +61,18 @@ pub struct Cli {
     /// SQLite database of server callbacks.
     #[arg(long, env = "QYS_DATABASE", default_value = "qys-proxy.sqlite3", global = true)]
     pub database: PathBuf,
+    // Server-callback storage limits (issue 8): per-source rate and retention.
+    /// Server callbacks accepted per second from one address (IPv6: one /64), once its burst is
+    /// spent; more get 429 and write nothing. 0: no limit (e.g. behind a reverse proxy, where every
+    /// callback comes from its address).
+    #[arg(long, env = "QYS_CALLBACK_RATE", default_value_t = crate::store::quota::DEFAULT_PER_SECOND, global = true)]
+    pub callback_rate: f64,
+    /// Server callbacks one address may send at once (at least 4: the platform's tries of one callback).
+    #[arg(long, env = "QYS_CALLBACK_BURST", default_value_t = crate::store::quota::DEFAULT_BURST, global = true)]
+    pub callback_burst: u32,
+    /// Days stored server callbacks, malformed-callback counters and samples are kept.
+    #[arg(long, env = "QYS_CALLBACK_RETENTION_DAYS", default_value_t = crate::store::DEFAULT_RETENTION_DAYS, global = true)]
+    pub callback_retention_days: u32,
     /// Platform connect timeout in milliseconds.
     #[arg(long, env = "QYS_CONNECT_TIMEOUT_MS", default_value_t = 5_000, global = true)]
     pub connect_timeout_ms: u64,
@@ -266,8 +278,7 @@ impl Cli {
         if self.connect_timeout_ms == 0 || self.timeout_ms == 0 || self.return_token_ttl == 0 {
             return Err("timeouts and QYS_RETURN_TOKEN_TTL must be greater than 0".into());
         }
-        let store = CallbackStore::open(&self.database)
-            .map_err(|e| format!("cannot open QYS_DATABASE {}: {e}", self.database.display()))?;
+        let store = self.callback_store()?;
         let token_key = match &self.state_key {
             Some(k) if k.len() < 32 => return Err("QYS_STATE_KEY must be at least 32 characters".into()),
             Some(k) => TokenKey::new(k.as_bytes()),
@@ -302,6 +313,26 @@ impl Cli {
             store,
             static_dirs,
         })
+    }
+}
+
+impl Cli {
+    /// The callback store of `QYS_DATABASE` with its rate limit, its retention sweep started
+    /// (now, then hourly, until the store is dropped).
+    pub fn callback_store(&self) -> Result<CallbackStore, String> {
+        let limit = RateLimit::new(self.callback_rate, self.callback_burst)
+            .map_err(|e| format!("QYS_CALLBACK_RATE / QYS_CALLBACK_BURST: {e}"))?;
+        if !(1..=36_500).contains(&self.callback_retention_days) {
+            return Err("QYS_CALLBACK_RETENTION_DAYS must be between 1 and 36500".into());
+        }
+        let store = CallbackStore::open(&self.database)
+            .map_err(|e| format!("cannot open QYS_DATABASE {}: {e}", self.database.display()))?
+            .with_rate_limit(limit);
+        let retention = Duration::from_secs(u64::from(self.callback_retention_days) * 86_400);
+        store
+            .spawn_sweeper(retention, crate::store::SWEEP_EVERY)
+            .map_err(|e| format!("cannot start the callback retention sweep: {e}"))?;
+        Ok(store)
     }
 }
 

@@ -1,10 +1,50 @@
-//! Durable storage of the platform's server callbacks in SQLite (WAL).
+//! Durable storage of the platform's server callbacks, bounded against anyone on the internet.
+//!
+//! - A **well-formed** delivery is stored in full, once: a retry (same kind, query and body) only
+//!   raises its `deliveries` count ([`CallbackStore::record`]).
+//! - A **malformed** one costs constant disk ([`CallbackStore::count_malformed`]): a counter per
+//!   (UTC day, kind, [`MalformedClass`]) is incremented and one slot of a ring of the last
+//!   [`SAMPLE_SLOTS`] malformed deliveries, each cut to [`SAMPLE_BODY_BYTES`], is overwritten.
+//! - Every delivery is first charged to its **source** ([`CallbackStore::admit`], a token bucket
+//!   per IP address, [`quota`]); a source over its [`RateLimit`] writes nothing.
+//! - Rows older than the retention period are deleted in bounded batches
+//!   ([`CallbackStore::sweep`], run periodically by [`CallbackStore::spawn_sweeper`]).
+//!
+//! [`CallbackStore`] is the handle the proxy holds; where the rows go is a [`CallbackBackend`]
+//! (SQLite today, [`sqlite::SqliteBackend`]). A second backend implements that trait only: the
+//! dedup key, truncation, rate limit and the sweep's batching stay here.
 
+pub mod quota;
+pub mod sqlite;
+
+use std::fmt;
+use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
+
+pub use quota::{RateLimit, Refused};
+use quota::SourceQuota;
+
+/// How many malformed deliveries are kept as samples (the newest ones).
+pub const SAMPLE_SLOTS: i64 = 100;
+/// Longest body kept in a malformed sample, in bytes.
+pub const SAMPLE_BODY_BYTES: usize = 2048;
+/// Longest query string kept in a malformed sample, in bytes.
+pub const SAMPLE_QUERY_BYTES: usize = 512;
+/// Longest `Content-Type` kept in a malformed sample, in bytes.
+pub const SAMPLE_CONTENT_TYPE_BYTES: usize = 128;
+/// Default retention of stored callbacks, malformed counts and samples, in days.
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+/// Rows deleted per transaction by the retention sweep.
+pub const SWEEP_BATCH: usize = 500;
+/// How often [`CallbackStore::spawn_sweeper`] sweeps (and once when it starts).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// Milliseconds in a (UTC) day: malformed counters are kept per `received_at / DAY_MS`.
+pub const DAY_MS: i64 = 86_400_000;
 
 /// One stored callback delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,8 +55,11 @@ pub struct StoredCallback {
     pub query: String,
     /// The form body (invalid UTF-8 replaced; retries are matched on the exact bytes).
     pub body: String,
-    /// Empty when well-formed, else why it was refused.
+    /// Empty: only well-formed deliveries are stored. (Databases written before issue 8 may hold
+    /// malformed rows with their reason here, until the retention sweep removes them.)
     pub error: String,
+    /// When it was first received, in Unix milliseconds.
+    pub received_at: i64,
     /// How many times the same delivery arrived.
     pub deliveries: i64,
 }
@@ -30,72 +73,302 @@ pub enum Recorded {
     Retry,
 }
 
-/// The callback store; cheap to clone, safe to share.
+/// Why a delivery is malformed, as counted: a small fixed set, so that the counters stay a few
+/// rows per day whatever senders do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MalformedClass {
+    /// Not `application/x-www-form-urlencoded`.
+    ContentType,
+    /// The query string is longer than any `callbackUrl` the proxy hands out.
+    Query,
+    /// The body is larger than the receivers accept.
+    TooLarge,
+    /// A required field is missing or has a value outside its rule.
+    Fields,
+}
+
+impl MalformedClass {
+    /// The name stored in the counters and samples.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ContentType => "content-type",
+            Self::Query => "query",
+            Self::TooLarge => "too-large",
+            Self::Fields => "fields",
+        }
+    }
+}
+
+impl fmt::Display for MalformedClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A malformed delivery, as the receivers saw it (whole; [`CallbackStore::count_malformed`]
+/// cuts what it keeps).
+#[derive(Debug, Clone, Copy)]
+pub struct Malformed<'a> {
+    /// `personal-auth` or `company-auth`.
+    pub kind: &'a str,
+    /// Why, as counted.
+    pub class: MalformedClass,
+    /// Why, as answered (`message` of the 1001 answer).
+    pub reason: &'a str,
+    /// The peer's address, when known.
+    pub source: Option<IpAddr>,
+    /// The `Content-Type` header (empty if absent).
+    pub content_type: &'a str,
+    /// The query string.
+    pub query: &'a str,
+    /// The body (empty when it was too large to read).
+    pub body: &'a [u8],
+}
+
+/// A counter of malformed deliveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedCount {
+    /// UTC day: Unix milliseconds / [`DAY_MS`].
+    pub day: i64,
+    /// `personal-auth` or `company-auth`.
+    pub kind: String,
+    /// [`MalformedClass::as_str`].
+    pub class: String,
+    /// How many arrived that day.
+    pub count: i64,
+    /// When the last one arrived, in Unix milliseconds.
+    pub last_at: i64,
+}
+
+/// One of the last [`SAMPLE_SLOTS`] malformed deliveries, cut to size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedSample {
+    /// Arrival order among malformed deliveries (1, 2, …).
+    pub seq: i64,
+    /// `personal-auth` or `company-auth`.
+    pub kind: String,
+    /// [`MalformedClass::as_str`].
+    pub class: String,
+    /// The refusal's message.
+    pub reason: String,
+    /// The peer's IP address, or empty.
+    pub source: String,
+    /// The first [`SAMPLE_CONTENT_TYPE_BYTES`] of the `Content-Type` header.
+    pub content_type: String,
+    /// The first [`SAMPLE_QUERY_BYTES`] of the query string.
+    pub query: String,
+    /// The first [`SAMPLE_BODY_BYTES`] of the body, exact bytes.
+    pub body: Vec<u8>,
+    /// The whole body's length.
+    pub body_len: i64,
+    /// When it arrived, in Unix milliseconds.
+    pub received_at: i64,
+}
+
+/// A well-formed delivery, as handed to a backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// `personal-auth` or `company-auth`.
+    pub kind: &'a str,
+    /// Identity of the delivery ([`dedup_key`]): a retry has the same key.
+    pub dedup_key: &'a str,
+    /// The query string.
+    pub query: &'a str,
+    /// The body (invalid UTF-8 replaced).
+    pub body: &'a str,
+    /// Unix milliseconds.
+    pub received_at: i64,
+}
+
+/// How many rows a sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Rows deleted, all tables together.
+    pub rows: usize,
+    /// Transactions (batches of at most [`SWEEP_BATCH`] rows) it took.
+    pub batches: usize,
+}
+
+/// A storage failure, whatever the backend.
+#[derive(Debug)]
+pub struct StoreError(String);
+
+impl StoreError {
+    /// An error with this description.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// Where callbacks are kept. Each method is one durable transaction: when it returns `Ok`, the
+/// write survives a crash. Methods block; async callers run them off the async workers.
+pub trait CallbackBackend: Send + Sync + 'static {
+    /// Inserts a well-formed delivery, or, when one with the same `dedup_key` is stored, raises
+    /// its `deliveries` count by one.
+    fn record(&self, delivery: &Delivery<'_>) -> Result<Recorded, StoreError>;
+
+    /// Counts a malformed delivery and keeps it as a sample, at constant cost: the counter of
+    /// (`received_at` / [`DAY_MS`], kind, class) is incremented (created at 1), and the sample
+    /// slot `seq % SAMPLE_SLOTS` is overwritten, `seq` being one more than the newest kept
+    /// sample's. `m`'s fields are already cut to the sample sizes; `body_len` is the whole
+    /// body's length.
+    fn count_malformed(&self, m: &Malformed<'_>, body_len: usize, received_at: i64) -> Result<(), StoreError>;
+
+    /// Deletes at most `limit` rows in one transaction, among: callbacks and samples received
+    /// before `cutoff` (Unix ms), and counters of days that ended at or before it. Returns how
+    /// many it deleted (fewer than `limit`: none are left).
+    fn delete_before(&self, cutoff: i64, limit: usize) -> Result<usize, StoreError>;
+
+    /// All stored callbacks, oldest first.
+    fn callbacks(&self) -> Result<Vec<StoredCallback>, StoreError>;
+
+    /// All malformed counters, by day, kind and class.
+    fn malformed_counts(&self) -> Result<Vec<MalformedCount>, StoreError>;
+
+    /// The kept malformed samples, oldest first.
+    fn malformed_samples(&self) -> Result<Vec<MalformedSample>, StoreError>;
+}
+
+/// The callback store: a backend and the per-source quota in front of it. Cheap to clone, safe
+/// to share; clones share the backend and the quota.
 #[derive(Clone)]
 pub struct CallbackStore {
-    conn: Arc<Mutex<Connection>>,
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for CallbackStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackStore").field("rate_limit", &self.rate_limit()).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    backend: Arc<dyn CallbackBackend>,
+    quota: SourceQuota,
+    /// Dropped with the last handle: tells the sweeper threads to stop.
+    sweepers: Mutex<Vec<Sender<()>>>,
 }
 
 impl CallbackStore {
-    /// Opens (creating if needed) the database at `path` in WAL mode.
-    pub fn open(path: &Path) -> rusqlite::Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS callbacks (
-                id INTEGER PRIMARY KEY,
-                kind TEXT NOT NULL,
-                dedup_key TEXT NOT NULL UNIQUE,
-                query TEXT NOT NULL,
-                body TEXT NOT NULL,
-                error TEXT NOT NULL,
-                received_at INTEGER NOT NULL,
-                deliveries INTEGER NOT NULL DEFAULT 1
-            );",
-        )?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    /// Opens (creating if needed) the SQLite database at `path`, with the default
+    /// [`RateLimit`].
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self::new(Arc::new(sqlite::SqliteBackend::open(path)?), RateLimit::default()))
     }
 
-    /// Stores a delivery durably, or counts it as a retry of an identical stored one.
-    /// `error` is empty for a well-formed callback, else the reason it was refused.
-    pub fn record(&self, kind: &str, query: &str, body: &[u8], error: &str) -> rusqlite::Result<Recorded> {
+    /// A store over `backend`, charging each source against `limit`.
+    pub fn new(backend: Arc<dyn CallbackBackend>, limit: RateLimit) -> Self {
+        Self { inner: Arc::new(Inner { backend, quota: SourceQuota::new(limit), sweepers: Mutex::new(Vec::new()) }) }
+    }
+
+    /// The same backend behind a fresh quota of `limit` (for the handle given to the proxy).
+    pub fn with_rate_limit(self, limit: RateLimit) -> Self {
+        Self::new(self.inner.backend.clone(), limit)
+    }
+
+    /// The rate limit in force.
+    pub fn rate_limit(&self) -> RateLimit {
+        self.inner.quota.limit()
+    }
+
+    /// Charges one delivery to `source` (`None`: an unknown peer, one shared bucket). `Err`
+    /// when the source is over its limit: nothing may be written for that delivery.
+    pub fn admit(&self, source: Option<IpAddr>) -> Result<(), Refused> {
+        self.inner.quota.admit(source)
+    }
+
+    /// Stores a well-formed delivery durably, or counts it as a retry of an identical stored one.
+    pub fn record(&self, kind: &str, query: &str, body: &[u8]) -> Result<Recorded, StoreError> {
         let key = dedup_key(kind, query, body);
         let body = String::from_utf8_lossy(body);
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let inserted = conn.execute(
-            "INSERT INTO callbacks (kind, dedup_key, query, body, error, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(dedup_key) DO NOTHING",
-            params![kind, key, query, body, error, crate::unix_millis() as i64],
-        )?;
-        if inserted == 1 {
-            return Ok(Recorded::New);
-        }
-        conn.execute("UPDATE callbacks SET deliveries = deliveries + 1 WHERE dedup_key = ?1", params![key])?;
-        Ok(Recorded::Retry)
+        let delivery = Delivery { kind, dedup_key: &key, query, body: &body, received_at: now() };
+        self.inner.backend.record(&delivery)
+    }
+
+    /// Counts a malformed delivery and keeps it, cut to size, as one of the last
+    /// [`SAMPLE_SLOTS`] samples. Constant disk whatever the delivery's size.
+    pub fn count_malformed(&self, m: &Malformed<'_>) -> Result<(), StoreError> {
+        let cut = Malformed {
+            reason: cut_str(m.reason, SAMPLE_QUERY_BYTES),
+            content_type: cut_str(m.content_type, SAMPLE_CONTENT_TYPE_BYTES),
+            query: cut_str(m.query, SAMPLE_QUERY_BYTES),
+            body: &m.body[..m.body.len().min(SAMPLE_BODY_BYTES)],
+            ..*m
+        };
+        self.inner.backend.count_malformed(&cut, m.body.len(), now())
     }
 
     /// All stored callbacks, oldest first.
-    pub fn all(&self) -> rusqlite::Result<Vec<StoredCallback>> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt =
-            conn.prepare("SELECT kind, query, body, error, deliveries FROM callbacks ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(StoredCallback {
-                kind: r.get(0)?,
-                query: r.get(1)?,
-                body: r.get(2)?,
-                error: r.get(3)?,
-                deliveries: r.get(4)?,
-            })
-        })?;
-        rows.collect()
+    pub fn all(&self) -> Result<Vec<StoredCallback>, StoreError> {
+        self.inner.backend.callbacks()
+    }
+
+    /// All malformed counters.
+    pub fn malformed_counts(&self) -> Result<Vec<MalformedCount>, StoreError> {
+        self.inner.backend.malformed_counts()
+    }
+
+    /// The kept malformed samples, oldest first.
+    pub fn malformed_samples(&self) -> Result<Vec<MalformedSample>, StoreError> {
+        self.inner.backend.malformed_samples()
+    }
+
+    /// Deletes everything older than `retention`, in transactions of at most [`SWEEP_BATCH`]
+    /// rows (the lock is released between them, so receivers are never held up long).
+    pub fn sweep(&self, retention: Duration) -> Result<Swept, StoreError> {
+        let cutoff = now().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let mut swept = Swept::default();
+        loop {
+            let deleted = self.inner.backend.delete_before(cutoff, SWEEP_BATCH)?;
+            swept.rows += deleted;
+            swept.batches += 1;
+            if deleted < SWEEP_BATCH {
+                return Ok(swept);
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Sweeps on a background thread now and then every `every`, until the last handle of this
+    /// store is dropped.
+    pub fn spawn_sweeper(&self, retention: Duration, every: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        self.inner.sweepers.lock().unwrap_or_else(|e| e.into_inner()).push(stop);
+        let store: Weak<Inner> = Arc::downgrade(&self.inner);
+        std::thread::Builder::new().name("qys-callback-sweep".into()).spawn(move || loop {
+            let Some(inner) = store.upgrade() else { return };
+            match (CallbackStore { inner }).sweep(retention) {
+                Ok(swept) if swept.rows > 0 => {
+                    tracing::info!(rows = swept.rows, batches = swept.batches, "expired callback rows deleted")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "callback retention sweep failed"),
+            }
+            match stopped.recv_timeout(every) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+        })
     }
 }
 
-/// Identity of a delivery: kind, query and the body's exact bytes.
-fn dedup_key(kind: &str, query: &str, body: &[u8]) -> String {
+/// Identity of a delivery: hex SHA-256 over kind, query and the body's exact bytes, each as its
+/// u64-LE length followed by the bytes.
+pub fn dedup_key(kind: &str, query: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
     for part in [kind.as_bytes(), query.as_bytes(), body] {
         h.update((part.len() as u64).to_le_bytes());
@@ -104,22 +377,139 @@ fn dedup_key(kind: &str, query: &str, body: &[u8]) -> String {
     crate::sign::hex(&h.finalize())
 }
 
+fn now() -> i64 {
+    i64::try_from(crate::unix_millis()).unwrap_or(i64::MAX)
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn cut_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FORM: &str = "application/x-www-form-urlencoded";
+
+    fn malformed<'a>(query: &'a str, body: &'a [u8]) -> Malformed<'a> {
+        Malformed {
+            kind: "personal-auth",
+            class: MalformedClass::Fields,
+            reason: "mode is required",
+            source: Some("192.0.2.7".parse().unwrap()),
+            content_type: FORM,
+            query,
+            body,
+        }
+    }
 
     #[test]
     fn retries_are_counted_not_duplicated_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cb.sqlite3");
         let store = CallbackStore::open(&path).unwrap();
-        assert_eq!(store.record("personal-auth", "flow=a", b"mode=FACE&status=1", "").unwrap(), Recorded::New);
-        assert_eq!(store.record("personal-auth", "flow=a", b"mode=FACE&status=1", "").unwrap(), Recorded::Retry);
-        assert_eq!(store.record("personal-auth", "flow=b", b"mode=FACE&status=1", "").unwrap(), Recorded::New);
+        assert_eq!(store.record("personal-auth", "flow=a", b"mode=FACE&status=1").unwrap(), Recorded::New);
+        assert_eq!(store.record("personal-auth", "flow=a", b"mode=FACE&status=1").unwrap(), Recorded::Retry);
+        assert_eq!(store.record("personal-auth", "flow=b", b"mode=FACE&status=1").unwrap(), Recorded::New);
         drop(store);
         let all = CallbackStore::open(&path).unwrap().all().unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].deliveries, 2);
         assert_eq!(all[1].query, "flow=b");
+        assert!(all[1].error.is_empty());
+    }
+
+    #[test]
+    fn malformed_deliveries_are_counted_and_the_last_ones_sampled_cut_to_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CallbackStore::open(&dir.path().join("cb.sqlite3")).unwrap();
+        let big = vec![b'x'; 16 * 1024];
+        let long_query = "q=".to_owned() + &"é".repeat(400);
+        for i in 0..(SAMPLE_SLOTS + 30) {
+            let query = if i == SAMPLE_SLOTS + 29 { long_query.clone() } else { format!("n={i}") };
+            store.count_malformed(&malformed(&query, &big)).unwrap();
+        }
+        store.count_malformed(&Malformed { kind: "company-auth", class: MalformedClass::ContentType, ..malformed("", b"") }).unwrap();
+        let counts = store.malformed_counts().unwrap();
+        assert_eq!(counts.len(), 2, "{counts:?}");
+        let personal = counts.iter().find(|c| c.kind == "personal-auth").unwrap();
+        assert_eq!((personal.class.as_str(), personal.count), ("fields", SAMPLE_SLOTS + 30));
+        assert_eq!(personal.day, now() / DAY_MS);
+        let samples = store.malformed_samples().unwrap();
+        assert_eq!(samples.len() as i64, SAMPLE_SLOTS);
+        assert_eq!(samples.first().unwrap().seq, 32, "the oldest are overwritten");
+        assert_eq!(samples.last().unwrap().class, "content-type");
+        let cut = &samples[samples.len() - 2];
+        assert_eq!((cut.body.len(), cut.body_len), (SAMPLE_BODY_BYTES, 16 * 1024));
+        assert!(cut.query.len() <= SAMPLE_QUERY_BYTES && long_query.starts_with(&cut.query), "cut on a char boundary");
+        assert_eq!(cut.source, "192.0.2.7");
+        assert!(store.all().unwrap().is_empty(), "malformed deliveries are not stored as callbacks");
+    }
+
+    #[test]
+    fn the_sweep_deletes_old_rows_in_batches_and_keeps_recent_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cb.sqlite3");
+        let store = CallbackStore::open(&path).unwrap();
+        store.record("personal-auth", "flow=new", b"mode=FACE&status=1").unwrap();
+        store.count_malformed(&malformed("n=new", b"")).unwrap();
+        let old = now() - 10 * DAY_MS;
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for i in 0..(2 * SWEEP_BATCH + 7) {
+            conn.execute(
+                "INSERT INTO callbacks (kind, dedup_key, query, body, error, received_at) VALUES ('personal-auth', ?1, '', '', '', ?2)",
+                rusqlite::params![format!("old-{i}"), old],
+            )
+            .unwrap();
+        }
+        conn.execute("UPDATE malformed_samples SET received_at = ?1", [old]).unwrap();
+        conn.execute(
+            "INSERT INTO malformed_counts (day, kind, class, count, last_at) VALUES (?1, 'company-auth', 'fields', 3, ?2)",
+            rusqlite::params![old / DAY_MS, old],
+        )
+        .unwrap();
+        let swept = store.sweep(Duration::from_secs(5 * 86_400)).unwrap();
+        assert_eq!(swept.rows, 2 * SWEEP_BATCH + 7 + 2);
+        assert_eq!(swept.batches, 3);
+        let kept = store.all().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].query, "flow=new");
+        assert!(store.malformed_samples().unwrap().is_empty());
+        let counts = store.malformed_counts().unwrap();
+        assert_eq!(counts.len(), 1, "today's counter stays: {counts:?}");
+        assert_eq!(counts[0].day, now() / DAY_MS);
+        assert_eq!(store.sweep(Duration::from_secs(5 * 86_400)).unwrap(), Swept { rows: 0, batches: 1 });
+    }
+
+    #[test]
+    fn the_sweeper_stops_with_the_last_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CallbackStore::open(&dir.path().join("cb.sqlite3")).unwrap();
+        let thread = store.spawn_sweeper(Duration::from_secs(86_400), Duration::from_secs(3600)).unwrap();
+        let clone = store.clone();
+        drop(store);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!thread.is_finished(), "a handle is still alive");
+        drop(clone);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !thread.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "the sweeper thread did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn cut_str_keeps_whole_characters() {
+        assert_eq!(cut_str("abc", 5), "abc");
+        assert_eq!(cut_str("aé", 2), "a");
+        assert_eq!(cut_str("aé", 3), "aé");
     }
 }
