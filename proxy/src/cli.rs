@@ -85,6 +85,15 @@ pub struct Cli {
     /// Lifetime of a return-page token in seconds.
     #[arg(long, env = "QYS_RETURN_TOKEN_TTL", default_value_t = 1_800, global = true)]
     pub return_token_ttl: u64,
+    /// Per instance: flows whose platform confirmation is kept (least recently used out first).
+    #[arg(long, env = "QYS_CONFIRM_CACHE_ENTRIES", default_value_t = 10_000, global = true)]
+    pub confirm_cache_entries: usize,
+    /// Seconds a confirmation that is not a success (or that failed) is reused for its flow.
+    #[arg(long, env = "QYS_CONFIRM_RECHECK_SECS", default_value_t = 5, global = true)]
+    pub confirm_recheck_secs: u64,
+    /// Per instance: confirmation calls per second at most (bursts as large); beyond, 503.
+    #[arg(long, env = "QYS_CONFIRM_RATE", default_value_t = 20, global = true)]
+    pub confirm_rate: u32,
     /// SDK endpoint path.
     #[arg(long, env = "QYS_PROXY_PATH", default_value = "/qys/proxy", global = true)]
     pub proxy_path: String,
@@ -278,6 +287,14 @@ impl Cli {
         if self.connect_timeout_ms == 0 || self.timeout_ms == 0 || self.return_token_ttl == 0 {
             return Err("timeouts and QYS_RETURN_TOKEN_TTL must be greater than 0".into());
         }
+        if self.confirm_cache_entries == 0 || self.confirm_rate == 0 {
+            return Err("QYS_CONFIRM_CACHE_ENTRIES and QYS_CONFIRM_RATE must be greater than 0".into());
+        }
+        let confirm_limits = crate::proxy::ConfirmLimits {
+            entries: self.confirm_cache_entries,
+            recheck: Duration::from_secs(self.confirm_recheck_secs),
+            per_second: self.confirm_rate,
+        };
         let store = self.callback_store()?;
         let token_key = match &self.state_key {
             Some(k) if k.len() < 32 => return Err("QYS_STATE_KEY must be at least 32 characters".into()),
@@ -297,7 +314,8 @@ impl Cli {
                 secret,
                 Duration::from_millis(self.connect_timeout_ms),
                 Duration::from_millis(self.timeout_ms),
-            ),
+            )
+            .with_confirm_limits(confirm_limits),
             upstream_mode,
             miniprogram_env,
             allowed_origins,

@@ -298,7 +298,9 @@ fn server_url_and_credentials_alone_serve_every_action_through_the_page_url_apis
     });
 }
 
-/// Text from browsers and from the platform goes to the log Debug-escaped: it cannot forge lines.
+/// Text from browsers goes to the log Debug-escaped, and the platform's is screened (line breaks
+/// become spaces, other control characters go): neither can forge lines, and the browser gets
+/// the platform's message only so cleaned.
 #[test]
 fn untrusted_text_reaches_the_log_escaped() {
     use axum::routing::any;
@@ -337,11 +339,14 @@ fn untrusted_text_reaches_the_log_escaped() {
         }
         answers
     });
-    assert_eq!((answers[0]["code"].clone(), answers[0]["message"].as_str()), (json!(1110), Some(FORGED)), "passed through");
+    // It holds none of our header values, so it passes, on one line and without the escape code.
+    const CLEANED: &str = "NO VIEW forged: INFO qys_proxy: flow started [31m";
+    assert_eq!((answers[0]["code"].clone(), answers[0]["message"].as_str()), (json!(1110), Some(CLEANED)), "screened");
     assert_eq!(answers[1]["code"], 40002);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let log = proxy.log.lock().unwrap().clone();
     assert!(log.contains("platform call failed") && log.contains("refused SDK request"), "{log}");
-    assert!(log.contains(r"NO VIEW\nforged"), "the platform's message, escaped: {log}");
+    assert!(log.contains(CLEANED), "the platform's message, screened: {log}");
+    assert!(log.contains(r"evil\\nforged"), "the browser's action name, escaped: {log}");
     assert!(!log.contains("\nforged") && !log.contains('\u{1b}'), "a forged line or escape code in the log: {log}");
 }

@@ -2,11 +2,12 @@
 
 use std::fmt;
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::confirm::Unconfirmed;
 use super::return_page;
 use super::with_cors;
 use crate::platform::PlatformError;
@@ -38,6 +39,12 @@ pub enum ProxyError {
     ReturnLinkInvalid,
     /// The return page could not confirm the outcome with the platform: its 502 HTML page.
     ReturnUnconfirmed,
+    /// `outcome` while this instance's confirmation calls per second are spent: 503
+    /// `CONFIRMATIONS_BUSY` with `Retry-After: 1`.
+    Busy,
+    /// The return page while this instance's confirmation calls per second are spent: its 503
+    /// HTML page with `Retry-After: 1`.
+    ReturnBusy,
 }
 
 impl fmt::Display for ProxyError {
@@ -53,6 +60,7 @@ impl fmt::Display for ProxyError {
             Self::Storage(cause) => write!(f, "the callback could not be stored: {cause}"),
             Self::ReturnLinkInvalid => f.write_str("the return link is invalid or has expired"),
             Self::ReturnUnconfirmed => f.write_str("the outcome could not be confirmed with the platform"),
+            Self::Busy | Self::ReturnBusy => f.write_str("too many confirmations right now; retry in a moment"),
         }
     }
 }
@@ -68,6 +76,16 @@ impl From<ProtocolError> for ProxyError {
 impl From<PlatformError> for ProxyError {
     fn from(e: PlatformError) -> Self {
         Self::Platform(e)
+    }
+}
+
+/// `outcome`'s answers; the return page answers with its pages instead.
+impl From<Unconfirmed> for ProxyError {
+    fn from(e: Unconfirmed) -> Self {
+        match e {
+            Unconfirmed::Platform(e) => Self::Platform(e),
+            Unconfirmed::Busy => Self::Busy,
+        }
     }
 }
 
@@ -128,6 +146,16 @@ impl IntoResponse for ProxyError {
             ),
             Self::ReturnLinkInvalid => return_page::invalid_link(),
             Self::ReturnUnconfirmed => return_page::unconfirmed(),
+            Self::Busy => {
+                let mut busy = error_json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::CONFIRMATIONS_BUSY,
+                    "too many outcomes are being confirmed right now; retry in a moment",
+                );
+                busy.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                busy
+            }
+            Self::ReturnBusy => return_page::busy(),
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::token::TokenKey;
 use error::ProxyError;
 
 pub use callbacks::{check_company_callback, check_personal_callback};
+pub use confirm::{ConfirmLimits, Confirmations};
 pub use sdk::fill_template;
 
 /// Largest accepted request body.

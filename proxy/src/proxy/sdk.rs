@@ -172,7 +172,7 @@ impl App {
             }
         };
         let result = granted.inspect_err(|e| {
-            let (code, message) = e.code_and_message();
+            let (code, message) = e.logged();
             tracing::warn!(action = sdk.action.name(), contact = %Masked(&contact), code, message = ?message, "platform call failed");
         })?;
         tracing::info!(
@@ -199,10 +199,7 @@ impl App {
             })
             .inspect_err(|reason| tracing::info!(reason, "outcome refused a flow token"))
             .map_err(|_| ProxyError::FlowTokenInvalid)?;
-        let confirmed = confirm(&self.cfg.platform, &token).await.inspect_err(|e| {
-            let (code, message) = e.code_and_message();
-            tracing::warn!(action = token.action.name(), code, message = ?message, "could not confirm the outcome");
-        })?;
+        let confirmed = confirm(&self.cfg.platform, &token, false).await?;
         let result = match confirmed {
             Some((event, data)) => json!({"event": event, "data": data}),
             None => json!({"event": "pending"}),
