@@ -10,9 +10,15 @@
 //! - Rows older than the retention period are deleted in bounded batches
 //!   ([`CallbackStore::sweep`], run periodically by [`CallbackStore::spawn_sweeper`]).
 //!
+//! - With forwarding on ([`CallbackStore::with_forwarding`], `QYS_FORWARD_URL`), a well-formed
+//!   delivery also gets one **outbox** entry, in the same transaction that stores it; the
+//!   forwarder (`crate::forward`) claims due entries, delivers them to the integrator's backend
+//!   and records the outcome ([`OutboxEntry`], [`OutboxState`]).
+//!
 //! [`CallbackStore`] is the handle the proxy holds; where the rows go is a [`CallbackBackend`]
 //! (SQLite today, [`sqlite::SqliteBackend`]). A second backend implements that trait only: the
-//! dedup key, truncation, rate limit and the sweep's batching stay here.
+//! dedup key, truncation, rate limit, the sweep's batching and the forwarder's policy (backoff,
+//! give-up, confirmation, signing) stay outside it.
 
 pub mod quota;
 pub mod sqlite;
@@ -178,6 +184,117 @@ pub struct Delivery<'a> {
     pub body: &'a str,
     /// Unix milliseconds.
     pub received_at: i64,
+    /// Forwarding is on: the callback must have an outbox entry when `record` returns (created
+    /// `pending`, due at `received_at`, with a new callback — or with a retry of one stored while
+    /// forwarding was off; an existing entry is left as it is).
+    pub forward: bool,
+}
+
+/// Where an outbox entry stands.
+///
+/// ```text
+///   record ──▶ pending ──(2xx)──────────────▶ delivered
+///               ▲   │ ╲──(failure, young)──▶ pending, next_at later, attempts + 1
+///               │   └──(failure, older than give-up)──▶ dead
+///               └───────── replay ◀─────────────────── dead | delivered
+/// ```
+/// A `pending` entry is additionally *leased* while one forwarder works on it (`owner`,
+/// `locked_until`); an expired lease (the forwarder died) makes it claimable again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxState {
+    /// Waiting for (another) attempt at `next_at`.
+    Pending,
+    /// The backend answered 2xx.
+    Delivered,
+    /// Given up after the give-up age; counted, kept for `replay`.
+    Dead,
+}
+
+impl OutboxState {
+    /// The name stored in the database (`pending`, `delivered`, `dead`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// The state stored as `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "dead" => Some(Self::Dead),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One outbox entry with the callback it forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The callback's id (`callbacks.id`); the outbox entry shares it.
+    pub id: i64,
+    /// The callback's [`dedup_key`]: the `Idempotency-Key` of every attempt.
+    pub dedup_key: String,
+    /// `personal-auth` or `company-auth`.
+    pub kind: String,
+    /// The callback's query string.
+    pub query: String,
+    /// The callback's form body.
+    pub body: String,
+    /// When the callback was first received (Unix ms).
+    pub received_at: i64,
+    /// How many times the platform delivered it.
+    pub deliveries: i64,
+    /// Where the entry stands.
+    pub state: OutboxState,
+    /// Attempts recorded so far (delivered or failed; an attempt cut short by a crash is not).
+    pub attempts: i64,
+    /// When the next attempt is due (Unix ms).
+    pub next_at: i64,
+    /// When the entry was (re)enqueued (Unix ms): the give-up age counts from here.
+    pub enqueued_at: i64,
+    /// The forwarder holding the lease, or empty.
+    pub owner: String,
+    /// Until when it holds it (Unix ms; 0 when none).
+    pub locked_until: i64,
+    /// The last failure (HTTP status and a cut answer, or the transport error), or empty.
+    pub last_error: String,
+    /// The exact JSON body forwarded, fixed by the first attempt ([`CallbackBackend::fix_payload`])
+    /// so that every attempt with one `Idempotency-Key` carries one body; `None` before it.
+    pub payload: Option<String>,
+    /// When it was delivered or parked as dead (Unix ms).
+    pub finished_at: Option<i64>,
+}
+
+/// Which outbox entries [`CallbackBackend::outbox_list`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxFilter {
+    /// Every entry.
+    All,
+    /// Only entries in this state.
+    State(OutboxState),
+}
+
+/// How many outbox entries are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Waiting for an attempt (leased ones included).
+    pub pending: i64,
+    /// Delivered.
+    pub delivered: i64,
+    /// Parked as dead.
+    pub dead: i64,
+    /// Stored callbacks without an outbox entry (stored while forwarding was off).
+    pub unqueued: i64,
 }
 
 /// How many rows a sweep deleted.
@@ -214,11 +331,52 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// Where callbacks are kept. Each method is one durable transaction: when it returns `Ok`, the
-/// write survives a crash. Methods block; async callers run them off the async workers.
+/// Where callbacks (and their outbox) are kept. Each method is one durable transaction: when it
+/// returns `Ok`, the write survives a crash.
+///
+/// **Blocking and object-safe, on purpose** (kept so: backends are `Arc<dyn CallbackBackend>`):
+/// async callers run every method through `tokio::task::spawn_blocking` (the receivers, the
+/// forwarder) or call it directly from a thread (the sweeper, the `callbacks` CLI). A backend
+/// over an async driver blocks on its own runtime handle inside the method.
+///
+/// **Outbox contract** (issue 9). The outbox holds one entry per callback (same id, key
+/// `dedup_key`), created by [`record`](Self::record) in the transaction that stores the callback
+/// when [`Delivery::forward`] is set. Several forwarders (one per proxy instance, several
+/// instances on one PostgreSQL database) share it through leases:
+/// - [`claim_due`](Self::claim_due) hands an entry to at most one forwarder at a time: only
+///   `pending` entries with `next_at <= now` and `locked_until <= now` (no live lease), oldest
+///   `next_at` first, and sets `owner`, `locked_until = now + lease_ms` in the same transaction.
+///   SQLite: one `IMMEDIATE` transaction (a single writer). PostgreSQL: `UPDATE … WHERE id IN
+///   (SELECT id … ORDER BY next_at LIMIT n FOR UPDATE SKIP LOCKED) RETURNING …`.
+/// - [`mark_delivered`](Self::mark_delivered) holds whoever reports it (a delivery is a fact even
+///   when the lease has meanwhile expired); [`mark_failed`](Self::mark_failed) and
+///   [`park_dead`](Self::park_dead) only apply while `owner` still holds the lease of a `pending`
+///   entry (else they change nothing and return `false`: another forwarder has it now).
+/// - [`fix_payload`](Self::fix_payload): first writer wins, so one key never carries two bodies.
+/// - Times are Unix milliseconds given by the caller (the backend does not read a clock), so
+///   tests and the forwarder's policy decide them.
+///
+/// SQLite schema (PostgreSQL: the same columns, `BIGINT`/`TEXT`, `payload`/`finished_at` NULL):
+/// ```sql
+/// CREATE TABLE outbox (
+///     id INTEGER PRIMARY KEY,          -- = callbacks.id
+///     state TEXT NOT NULL,             -- 'pending' | 'delivered' | 'dead'
+///     attempts INTEGER NOT NULL DEFAULT 0,
+///     next_at INTEGER NOT NULL,        -- due (Unix ms)
+///     enqueued_at INTEGER NOT NULL,    -- give-up age counts from here; replay resets it
+///     owner TEXT NOT NULL DEFAULT '',  -- lease holder ('' = none)
+///     locked_until INTEGER NOT NULL DEFAULT 0,
+///     last_error TEXT NOT NULL DEFAULT '',
+///     payload TEXT,                    -- forwarded JSON body, fixed by the first attempt
+///     finished_at INTEGER              -- delivered / dead at
+/// );
+/// CREATE INDEX outbox_due ON outbox (next_at) WHERE state = 'pending';
+/// CREATE INDEX outbox_state ON outbox (state, id);
+/// ```
 pub trait CallbackBackend: Send + Sync + 'static {
     /// Inserts a well-formed delivery, or, when one with the same `dedup_key` is stored, raises
-    /// its `deliveries` count by one.
+    /// its `deliveries` count by one. With [`Delivery::forward`], also makes sure its outbox
+    /// entry exists (inserted `pending`, `next_at = enqueued_at = received_at`), same transaction.
     fn record(&self, delivery: &Delivery<'_>) -> Result<Recorded, StoreError>;
 
     /// Counts a malformed delivery and keeps it as a sample, at constant cost: the counter of
@@ -228,9 +386,10 @@ pub trait CallbackBackend: Send + Sync + 'static {
     /// body's length.
     fn count_malformed(&self, m: &Malformed<'_>, body_len: usize, received_at: i64) -> Result<(), StoreError>;
 
-    /// Deletes at most `limit` rows in one transaction, among: callbacks and samples received
-    /// before `cutoff` (Unix ms), and counters of days that ended at or before it. Returns how
-    /// many it deleted (fewer than `limit`: none are left).
+    /// Deletes at most `limit` rows in one transaction, among: callbacks (with their outbox
+    /// entries, whatever their state) and samples received before `cutoff` (Unix ms), and
+    /// counters of days that ended at or before it. Returns how many it deleted (fewer than
+    /// `limit`: none are left).
     fn delete_before(&self, cutoff: i64, limit: usize) -> Result<usize, StoreError>;
 
     /// All stored callbacks, oldest first.
@@ -241,6 +400,55 @@ pub trait CallbackBackend: Send + Sync + 'static {
 
     /// The kept malformed samples, oldest first.
     fn malformed_samples(&self) -> Result<Vec<MalformedSample>, StoreError>;
+
+    // ---- outbox (issue 9) ----
+
+    /// Leases up to `limit` due entries to `owner` until `now + lease_ms`: `pending`,
+    /// `next_at <= now`, `locked_until <= now`, by `next_at` then `id`. The returned entries
+    /// carry the new lease. Two concurrent calls never return the same entry while the lease runs.
+    fn claim_due(&self, now: i64, limit: usize, owner: &str, lease_ms: i64) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Sets the entry's forwarded body if it has none yet, and returns the body it has now
+    /// (this one, or the one an earlier attempt fixed). `Err` if there is no such entry.
+    fn fix_payload(&self, id: i64, payload: &str) -> Result<String, StoreError>;
+
+    /// A `pending` entry was delivered at `at`: `delivered`, `finished_at = at`, attempts + 1,
+    /// lease cleared, `last_error` kept. Whoever holds the lease. `false` if it was not pending.
+    fn mark_delivered(&self, id: i64, at: i64) -> Result<bool, StoreError>;
+
+    /// An attempt by `owner` failed: attempts + 1, `next_at`, `last_error = error`, lease
+    /// cleared; stays `pending`. `false` (nothing changed) unless `owner` holds its lease.
+    fn mark_failed(&self, id: i64, owner: &str, next_at: i64, error: &str) -> Result<bool, StoreError>;
+
+    /// The last attempt by `owner` failed and the entry is too old to retry: `dead`,
+    /// attempts + 1, `finished_at = at`, `last_error = error`, lease cleared. `false` (nothing
+    /// changed) unless `owner` holds its lease.
+    fn park_dead(&self, id: i64, owner: &str, at: i64, error: &str) -> Result<bool, StoreError>;
+
+    /// Clears every lease `owner` holds (a forwarder stopping); returns how many.
+    fn release(&self, owner: &str) -> Result<usize, StoreError>;
+
+    /// Makes the entry of callback `id` `pending` again, due at `now`: attempts 0,
+    /// `enqueued_at = now`, lease and `finished_at` cleared; `payload` and `last_error` kept
+    /// (a replay resends the same body under the same key). Creates the entry when the callback
+    /// has none. `false` if there is no callback `id`.
+    fn replay(&self, id: i64, now: i64) -> Result<bool, StoreError>;
+
+    /// [`replay`](Self::replay) of every `dead` entry; returns how many.
+    fn replay_dead(&self, now: i64) -> Result<usize, StoreError>;
+
+    /// Entries matching `filter` with `id > after_id`, by id, at most `limit`.
+    fn outbox_list(&self, filter: OutboxFilter, after_id: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// The entry of callback `id`, if it has one.
+    fn outbox_get(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError>;
+
+    /// How many entries are in each state (and callbacks without one).
+    fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// When the earliest `pending` entry becomes claimable: min over `pending` of
+    /// `max(next_at, locked_until)`; `None` when none is pending.
+    fn next_due(&self) -> Result<Option<i64>, StoreError>;
 }
 
 /// The callback store: a backend and the per-source quota in front of it. Cheap to clone, safe
@@ -252,7 +460,10 @@ pub struct CallbackStore {
 
 impl fmt::Debug for CallbackStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallbackStore").field("rate_limit", &self.rate_limit()).finish_non_exhaustive()
+        f.debug_struct("CallbackStore")
+            .field("rate_limit", &self.rate_limit())
+            .field("forwarding", &self.forwarding())
+            .finish_non_exhaustive()
     }
 }
 
@@ -261,6 +472,11 @@ struct Inner {
     quota: SourceQuota,
     /// Dropped with the last handle: tells the sweeper threads to stop.
     sweepers: Mutex<Vec<Sender<()>>>,
+    /// `record` also enqueues an outbox entry.
+    forward: bool,
+    /// Woken when `record` stored something while forwarding (shared by handles over one backend
+    /// made by [`CallbackStore::with_rate_limit`] / [`CallbackStore::with_forwarding`]).
+    enqueued: Arc<tokio::sync::Notify>,
 }
 
 impl CallbackStore {
@@ -272,12 +488,39 @@ impl CallbackStore {
 
     /// A store over `backend`, charging each source against `limit`.
     pub fn new(backend: Arc<dyn CallbackBackend>, limit: RateLimit) -> Self {
-        Self { inner: Arc::new(Inner { backend, quota: SourceQuota::new(limit), sweepers: Mutex::new(Vec::new()) }) }
+        Self::build(backend, limit, false, Arc::default())
+    }
+
+    fn build(backend: Arc<dyn CallbackBackend>, limit: RateLimit, forward: bool, enqueued: Arc<tokio::sync::Notify>) -> Self {
+        let sweepers = Mutex::new(Vec::new());
+        Self { inner: Arc::new(Inner { backend, quota: SourceQuota::new(limit), sweepers, forward, enqueued }) }
     }
 
     /// The same backend behind a fresh quota of `limit` (for the handle given to the proxy).
     pub fn with_rate_limit(self, limit: RateLimit) -> Self {
-        Self::new(self.inner.backend.clone(), limit)
+        Self::build(self.inner.backend.clone(), limit, self.inner.forward, self.inner.enqueued.clone())
+    }
+
+    /// The same backend and a fresh quota of the same limit; with `forward`, every well-formed
+    /// delivery [`record`](Self::record)ed through it gets an outbox entry in its transaction.
+    pub fn with_forwarding(self, forward: bool) -> Self {
+        Self::build(self.inner.backend.clone(), self.rate_limit(), forward, self.inner.enqueued.clone())
+    }
+
+    /// Whether [`record`](Self::record) enqueues outbox entries.
+    pub fn forwarding(&self) -> bool {
+        self.inner.forward
+    }
+
+    /// The backend (the forwarder and the `callbacks` CLI work on it directly).
+    pub fn backend(&self) -> Arc<dyn CallbackBackend> {
+        self.inner.backend.clone()
+    }
+
+    /// Completes after a [`record`](Self::record) with forwarding on, through any handle over
+    /// this backend made from this one (one stored permit: a record before the wait counts).
+    pub async fn enqueued(&self) {
+        self.inner.enqueued.notified().await
     }
 
     /// The rate limit in force.
@@ -295,8 +538,13 @@ impl CallbackStore {
     pub fn record(&self, kind: &str, query: &str, body: &[u8]) -> Result<Recorded, StoreError> {
         let key = dedup_key(kind, query, body);
         let body = String::from_utf8_lossy(body);
-        let delivery = Delivery { kind, dedup_key: &key, query, body: &body, received_at: now() };
-        self.inner.backend.record(&delivery)
+        let forward = self.inner.forward;
+        let delivery = Delivery { kind, dedup_key: &key, query, body: &body, received_at: now(), forward };
+        let recorded = self.inner.backend.record(&delivery)?;
+        if forward {
+            self.inner.enqueued.notify_one();
+        }
+        Ok(recorded)
     }
 
     /// Counts a malformed delivery and keeps it, cut to size, as one of the last
@@ -377,7 +625,8 @@ pub fn dedup_key(kind: &str, query: &str, body: &[u8]) -> String {
     crate::sign::hex(&h.finalize())
 }
 
-fn now() -> i64 {
+/// Milliseconds since the Unix epoch, as the store's times are kept.
+pub fn now() -> i64 {
     i64::try_from(crate::unix_millis()).unwrap_or(i64::MAX)
 }
 
@@ -504,6 +753,68 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the sweeper thread did not stop");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn the_outbox_follows_its_states_and_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cb.sqlite3");
+        let off = CallbackStore::open(&path).unwrap();
+        off.record("personal-auth", "flow=off", b"mode=FACE&status=1").unwrap();
+        let store = off.clone().with_forwarding(true);
+        store.record("personal-auth", "flow=a", b"mode=FACE&status=1").unwrap();
+        store.record("personal-auth", "flow=a", b"mode=FACE&status=1").unwrap();
+        store.record("company-auth", "flow=b", b"status=1&actionEvent=0&requestId=r").unwrap();
+        let b = store.backend();
+        assert_eq!(b.outbox_counts().unwrap(), OutboxCounts { pending: 2, delivered: 0, dead: 0, unqueued: 1 });
+        let t = now() + 1000;
+        let claimed = b.claim_due(t, 10, "one", 5000).unwrap();
+        assert_eq!(claimed.len(), 2, "one entry per callback, retries included");
+        assert_eq!(claimed[0].query, "flow=a");
+        assert_eq!(claimed[0].deliveries, 2);
+        assert_eq!(claimed[0].dedup_key, dedup_key("personal-auth", "flow=a", b"mode=FACE&status=1"));
+        assert_eq!((claimed[0].owner.as_str(), claimed[0].locked_until), ("one", t + 5000));
+        assert!(b.claim_due(t, 10, "two", 5000).unwrap().is_empty(), "leased entries are not claimed twice");
+        assert_eq!(b.next_due().unwrap(), Some(t + 5000));
+        let (a, c) = (claimed[0].id, claimed[1].id);
+        assert_eq!(b.fix_payload(a, "{\"x\":1}").unwrap(), "{\"x\":1}");
+        assert_eq!(b.fix_payload(a, "{\"x\":2}").unwrap(), "{\"x\":1}", "the first body stays");
+        assert!(!b.mark_failed(a, "two", t + 100, "HTTP 500").unwrap(), "not the lease holder");
+        assert!(b.mark_failed(a, "one", t + 100, "HTTP 500").unwrap());
+        assert!(b.park_dead(c, "one", t, "HTTP 500").unwrap());
+        let e = b.outbox_get(a).unwrap().unwrap();
+        assert_eq!((e.state, e.attempts, e.next_at, e.owner.as_str(), e.last_error.as_str()), (OutboxState::Pending, 1, t + 100, "", "HTTP 500"));
+        let again = b.claim_due(t + 100, 10, "two", 5000).unwrap();
+        assert_eq!(again.iter().map(|e| e.id).collect::<Vec<_>>(), vec![a]);
+        assert_eq!(again[0].payload.as_deref(), Some("{\"x\":1}"));
+        // An expired lease is claimable by another forwarder; the first one's report then counts
+        // only if it is a delivery.
+        let stolen = b.claim_due(t + 100 + 5000, 10, "three", 5000).unwrap();
+        assert_eq!(stolen.len(), 1);
+        assert!(!b.mark_failed(a, "two", t, "late").unwrap());
+        assert!(b.mark_delivered(a, t + 6000).unwrap());
+        assert!(!b.mark_delivered(a, t + 6001).unwrap(), "already delivered");
+        assert_eq!(b.outbox_counts().unwrap(), OutboxCounts { pending: 0, delivered: 1, dead: 1, unqueued: 1 });
+        assert_eq!(b.next_due().unwrap(), None);
+        let dead = b.outbox_list(OutboxFilter::State(OutboxState::Dead), 0, 10).unwrap();
+        assert_eq!(dead.iter().map(|e| e.id).collect::<Vec<_>>(), vec![c]);
+        assert_eq!(b.replay_dead(t + 7000).unwrap(), 1);
+        let off_id = off.all().unwrap().len() as i64 - 2; // ids 1.. in arrival order: flow=off is 1
+        assert_eq!(off_id, 1);
+        assert!(b.outbox_get(1).unwrap().is_none());
+        assert!(b.replay(1, t + 7000).unwrap(), "a callback stored while forwarding was off is enqueued");
+        assert!(!b.replay(999, t).unwrap());
+        assert_eq!(b.outbox_counts().unwrap(), OutboxCounts { pending: 2, delivered: 1, dead: 0, unqueued: 0 });
+        let c2 = b.outbox_get(c).unwrap().unwrap();
+        assert_eq!((c2.state, c2.attempts, c2.enqueued_at, c2.finished_at), (OutboxState::Pending, 0, t + 7000, None));
+        assert_eq!(b.claim_due(t + 7000, 1, "four", 5000).unwrap().len(), 1, "limit");
+        assert_eq!(b.release("four").unwrap(), 1);
+        assert_eq!(b.claim_due(t + 7000, 10, "five", 5000).unwrap().len(), 2);
+        assert_eq!(b.outbox_list(OutboxFilter::All, 1, 10).unwrap().len(), 2, "after_id");
+        // The sweep takes the outbox entries with their callbacks.
+        drop((off, store, b));
+        let swept = CallbackStore::open(&path).unwrap().sweep(Duration::ZERO).unwrap();
+        assert_eq!(swept.rows, 3 + 3);
     }
 
     #[test]
