@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::platform::Platform;
 use crate::proxy::{callback_allowlist_entry, Paths, ProxyConfig, UpstreamMode};
 use crate::sandbox::world::Fixtures;
-use crate::sandbox::SandboxConfig;
+use crate::sandbox::{CallbackOrigins, SandboxConfig};
 use crate::store::{CallbackStore, RateLimit};
 use crate::token::TokenKey;
 use crate::Secret;
@@ -124,6 +124,11 @@ pub struct Cli {
     /// Sandbox pause before the third server-callback try, in milliseconds.
     #[arg(long, env = "QYS_SANDBOX_RETRY_DELAY_MS", default_value_t = 60_000, global = true)]
     pub sandbox_retry_delay_ms: u64,
+    /// Origins the sandbox's H5 pages may redirect to when they finish (callbackPage),
+    /// comma-separated exact origins. Default: http loopback (127.0.0.0/8, localhost, [::1]) for
+    /// `qys-proxy sandbox`; the proxy's own origin (plus these) for the embedded sandbox.
+    #[arg(long, env = "QYS_SANDBOX_CALLBACK_ORIGINS", value_delimiter = ',', global = true)]
+    pub sandbox_callback_origins: Vec<String>,
 }
 
 /// Subcommands.
@@ -145,8 +150,9 @@ pub enum Mode {
     PageUrl,
 }
 
-/// Longest mini-program environment name.
-const MINIPROGRAM_ENV_MAX: usize = 32;
+/// The mini-program plugin environments: production, the test platform, this sandbox. The host
+/// page (`miniprogram/pages/qys/qys.js`) refuses any other.
+pub const MINIPROGRAM_ENVS: [&str; 3] = ["com", "cn", "sandbox"];
 
 /// The plugin environment for a platform at `platform_url`: the sandbox's own, `cn` for the
 /// test platform (`…qiyuesuo.cn`), else production's `com`.
@@ -204,7 +210,24 @@ impl Cli {
                 .map_err(|e| format!("QYS_SANDBOX_FIXTURES {} is not valid: {e}", path.display()))?;
         }
         cfg.callback_retry_delay = Duration::from_millis(self.sandbox_retry_delay_ms);
+        cfg.callback_origins = self.sandbox_callback_origins(None)?;
         Ok(cfg)
+    }
+
+    /// `QYS_SANDBOX_CALLBACK_ORIGINS`, plus the origin of `proxy_url` for an embedded sandbox;
+    /// with neither, http loopback.
+    pub fn sandbox_callback_origins(&self, proxy_url: Option<&str>) -> Result<CallbackOrigins, String> {
+        let mut exact = Vec::new();
+        for entry in self.sandbox_callback_origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+            let origin = CallbackOrigins::origin_of(entry)
+                .map_err(|why| format!("QYS_SANDBOX_CALLBACK_ORIGINS entry {entry:?} {why}"))?;
+            exact.push(origin);
+        }
+        if let Some(proxy_url) = proxy_url {
+            let url = url::Url::parse(proxy_url).map_err(|e| format!("proxy URL {proxy_url:?}: {e}"))?;
+            exact.push(url.origin().ascii_serialization());
+        }
+        Ok(if exact.is_empty() { CallbackOrigins::default() } else { CallbackOrigins { loopback: false, exact } })
     }
 
     /// Proxy settings; `platform_url` is the platform (or embedded sandbox) base URL and
@@ -266,12 +289,11 @@ impl Cli {
             Some(env) => env.clone(),
             None => default_miniprogram_env(platform_url, embedded_sandbox).to_owned(),
         };
-        if miniprogram_env.is_empty()
-            || miniprogram_env.len() > MINIPROGRAM_ENV_MAX
-            || !miniprogram_env.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !MINIPROGRAM_ENVS.contains(&miniprogram_env.as_str()) {
             return Err(format!(
-                "QYS_MINIPROGRAM_ENV {miniprogram_env:?} must be 1–{MINIPROGRAM_ENV_MAX} lowercase letters, digits or -"
+                "QYS_MINIPROGRAM_ENV {miniprogram_env:?} must be one of {} (the environments the mini-program \
+                 host page accepts)",
+                MINIPROGRAM_ENVS.join(", ")
             ));
         }
         for (name, path) in [
@@ -388,6 +410,41 @@ mod tests {
         assert_eq!(default_miniprogram_env("https://openapi.qiyuesuo.com", false), "com");
         assert_eq!(default_miniprogram_env("https://cn.example.org", false), "com");
         assert_eq!(default_miniprogram_env("http://127.0.0.1:8081", true), "sandbox");
+    }
+
+    #[test]
+    fn mini_program_env_is_one_the_host_page_accepts() {
+        let env = |value: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("db.sqlite3");
+            let args = ["--database", db.to_str().unwrap(), "--miniprogram-env", value];
+            let bound = "127.0.0.1:1".parse().unwrap();
+            cli(&args).proxy_config("https://openapi.example", "t", Secret::new("s"), bound, false).map(|c| c.miniprogram_env)
+        };
+        for accepted in MINIPROGRAM_ENVS {
+            assert_eq!(env(accepted).as_deref(), Ok(accepted));
+        }
+        for refused in ["", "Com", "com ", "test", "prod", "sandbox-2", "cn\n"] {
+            let error = env(refused).unwrap_err();
+            assert!(error.contains("must be one of com, cn, sandbox"), "{refused:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn sandbox_callback_origins_default_to_loopback_alone_and_to_the_proxy_embedded() {
+        let alone = cli(&[]).sandbox_callback_origins(None).unwrap();
+        assert_eq!(alone, CallbackOrigins::default());
+        let embedded = cli(&[]).sandbox_callback_origins(Some("https://proxy.example/base")).unwrap();
+        assert_eq!(embedded, CallbackOrigins { loopback: false, exact: vec!["https://proxy.example".into()] });
+        let listed = cli(&["--sandbox-callback-origins", "https://a.example, http://127.0.0.1:9/"]);
+        assert_eq!(listed.sandbox_callback_origins(None).unwrap().exact, ["https://a.example", "http://127.0.0.1:9"]);
+        let both = listed.sandbox_callback_origins(Some("http://127.0.0.1:8080")).unwrap();
+        assert_eq!(both.exact, ["https://a.example", "http://127.0.0.1:9", "http://127.0.0.1:8080"]);
+        assert!(!both.loopback);
+        for bad in ["https://a.example/path", "*", "javascript:alert(1)", "https://u@a.example"] {
+            let error = cli(&["--sandbox-callback-origins", bad]).sandbox_callback_origins(None).unwrap_err();
+            assert!(error.starts_with("QYS_SANDBOX_CALLBACK_ORIGINS entry"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         tasks.push(spawn_server(listener, sandbox::router(cfg)));
         announce(format!("sandbox platform: {url}"));
     } else {
+        let mut embedded_sandbox = None;
         let (platform_url, token, secret, embedded) = match &cli.server_url {
             Some(server) => {
                 let server = check_base_url("QYS_SERVER_URL", server)?;
@@ -60,7 +61,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 let listener = bind("sandbox", cli.sandbox_listen).await?;
                 let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
                 let cfg = cli.sandbox_config(token.clone(), secret.clone(), url.clone())?;
-                tasks.push(spawn_server(listener, sandbox::router(cfg)));
+                embedded_sandbox = Some((listener, cfg)); // served once the proxy's origin is known
                 announce(format!("sandbox platform: {url}"));
                 (url, token, secret, true)
             }
@@ -70,6 +71,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         let cfg = cli.proxy_config(&platform_url, &token, secret, bound, embedded)?;
         let (public_url, endpoint) = (cfg.public_url.clone(), cfg.paths.proxy.clone());
         let has_www = cfg.static_dirs.iter().any(|(mount, _)| mount == "/");
+        if let Some((listener, mut sandbox_cfg)) = embedded_sandbox {
+            // The embedded sandbox's pages redirect only to the proxy (its return page).
+            sandbox_cfg.callback_origins = cli.sandbox_callback_origins(Some(&public_url))?;
+            tasks.push(spawn_server(listener, sandbox::router(sandbox_cfg)));
+        }
         tasks.push(spawn_server(listener, proxy::router(cfg)));
         announce(format!("proxy: {public_url} (SDK endpoint POST {endpoint})"));
         if has_www {

@@ -65,6 +65,8 @@ pub struct SandboxConfig {
     pub nonce_ttl: Duration,
     /// How long tickets and page URLs stay valid.
     pub session_ttl: Duration,
+    /// Where the H5 pages may send the browser when they finish (`callbackPage`).
+    pub callback_origins: CallbackOrigins,
 }
 
 impl SandboxConfig {
@@ -79,6 +81,77 @@ impl SandboxConfig {
             max_skew: Duration::from_secs(15 * 60),
             nonce_ttl: Duration::from_secs(10 * 60),
             session_ttl: Duration::from_secs(30 * 60),
+            callback_origins: CallbackOrigins::default(),
+        }
+    }
+}
+
+/// The origins a finished H5 page may redirect to: its `callbackPage` is followed only when it is
+/// an absolute `http(s)` URL without user-info (WHATWG-parsed) whose origin is allowed here; any
+/// other finishes on the sandbox's own page. The default allows `http://` loopback only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackOrigins {
+    /// `http://` on 127.0.0.0/8, `localhost` or `[::1]`, any port.
+    pub loopback: bool,
+    /// Exact origins (`scheme://host[:port]`, serialised as WHATWG URL does: lowercase host,
+    /// default port omitted).
+    pub exact: Vec<String>,
+}
+
+impl Default for CallbackOrigins {
+    /// Loopback only.
+    fn default() -> Self {
+        Self { loopback: true, exact: Vec::new() }
+    }
+}
+
+impl CallbackOrigins {
+    /// Exactly `origins` (no loopback), each checked by [`Self::origin_of`].
+    pub fn exact<S: AsRef<str>>(origins: impl IntoIterator<Item = S>) -> Result<Self, String> {
+        let exact = origins.into_iter().map(|o| Self::origin_of(o.as_ref())).collect::<Result<_, _>>()?;
+        Ok(Self { loopback: false, exact })
+    }
+
+    /// An exact origin `scheme://host[:port]` (one trailing `/` accepted), checked to be http(s)
+    /// and written as WHATWG URL serialises it (lowercase host, no default port), so that the
+    /// allow-list compares text.
+    pub fn origin_of(text: &str) -> Result<String, String> {
+        let url = url::Url::parse(text).map_err(|_| "is not an origin like https://shop.example".to_owned())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err("must be an http(s) origin".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain user-info".into());
+        }
+        let origin = url.origin().ascii_serialization();
+        if origin != text.strip_suffix('/').unwrap_or(text) {
+            return Err(format!("must be an exact origin scheme://host[:port] without a path, written {origin}"));
+        }
+        Ok(origin)
+    }
+
+    /// `callback_page` as the URL to redirect to (its WHATWG serialisation, which is what was
+    /// checked), or why it is refused.
+    pub fn check(&self, callback_page: &str) -> Result<url::Url, &'static str> {
+        let url = url::Url::parse(callback_page).map_err(|_| "not an absolute URL")?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("not an http(s) URL");
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("the URL carries user-info");
+        }
+        let loopback = url.scheme() == "http"
+            && match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(name)) => name == "localhost",
+                None => false,
+            };
+        let origin = url.origin().ascii_serialization();
+        if (self.loopback && loopback) || self.exact.contains(&origin) {
+            Ok(url)
+        } else {
+            Err("its origin is not one of the sandbox's callback origins")
         }
     }
 }
@@ -232,6 +305,63 @@ mod tests {
         headers.insert(HEADER_SIGNATURE, sign::signature("t", "s", &timestamp, nonce).parse().unwrap());
         headers.insert(HEADER_TIMESTAMP, timestamp.parse().unwrap());
         headers
+    }
+
+    #[test]
+    fn loopback_callback_origins_allow_http_loopback_only() {
+        let loopback = CallbackOrigins::default();
+        for allowed in [
+            "http://127.0.0.1:8080/qys/return?t=a.b",
+            "http://127.9.8.7/",
+            "http://127.1/",
+            "http://localhost:3000/r",
+            "http://LOCALHOST/r",
+            "http://[::1]:8/",
+            " http://127.0.0.1/r",
+        ] {
+            assert!(loopback.check(allowed).is_ok(), "{allowed}");
+        }
+        assert_eq!(loopback.check(" http://127.1/r").unwrap().as_str(), "http://127.0.0.1/r", "the URL checked is sent");
+        for refused in [
+            "https://evil.test/",
+            "//evil.test",
+            "/relative",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "http://user@127.0.0.1:1/",
+            "http://:pass@127.0.0.1/",
+            "https://127.0.0.1/",
+            "http://localhost.evil.test/",
+            "http://127.0.0.1.evil.test/",
+            "http:\\\\evil.test",
+            "http:evil.test",
+            "http://10.0.0.1/",
+            "",
+        ] {
+            assert!(loopback.check(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn exact_callback_origins_allow_those_origins_only() {
+        let exact = CallbackOrigins::exact(["https://shop.example", "http://127.0.0.1:8080/"]).unwrap();
+        assert_eq!(exact.exact, ["https://shop.example", "http://127.0.0.1:8080"]);
+        for allowed in ["https://shop.example/r?x=1", "https://shop.example:443/r", "https://SHOP.example/", "http://127.0.0.1:8080/"] {
+            assert!(exact.check(allowed).is_ok(), "{allowed}");
+        }
+        for refused in [
+            "https://shop.example:444/",
+            "http://shop.example/",
+            "https://shop.example.evil.test/",
+            "https://user@shop.example/",
+            "http://127.0.0.1:8081/",
+            "http://localhost:8080/",
+        ] {
+            assert!(exact.check(refused).is_err(), "{refused}");
+        }
+        for bad in ["https://shop.example/r", "HTTPS://shop.example", "https://shop.example:443", "ftp://x", "*", "https://u@shop.example", "shop.example"] {
+            assert!(CallbackOrigins::origin_of(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

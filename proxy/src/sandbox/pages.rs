@@ -2,7 +2,8 @@
 //! two ways by one implementation:
 //!
 //! - the browser H5 page `GET /h5?ticket=…[&callbackPage=…]` (form `POST /h5/action`), which
-//!   finishes by redirecting to `callbackPage`;
+//!   finishes by redirecting to `callbackPage` when its origin is one of the sandbox's
+//!   [`CallbackOrigins`](super::CallbackOrigins), else on a page of its own;
 //! - the 契约锁 mini-program plugin's pages `GET /plugin/<page>?ticket=…&env=sandbox[&hasCb=true]`
 //!   (`doc`, `personal-auth`, `enterprise-auth`; form `POST /plugin/action`), which finish on a
 //!   page whose `#qys-sandbox-plugin-done[data-event]` names the event the plugin would fire
@@ -19,8 +20,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{json, Value};
 
+use qys_sdk_wasm::params::Action;
+use qys_sdk_wasm::presentation::plugin_page;
+
 use super::world::{Company, Person, Session, SessionKind};
-use super::{deliver, Shared};
+use super::{deliver, Sandbox, Shared};
 use crate::html::{escape, page};
 use crate::unix_millis;
 
@@ -54,42 +58,41 @@ fn session(sb: &Shared, params: &Params) -> Result<(String, Arc<Session>), Refus
     }
 }
 
-/// A page of the 契约锁 mini-program plugin (`plugin://qyssdk-plugin/<page>`).
+/// A page of the 契约锁 mini-program plugin (`plugin://qyssdk-plugin/<page>`), named by the SDK's
+/// core ([`plugin_page`]) so that the SDK and the sandbox cannot disagree: `doc` (both signing
+/// actions), `personal-auth`, `enterprise-auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PluginPage {
-    /// `doc`: contract signing.
-    Doc,
-    /// `personal-auth`.
-    PersonalAuth,
-    /// `enterprise-auth`.
-    EnterpriseAuth,
-}
+struct PluginPage(&'static str);
 
 impl PluginPage {
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "doc" => Some(Self::Doc),
-            "personal-auth" => Some(Self::PersonalAuth),
-            "enterprise-auth" => Some(Self::EnterpriseAuth),
-            _ => None,
+    /// Every page, one per action (the two signing actions share `doc`).
+    fn all() -> Vec<Self> {
+        let mut pages = Vec::new();
+        for page in Action::ALL.map(|action| Self(plugin_page(action))) {
+            if !pages.contains(&page) {
+                pages.push(page);
+            }
         }
+        pages
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Action::ALL.into_iter().map(plugin_page).find(|page| *page == name).map(Self)
     }
 
     fn name(self) -> &'static str {
-        match self {
-            Self::Doc => "doc",
-            Self::PersonalAuth => "personal-auth",
-            Self::EnterpriseAuth => "enterprise-auth",
-        }
+        self.0
     }
 
-    /// The page a session's ticket opens.
+    /// The page a session's ticket opens: the page of the session's action.
     fn of(kind: &SessionKind) -> Self {
-        match kind {
-            SessionKind::Sign { .. } => Self::Doc,
-            SessionKind::PersonalAuth(_) => Self::PersonalAuth,
-            SessionKind::CompanyAuth { .. } => Self::EnterpriseAuth,
-        }
+        let action = match kind {
+            // Sessions do not record which signing action asked; both open the same page.
+            SessionKind::Sign { .. } => Action::PersonalSign,
+            SessionKind::PersonalAuth(_) => Action::PersonalAuth,
+            SessionKind::CompanyAuth { .. } => Action::EnterpriseAuth,
+        };
+        Self(plugin_page(action))
     }
 }
 
@@ -124,7 +127,8 @@ impl Finish {
 
 /// Where a page is shown: what its form posts, what it carries along and how it finishes.
 enum Surface {
-    /// `/h5`: finishing redirects to `callbackPage` (the session's, else the page URL's).
+    /// `/h5`: finishing redirects to `callbackPage` (the session's, else the page URL's) if its
+    /// origin is allowed.
     H5 { callback_page: Option<String> },
     /// `/plugin/<page>`: finishing shows the event the plugin would fire.
     Plugin { page: PluginPage, has_cb: bool },
@@ -187,19 +191,28 @@ impl Surface {
         }
     }
 
-    fn finish(&self, session: &Session, how: Finish) -> Response {
+    fn finish(&self, sb: &Sandbox, session: &Session, how: Finish) -> Response {
         match self {
             Self::H5 { callback_page } => {
-                // Page-URL mode keeps callbackPage in the session; ticket mode passes it on the URL.
-                let url = session
-                    .callback_page
-                    .as_deref()
-                    .map(str::to_owned)
-                    .or_else(|| callback_page.clone())
-                    .filter(|u| u.starts_with("http://") || u.starts_with("https://"));
-                match url {
-                    Some(url) => (StatusCode::SEE_OTHER, [(header::LOCATION, url)]).into_response(),
-                    None => message(StatusCode::OK, "完成", &format!("{}。", how.text())),
+                // Page-URL mode keeps callbackPage in the session; ticket mode passes it on the
+                // URL, where anyone can put anything: both are checked against the allowed origins.
+                let Some(wanted) = session.callback_page.as_deref().or(callback_page.as_deref()) else {
+                    return message(StatusCode::OK, "完成", &format!("{}。", how.text()));
+                };
+                match sb.cfg.callback_origins.check(wanted) {
+                    Ok(url) => (StatusCode::SEE_OTHER, [(header::LOCATION, url.as_str())]).into_response(),
+                    Err(why) => {
+                        tracing::warn!(why, "sandbox did not follow a callbackPage");
+                        message(
+                            StatusCode::OK,
+                            "完成",
+                            &format!(
+                                "{}。Not redirected to callbackPage: {why} (the sandbox redirects only to the \
+proxy's origin with the embedded sandbox, else to QYS_SANDBOX_CALLBACK_ORIGINS, by default http loopback).",
+                                how.text()
+                            ),
+                        )
+                    }
                 }
             }
             Self::Plugin { has_cb, .. } => {
@@ -223,7 +236,10 @@ fn plugin_session(sb: &Shared, name: &str, params: &Params) -> Result<(String, A
         return Err(Refusal(
             StatusCode::NOT_FOUND,
             "页面不存在",
-            format!("The plugin has no page “{name}”; its pages are doc, personal-auth and enterprise-auth."),
+            format!(
+                "The plugin has no page “{name}”; its pages are {}.",
+                PluginPage::all().iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+            ),
         ));
     };
     match params.get("env") {
@@ -415,9 +431,9 @@ fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: 
     let op = params.get("op").map(String::as_str).unwrap_or("");
     let posted = |k: &str| params.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     match (&session.kind, op) {
-        (SessionKind::Sign { .. } | SessionKind::PersonalAuth(_), "exit") => surface.finish(session, Finish::Exited),
+        (SessionKind::Sign { .. } | SessionKind::PersonalAuth(_), "exit") => surface.finish(sb, session, Finish::Exited),
         (SessionKind::CompanyAuth { request, .. }, "close") if request["closeButton"] != false => {
-            surface.finish(session, Finish::Closed)
+            surface.finish(sb, session, Finish::Closed)
         }
         (SessionKind::Sign { contact, .. }, "auth") => {
             let (username, id_card_no) = (posted("username"), posted("idCardNo"));
@@ -437,7 +453,7 @@ fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: 
         }
         (SessionKind::Sign { contract_id, contact }, "sign") => {
             match sign(sb, contract_id, contact) {
-                Ok(()) => surface.finish(session, Finish::Signed),
+                Ok(()) => surface.finish(sb, session, Finish::Signed),
                 Err((status, title, text)) => message(status, title, text),
             }
         }
@@ -474,7 +490,7 @@ fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: 
                 ];
                 deliver::spawn(sb.http.clone(), url.to_string(), form, sb.cfg.callback_retry_delay);
             }
-            surface.finish(session, Finish::AuthPassed)
+            surface.finish(sb, session, Finish::AuthPassed)
         }
         _ => message(StatusCode::BAD_REQUEST, "无效操作", "This action is not available on this page."),
     }
@@ -554,7 +570,7 @@ fn submit_personal(
         ];
         deliver::spawn(sb.http.clone(), url.to_string(), form, sb.cfg.callback_retry_delay);
     }
-    surface.finish(session, Finish::AuthPassed)
+    surface.finish(sb, session, Finish::AuthPassed)
 }
 
 #[cfg(test)]
@@ -563,13 +579,13 @@ mod tests {
 
     #[test]
     fn plugin_page_urls_keep_env_and_has_cb_and_name_the_page_in_the_path() {
-        let surface = Surface::Plugin { page: PluginPage::Doc, has_cb: true };
+        let surface = Surface::Plugin { page: PluginPage(plugin_page(Action::PersonalSign)), has_cb: true };
         assert_eq!(surface.url("abc"), "/plugin/doc?ticket=abc&env=sandbox&hasCb=true");
         assert_eq!(surface.action(), "/plugin/action");
         let hidden = surface.hidden("a\"b");
         assert!(hidden.contains("name=ticket value=\"a&quot;b\""), "{hidden}");
         assert!(hidden.contains("name=page value=\"doc\""), "{hidden}");
-        let quiet = Surface::Plugin { page: PluginPage::EnterpriseAuth, has_cb: false };
+        let quiet = Surface::Plugin { page: PluginPage(plugin_page(Action::EnterpriseAuth)), has_cb: false };
         assert_eq!(quiet.url("abc"), "/plugin/enterprise-auth?ticket=abc&env=sandbox");
     }
 
@@ -582,16 +598,20 @@ mod tests {
     }
 
     #[test]
-    fn plugin_pages_match_session_kinds_and_events_match_outcomes() {
-        for name in ["doc", "personal-auth", "enterprise-auth"] {
+    fn plugin_pages_are_the_cores_and_match_session_kinds_and_events_match_outcomes() {
+        let names: Vec<_> = PluginPage::all().into_iter().map(PluginPage::name).collect();
+        assert_eq!(names, ["doc", "personal-auth", "enterprise-auth"]);
+        for name in names {
             assert_eq!(PluginPage::parse(name).map(PluginPage::name), Some(name));
         }
         assert_eq!(PluginPage::parse("h5"), None);
+        assert_eq!(PluginPage::parse("Doc"), None);
         let sign = SessionKind::Sign { contract_id: "1".into(), contact: "2".into() };
-        assert_eq!(PluginPage::of(&sign), PluginPage::Doc);
-        assert_eq!(PluginPage::of(&SessionKind::PersonalAuth(json!({}))), PluginPage::PersonalAuth);
+        assert_eq!(PluginPage::of(&sign).name(), plugin_page(Action::PersonalSign));
+        assert_eq!(PluginPage::of(&sign).name(), plugin_page(Action::EnterpriseSign));
+        assert_eq!(PluginPage::of(&SessionKind::PersonalAuth(json!({}))).name(), plugin_page(Action::PersonalAuth));
         let company = SessionKind::CompanyAuth { request: Box::new(json!({})), request_id: "r".into() };
-        assert_eq!(PluginPage::of(&company), PluginPage::EnterpriseAuth);
+        assert_eq!(PluginPage::of(&company).name(), plugin_page(Action::EnterpriseAuth));
         let events: Vec<_> =
             [Finish::Signed, Finish::AuthPassed, Finish::Exited, Finish::Closed].map(Finish::plugin_event).into();
         assert_eq!(events, ["signSuccessCb", "authSuccessCb", "authFailCb", "authFailCb"]);
