@@ -124,6 +124,9 @@ pub struct Cli {
     /// Sandbox pause before the third server-callback try, in milliseconds.
     #[arg(long, env = "QYS_SANDBOX_RETRY_DELAY_MS", default_value_t = 60_000, global = true)]
     pub sandbox_retry_delay_ms: u64,
+    /// Connection limits: QYS_HEADER_TIMEOUT_MS, QYS_REQUEST_TIMEOUT_MS, QYS_IDLE_TIMEOUT_MS, QYS_MAX_CONNECTIONS.
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Origins the sandbox's H5 pages may redirect to when they finish (callbackPage),
     /// comma-separated exact origins. Default: http loopback (127.0.0.0/8, localhost, [::1]) for
     /// `qys-proxy sandbox`; the proxy's own origin (plus these) for the embedded sandbox.
@@ -383,6 +386,80 @@ pub fn check_base_url(name: &str, value: &str) -> Result<String, String> {
             Ok(value.trim_end_matches('/').to_owned())
         }
         _ => Err(format!("{name} {value:?} must be an absolute http(s) URL")),
+    }
+}
+
+// Connection limits (issue 8): how long a client may take and how many may be connected.
+
+/// Longest `QYS_HEADER_TIMEOUT_MS`: a client that sends nothing holds a connection this long.
+pub const MAX_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Shortest `QYS_HEADER_TIMEOUT_MS`: a real client on a slow link needs a moment for its headers.
+pub const MIN_HEADER_TIMEOUT_MS: u64 = 100;
+/// How much longer than the platform timeout `QYS_REQUEST_TIMEOUT_MS` must be, so that a slow
+/// platform is answered 50400 rather than cut off with 408.
+pub const REQUEST_TIMEOUT_MARGIN_MS: u64 = 1_000;
+/// Largest `QYS_MAX_CONNECTIONS`.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
+
+/// How long a client may take and how many may be connected, per listener (proxy and sandbox).
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Milliseconds a client has to send a request's headers, from connecting or from the previous
+    /// answer (so also how long an idle keep-alive connection stays open); also the longest pause
+    /// allowed inside a request body (then 408). 100–10000.
+    #[arg(long, env = "QYS_HEADER_TIMEOUT_MS", default_value_t = 10_000, global = true)]
+    pub header_timeout_ms: u64,
+    /// Milliseconds from a request's headers to its answer, body and platform call included (then
+    /// 408); at least QYS_TIMEOUT_MS + 1000.
+    #[arg(long, env = "QYS_REQUEST_TIMEOUT_MS", default_value_t = 30_000, global = true)]
+    pub request_timeout_ms: u64,
+    /// Milliseconds after which a connection on which nothing is read or written is closed (a
+    /// client that stopped reading an answer); more than QYS_REQUEST_TIMEOUT_MS.
+    #[arg(long, env = "QYS_IDLE_TIMEOUT_MS", default_value_t = 60_000, global = true)]
+    pub idle_timeout_ms: u64,
+    /// Connections open at once per listener; more are refused (closed at once, one warning per
+    /// 10 s). Keep it well under the open-files limit (`ulimit -n`).
+    #[arg(long, env = "QYS_MAX_CONNECTIONS", default_value_t = 768, global = true)]
+    pub max_connections: usize,
+}
+
+impl Cli {
+    /// The listeners' limits, checked against each other and against `QYS_TIMEOUT_MS`.
+    pub fn server_limits(&self) -> Result<crate::ServerLimits, String> {
+        let l = &self.limits;
+        if !(MIN_HEADER_TIMEOUT_MS..=MAX_HEADER_TIMEOUT_MS).contains(&l.header_timeout_ms) {
+            return Err(format!(
+                "QYS_HEADER_TIMEOUT_MS must be between {MIN_HEADER_TIMEOUT_MS} and {MAX_HEADER_TIMEOUT_MS} \
+                 (got {}): a client that sends nothing holds a connection this long",
+                l.header_timeout_ms
+            ));
+        }
+        if l.request_timeout_ms < self.timeout_ms.saturating_add(REQUEST_TIMEOUT_MARGIN_MS) {
+            return Err(format!(
+                "QYS_REQUEST_TIMEOUT_MS ({}) must be at least QYS_TIMEOUT_MS ({}) + {REQUEST_TIMEOUT_MARGIN_MS}, \
+                 so that a slow platform is answered 50400 instead of being cut off with 408",
+                l.request_timeout_ms, self.timeout_ms
+            ));
+        }
+        if l.idle_timeout_ms <= l.request_timeout_ms {
+            return Err(format!(
+                "QYS_IDLE_TIMEOUT_MS ({}) must be greater than QYS_REQUEST_TIMEOUT_MS ({}): \
+                 a connection waiting for its answer moves no bytes meanwhile",
+                l.idle_timeout_ms, l.request_timeout_ms
+            ));
+        }
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&l.max_connections) {
+            return Err(format!(
+                "QYS_MAX_CONNECTIONS must be between 1 and {MAX_CONNECTIONS_LIMIT} (got {})",
+                l.max_connections
+            ));
+        }
+        Ok(crate::ServerLimits {
+            header_timeout: Duration::from_millis(l.header_timeout_ms),
+            request_timeout: Duration::from_millis(l.request_timeout_ms),
+            idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+            max_connections: l.max_connections,
+        })
     }
 }
 
