@@ -58,9 +58,10 @@ pub struct Cli {
     /// embedded sandbox, cn for a QYS_SERVER_URL host ending in .cn, else com).
     #[arg(long, env = "QYS_MINIPROGRAM_ENV", global = true)]
     pub miniprogram_env: Option<String>,
-    /// SQLite database of server callbacks.
-    #[arg(long, env = "QYS_DATABASE", default_value = "qys-proxy.sqlite3", global = true)]
-    pub database: PathBuf,
+    /// Store of server callbacks: a file path (SQLite, one instance) or a postgres:// URL
+    /// (PostgreSQL, shared by any number of instances).
+    #[arg(long, env = "QYS_DATABASE", default_value = "qys-proxy.sqlite3", hide_env_values = true, global = true)]
+    pub database: Database,
     // Server-callback storage limits (issue 8): per-source rate and retention.
     /// Server callbacks accepted per second from one address (IPv6: one /64), once its burst is
     /// spent; more get 429 and write nothing. 0: no limit (e.g. behind a reverse proxy, where every
@@ -368,14 +369,63 @@ impl Cli {
         if !(1..=36_500).contains(&self.callback_retention_days) {
             return Err("QYS_CALLBACK_RETENTION_DAYS must be between 1 and 36500".into());
         }
-        let store = CallbackStore::open(&self.database)
-            .map_err(|e| format!("cannot open QYS_DATABASE {}: {e}", self.database.display()))?
-            .with_rate_limit(limit);
+        let store = self.database.open()?.with_rate_limit(limit);
         let retention = Duration::from_secs(u64::from(self.callback_retention_days) * 86_400);
         store
             .spawn_sweeper(retention, crate::store::SWEEP_EVERY)
             .map_err(|e| format!("cannot start the callback retention sweep: {e}"))?;
         Ok(store)
+    }
+}
+
+// QYS_DATABASE (issue 9): a path (SQLite) or a postgres:// URL (PostgreSQL).
+
+/// `QYS_DATABASE` as given: a file path (SQLite) or a `postgres://` / `postgresql://` URL
+/// (PostgreSQL). Its `Debug` and [`display`](Self::display) never show a password, nor do the
+/// errors of [`open`](Self::open).
+#[derive(Clone)]
+pub struct Database(std::ffi::OsString);
+
+impl From<std::ffi::OsString> for Database {
+    fn from(value: std::ffi::OsString) -> Self {
+        Self(value)
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({})", self.display())
+    }
+}
+
+impl Database {
+    /// The PostgreSQL URL, if it is one (`Err`: it looks like one but does not parse).
+    pub fn postgres(&self) -> Option<Result<crate::store::postgres::PgUrl, String>> {
+        let s = self.0.to_str().filter(|s| crate::store::postgres::PgUrl::is_postgres(s))?;
+        Some(crate::store::postgres::PgUrl::parse(s))
+    }
+
+    /// How to name it in messages: the path, or the URL without its password.
+    pub fn display(&self) -> String {
+        match self.postgres() {
+            Some(Ok(url)) => url.to_string(),
+            Some(Err(_)) => "postgres://(invalid URL)".into(),
+            None => std::path::Path::new(&self.0).display().to_string(),
+        }
+    }
+
+    /// Opens the store (SQLite file created if missing; PostgreSQL schema migrated), with the
+    /// default rate limit and no sweeper.
+    pub fn open(&self) -> Result<CallbackStore, String> {
+        let cannot = |e: crate::store::StoreError| format!("cannot open QYS_DATABASE {}: {e}", self.display());
+        match self.postgres() {
+            Some(Err(e)) => Err(format!("QYS_DATABASE: {e}")),
+            Some(Ok(url)) => {
+                let backend = crate::store::postgres::PostgresBackend::open(&url).map_err(cannot)?;
+                Ok(CallbackStore::new(std::sync::Arc::new(backend), RateLimit::default()))
+            }
+            None => CallbackStore::open(std::path::Path::new(&self.0)).map_err(cannot),
+        }
     }
 }
 

@@ -20,6 +20,7 @@
 //! dedup key, truncation, rate limit, the sweep's batching and the forwarder's policy (backoff,
 //! give-up, confirmation, signing) stay outside it.
 
+pub mod postgres;
 pub mod quota;
 pub mod sqlite;
 
