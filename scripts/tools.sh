@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the build and test tools this project needs, skipping what is already there:
 # the wasm32 target, nightly's rust-src, wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen,
-# npm packages, Debian's chromium, firefox-esr and WebKitGTK with their drivers, a CJK font (Noto), and
-# geckodriver.
+# npm packages, Debian's chromium, firefox-esr and WebKitGTK with their drivers, a CJK font (Noto),
+# geckodriver, and Debian's postgresql (server binaries only: the tests run their own cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,5 +40,9 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || !
   apt-get install -y -qq --no-install-recommends chromium chromium-driver firefox-esr webkit2gtk-driver \
     xvfb xauth fonts-noto-cjk >/dev/null
 fi
+# PostgreSQL's server binaries (initdb, pg_ctl, psql) for tests/postgres.rs and bench:callbacks: each run
+# starts a throwaway cluster of its own on loopback and stops it; no system service is used.
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
+  || { apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 # No Debian package; from crates.io (about 80 s).
 command -v geckodriver >/dev/null || cargo install -q --locked geckodriver

@@ -55,10 +55,15 @@ pub fn returned_state(search: &str) -> Option<&str> {
     pairs(search).find_map(|pair| pair.strip_prefix(STATE_PARAM)?.strip_prefix('=')).filter(|s| valid_state(s))
 }
 
-/// `search` without any `qys_state` parameter; the other parameters stay byte for byte.
+/// `search` without any `qys_state` parameter; everything else, empty segments included, stays
+/// byte for byte.
 pub fn without_state(search: &str) -> String {
-    let kept: Vec<&str> = pairs(search).filter(|pair| !is_state_pair(pair)).collect();
-    if kept.is_empty() {
+    let query = search.strip_prefix('?').unwrap_or(search);
+    if !query.split('&').any(is_state_pair) {
+        return search.to_owned();
+    }
+    let kept: Vec<&str> = query.split('&').filter(|pair| !is_state_pair(pair)).collect();
+    if kept.iter().all(|pair| pair.is_empty()) {
         String::new()
     } else {
         concat(&["?", &join(&kept, "&")])

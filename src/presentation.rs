@@ -18,7 +18,7 @@ pub enum Presentation {
 }
 
 impl Presentation {
-    /// Every presentation, in wire-name order of the docs.
+    /// Every presentation.
     pub const ALL: [Presentation; 3] = [Presentation::Iframe, Presentation::Redirect, Presentation::MiniProgram];
 
     /// The wire and option name.
@@ -125,14 +125,15 @@ pub fn plugin_page(action: Action) -> &'static str {
 /// Default mini-program page that opens the plugin (shipped in `miniprogram/`).
 pub const DEFAULT_MINI_PROGRAM_PAGE: &str = "/pages/qys/qys";
 
-/// Whether `page` can be a mini-program page path: absolute, no query or fragment, plain
-/// characters only (it becomes part of a `wx.miniProgram.navigateTo` URL).
+/// Whether `page` can be a mini-program page path: absolute, no query or fragment, no empty,
+/// `.` or `..` segments, plain characters only (it becomes part of a `wx.miniProgram.navigateTo`
+/// URL).
 pub fn is_mini_program_page(page: &str) -> bool {
-    page.len() > 1
-        && page.len() <= 256
-        && page.starts_with('/')
-        && !has(page, "//")
-        && page.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'))
+    page.len() <= 256
+        && page.strip_prefix('/').is_some_and(|path| {
+            path.split('/').all(|segment| !matches!(segment, "" | "." | ".."))
+                && path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'))
+        })
 }
 
 /// The URL the web-view asks the mini-program to open: the host page with the plugin page,

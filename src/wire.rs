@@ -63,10 +63,16 @@ pub const RETURN_URL_MAX: usize = 2048;
 /// Longest accepted flow token, in bytes.
 pub const FLOW_TOKEN_MAX: usize = 4096;
 
-fn envelope_json(action: &str, state: &str, params: Value, extra: [(&str, Value); 2]) -> String {
-    let [a, b] = extra;
-    object([("v", Value::Number(f64::from(VERSION))), ("action", action.into()), ("state", state.into()), ("params", params), a, b])
-        .to_json()
+fn envelope_json(action: &str, state: &str, params: Value, presentation: Option<&str>, return_url: Option<&str>) -> String {
+    object([
+        ("v", Value::Number(f64::from(VERSION))),
+        ("action", action.into()),
+        ("state", state.into()),
+        ("params", params),
+        ("presentation", presentation.into()),
+        ("returnUrl", return_url.into()),
+    ])
+    .to_json()
 }
 
 /// `requestData=<json>`, the `application/x-www-form-urlencoded` body.
@@ -78,12 +84,7 @@ impl Envelope {
     /// The `requestData` JSON text; `presentation` is written only when it is not `iframe`.
     pub fn to_json(&self) -> String {
         let presentation = (self.presentation != Presentation::Iframe).then_some(self.presentation.name());
-        envelope_json(
-            self.action.name(),
-            &self.state,
-            self.params.to_value(),
-            [("presentation", presentation.into()), ("returnUrl", self.return_url.clone().into())],
-        )
+        envelope_json(self.action.name(), &self.state, self.params.to_value(), presentation, self.return_url.as_deref())
     }
 
     /// The `application/x-www-form-urlencoded` body: `requestData=<json>`.
@@ -96,7 +97,7 @@ impl Request {
     /// The form body of an `outcome` request.
     pub fn outcome_form_body(state: &str, flow: &str) -> String {
         let params = object([("flow", flow.into())]);
-        form_body(&envelope_json(OUTCOME, state, params, [("", Value::Null), ("", Value::Null)]))
+        form_body(&envelope_json(OUTCOME, state, params, None, None))
     }
 
     /// Validates a decoded `requestData` value (proxy side).
@@ -236,7 +237,7 @@ pub struct PageGrant {
     pub page_url: String,
     /// The origin the return message must come from.
     pub return_origin: String,
-    /// The proxy's flow token (required for redirects; older proxies send none for iframes).
+    /// The proxy's flow token, if well-formed (required for redirects; iframes ignore it).
     pub flow: Option<String>,
 }
 
@@ -313,12 +314,10 @@ pub fn answer_result(status: u16, body: Option<&Value>) -> Result<&Value, QysErr
     body.get("result").ok_or_else(|| protocol("no result"))
 }
 
-fn flow_token(result: &Value) -> Result<Option<String>, QysError> {
-    match result.get("flow") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(f)) if valid_flow_token(f) => Ok(Some(f.clone())),
-        Some(_) => Err(protocol("result.flow is not a flow token")),
-    }
+/// The answer's flow token, if it carries a well-formed one. Iframe flows never use it, so
+/// its absence or shape is checked only where a flow needs it.
+fn flow_token(result: &Value) -> Option<String> {
+    result.get("flow").and_then(Value::as_str).filter(|f| valid_flow_token(f)).map(str::to_owned)
 }
 
 /// The page of an iframe or redirect answer; `proxy_origin` is the default `returnOrigin`.
@@ -332,7 +331,7 @@ pub fn page_grant(result: &Value, proxy_origin: &str) -> Result<PageGrant, QysEr
         Some(Value::String(o)) if is_origin(o) => o.clone(),
         Some(_) => return Err(protocol("result.returnOrigin is not an origin")),
     };
-    Ok(PageGrant { page_url, return_origin, flow: flow_token(result)? })
+    Ok(PageGrant { page_url, return_origin, flow: flow_token(result) })
 }
 
 /// The ticket of a mini-program answer.
@@ -345,7 +344,7 @@ pub fn ticket_grant(result: &Value) -> Result<TicketGrant, QysError> {
         .ok_or_else(|| protocol("result.ticket is not a ticket"))?;
     let env = text("env", 32, |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         .ok_or_else(|| protocol("result.env is not an environment name"))?;
-    let flow = flow_token(result)?.ok_or_else(|| protocol("result.flow is missing"))?;
+    let flow = flow_token(result).ok_or_else(|| protocol("result.flow is missing or not a flow token"))?;
     Ok(TicketGrant { ticket, env, flow })
 }
 

@@ -153,6 +153,9 @@ fn grants_and_outcomes_decode_or_fail_typed() {
     let body = ok(r#"{"pageUrl":"https://h5.example/x","flow":"f.1"}"#);
     let grant = page_grant(answer_result(200, Some(&body)).unwrap(), ORIGIN).unwrap();
     assert_eq!(grant.flow.as_deref(), Some("f.1"));
+    // An iframe never uses the flow token: a malformed one does not fail the grant.
+    let odd = ok(r#"{"pageUrl":"https://h5.example/x","flow":"<x>"}"#);
+    assert_eq!(page_grant(answer_result(200, Some(&odd)).unwrap(), ORIGIN).unwrap().flow, None);
     let body = ok(r#"{"ticket":"0a1b","env":"cn","flow":"f.2"}"#);
     assert_eq!(
         ticket_grant(answer_result(200, Some(&body)).unwrap()).unwrap(),
@@ -242,7 +245,7 @@ fn presentation_rules_titles_camera_and_the_mini_program_url() {
     for page in ["/pages/qys/qys", "/sub/qys-page/index"] {
         assert!(presentation::is_mini_program_page(page), "{page}");
     }
-    for page in ["", "/", "pages/qys", "/p?x=1", "/p#x", "//evil", "/p q", "/页面"] {
+    for page in ["", "/", "pages/qys", "/p?x=1", "/p#x", "//evil", "/p q", "/页面", "/a/../b", "/a/./b", "/a/", "/.."] {
         assert!(!presentation::is_mini_program_page(page), "{page}");
     }
 }
@@ -476,6 +479,9 @@ fn pending_redirect_flows_survive_only_as_state_action_and_token() {
     assert_eq!(without_state(&format!("?a=%20&qys_state={STATE}&b=+")), "?a=%20&b=+");
     assert_eq!(without_state(&format!("?qys_state={STATE}")), "");
     assert_eq!(without_state("?qys_stateful=1"), "?qys_stateful=1");
+    assert_eq!(without_state(&format!("?a=1&&b&qys_state={STATE}&")), "?a=1&&b&", "empty segments stay");
+    assert_eq!(without_state("?a=1&&b"), "?a=1&&b");
+    assert_eq!(without_state(&format!("?&qys_state={STATE}")), "");
     assert_eq!(return_url(&format!("https://shop.example/pay?x=1&qys_state={STATE}#top")), "https://shop.example/pay?x=1");
     assert_eq!(return_url("https://shop.example/pay#top"), "https://shop.example/pay");
 }

@@ -1,18 +1,21 @@
 //! `qys-proxy`: the reference integrator proxy of qys-sdk-wasm, and a loopback sandbox of the
 //! 契约锁 open platform. See `docs/protocol.md` for the wire protocol.
 
-pub mod config;
+pub mod cli;
 pub mod html;
 pub mod mask;
 pub mod platform;
 pub mod protocol;
 pub mod proxy;
 pub mod sandbox;
+pub mod server;
 pub mod sign;
 pub mod store;
 pub mod token;
 
 use std::fmt;
+
+pub use server::{spawn_server, spawn_server_with, ServerLimits};
 
 /// A secret string that never prints: `Debug` and `Display` show `***`.
 #[derive(Clone)]
@@ -42,13 +45,4 @@ pub fn unix_millis() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Serves `router` on `listener` until the process ends; returns the task.
-pub fn spawn_server(listener: tokio::net::TcpListener, router: axum::Router) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    })
 }

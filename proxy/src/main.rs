@@ -3,8 +3,8 @@
 use std::io::{IsTerminal, Write};
 
 use clap::Parser;
-use qys_proxy::config::{check_base_url, Cli, Command};
-use qys_proxy::{proxy, sandbox, spawn_server, Secret};
+use qys_proxy::cli::{check_base_url, Cli, Command};
+use qys_proxy::{proxy, sandbox, spawn_server_with, Secret, ServerLimits};
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -32,16 +32,50 @@ fn announce(line: String) {
     let _ = out.flush();
 }
 
+/// Files the process needs besides its client connections: listeners, platform connections, the
+/// database, static files.
+const FILES_BESIDES_CONNECTIONS: u64 = 128;
+
+/// The soft limit on open files, where the system says it (Linux); `None` if unknown or unlimited.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find_map(|l| l.strip_prefix("Max open files"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// Warns when `QYS_MAX_CONNECTIONS` does not fit the open-files limit: the process would run out
+/// of files (and stop accepting) before it refuses connections.
+fn check_open_files(limits: &ServerLimits) {
+    let needed = limits.max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+    if let Some(allowed) = open_files_limit().filter(|&allowed| allowed < needed) {
+        tracing::warn!(
+            "QYS_MAX_CONNECTIONS={} needs about {needed} open files but only {allowed} are allowed (ulimit -n): \
+             raise the limit or lower QYS_MAX_CONNECTIONS",
+            limits.max_connections
+        );
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
+    let limits = cli.server_limits()?;
+    check_open_files(&limits);
+    tracing::info!(
+        "connections: headers within {} ms, answers within {} ms, idle for at most {} ms, at most {} at once",
+        limits.header_timeout.as_millis(),
+        limits.request_timeout.as_millis(),
+        limits.idle_timeout.as_millis(),
+        limits.max_connections
+    );
     let mut tasks = Vec::new();
     if matches!(cli.command, Some(Command::Sandbox)) {
         let (token, secret) = cli.credentials("to run the sandbox alone")?;
         let listener = bind("sandbox", cli.sandbox_listen).await?;
         let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
         let cfg = cli.sandbox_config(token, secret, url.clone())?;
-        tasks.push(spawn_server(listener, sandbox::router(cfg)));
+        tasks.push(spawn_server_with(listener, sandbox::router(cfg), limits));
         announce(format!("sandbox platform: {url}"));
     } else {
+        let mut embedded_sandbox = None;
         let (platform_url, token, secret, embedded) = match &cli.server_url {
             Some(server) => {
                 let server = check_base_url("QYS_SERVER_URL", server)?;
@@ -60,7 +94,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 let listener = bind("sandbox", cli.sandbox_listen).await?;
                 let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
                 let cfg = cli.sandbox_config(token.clone(), secret.clone(), url.clone())?;
-                tasks.push(spawn_server(listener, sandbox::router(cfg)));
+                embedded_sandbox = Some((listener, cfg)); // served once the proxy's origin is known
                 announce(format!("sandbox platform: {url}"));
                 (url, token, secret, true)
             }
@@ -70,7 +104,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         let cfg = cli.proxy_config(&platform_url, &token, secret, bound, embedded)?;
         let (public_url, endpoint) = (cfg.public_url.clone(), cfg.paths.proxy.clone());
         let has_www = cfg.static_dirs.iter().any(|(mount, _)| mount == "/");
-        tasks.push(spawn_server(listener, proxy::router(cfg)));
+        if let Some((listener, mut sandbox_cfg)) = embedded_sandbox {
+            // The embedded sandbox's pages redirect only to the proxy (its return page).
+            sandbox_cfg.callback_origins = cli.sandbox_callback_origins(Some(&public_url))?;
+            tasks.push(spawn_server_with(listener, sandbox::router(sandbox_cfg), limits));
+        }
+        tasks.push(spawn_server_with(listener, proxy::router(cfg), limits));
         announce(format!("proxy: {public_url} (SDK endpoint POST {endpoint})"));
         if has_www {
             announce(format!("demo page: {public_url}/"));

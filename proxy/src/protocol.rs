@@ -34,6 +34,8 @@ pub mod codes {
     pub const UPSTREAM_BAD_RESPONSE: i64 = 50201;
     /// The platform did not answer within the configured timeouts.
     pub const UPSTREAM_TIMEOUT: i64 = 50400;
+    /// `outcome`: this instance's confirmation calls per second are spent; retry in a moment.
+    pub const CONFIRMATIONS_BUSY: i64 = 50300;
     /// A server callback could not be stored; the platform should retry.
     pub const CALLBACK_NOT_STORED: i64 = 50000;
     /// A server callback lacks a field or has a value outside its enum.

@@ -74,7 +74,6 @@ fn start_command(mut cmd: Command, label: &str) -> Running {
 
 #[test]
 fn misconfiguration_stops_start_up_with_what_to_fix() {
-    let long_env = "a".repeat(33);
     for (env, needle) in [
         (vec![("QYS_SERVER_URL", "https://openapi.qiyuesuo.cn")], "QYS_ACCESS_TOKEN is required"),
         (
@@ -88,9 +87,10 @@ fn misconfiguration_stops_start_up_with_what_to_fix() {
         ),
         (vec![("QYS_UPSTREAM_MODE", "tickets")], "invalid value 'tickets' for '--upstream-mode"),
         (vec![("QYS_PAGE_URL_TEMPLATE", "https://h5.example/sdk")], "must be an absolute URL containing {ticket}"),
-        (vec![("QYS_MINIPROGRAM_ENV", "Prod")], "QYS_MINIPROGRAM_ENV \"Prod\" must be 1–32 lowercase"),
-        (vec![("QYS_MINIPROGRAM_ENV", "")], "QYS_MINIPROGRAM_ENV \"\" must be"),
-        (vec![("QYS_MINIPROGRAM_ENV", long_env.as_str())], "QYS_MINIPROGRAM_ENV"),
+        (vec![("QYS_MINIPROGRAM_ENV", "Com")], "QYS_MINIPROGRAM_ENV \"Com\" must be one of com, cn, sandbox"),
+        (vec![("QYS_MINIPROGRAM_ENV", "")], "QYS_MINIPROGRAM_ENV \"\" must be one of"),
+        (vec![("QYS_MINIPROGRAM_ENV", "test")], "QYS_MINIPROGRAM_ENV \"test\" must be one of"),
+        (vec![("QYS_SANDBOX_CALLBACK_ORIGINS", "https://shop.example/r")], "QYS_SANDBOX_CALLBACK_ORIGINS entry"),
         (vec![("QYS_SERVER_URL", "ftp://x")], "QYS_SERVER_URL \"ftp://x\" must be an absolute http(s) URL"),
         (vec![("QYS_ALLOWED_ORIGINS", "*")], "must be an exact origin"),
         (vec![("QYS_ALLOWED_ORIGINS", "https://shop.example/path")], "must be an exact origin"),
@@ -298,7 +298,9 @@ fn server_url_and_credentials_alone_serve_every_action_through_the_page_url_apis
     });
 }
 
-/// Text from browsers and from the platform goes to the log Debug-escaped: it cannot forge lines.
+/// Text from browsers goes to the log Debug-escaped, and the platform's is screened (line breaks
+/// become spaces, other control characters go): neither can forge lines, and the browser gets
+/// the platform's message only so cleaned.
 #[test]
 fn untrusted_text_reaches_the_log_escaped() {
     use axum::routing::any;
@@ -337,11 +339,14 @@ fn untrusted_text_reaches_the_log_escaped() {
         }
         answers
     });
-    assert_eq!((answers[0]["code"].clone(), answers[0]["message"].as_str()), (json!(1110), Some(FORGED)), "passed through");
+    // It holds none of our header values, so it passes, on one line and without the escape code.
+    const CLEANED: &str = "NO VIEW forged: INFO qys_proxy: flow started [31m";
+    assert_eq!((answers[0]["code"].clone(), answers[0]["message"].as_str()), (json!(1110), Some(CLEANED)), "screened");
     assert_eq!(answers[1]["code"], 40002);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let log = proxy.log.lock().unwrap().clone();
     assert!(log.contains("platform call failed") && log.contains("refused SDK request"), "{log}");
-    assert!(log.contains(r"NO VIEW\nforged"), "the platform's message, escaped: {log}");
+    assert!(log.contains(CLEANED), "the platform's message, screened: {log}");
+    assert!(log.contains(r"evil\\nforged"), "the browser's action name, escaped: {log}");
     assert!(!log.contains("\nforged") && !log.contains('\u{1b}'), "a forged line or escape code in the log: {log}");
 }

@@ -298,7 +298,7 @@ async fn post_callback(stack: &Stack, path: &str, body: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn callbacks_are_stored_once_and_malformed_ones_kept() {
+async fn callbacks_are_stored_once_and_malformed_ones_counted() {
     let stack = Stack::start().await;
     let personal = "/qys/callback/personal-auth?flow=abc";
     assert_eq!(post_callback(&stack, personal, "mode=FACE&status=1").await, json!({"code": 0}));
@@ -315,11 +315,14 @@ async fn callbacks_are_stored_once_and_malformed_ones_kept() {
     assert_eq!(bad["code"], 1001, "{bad}");
     let bad = post_callback(&stack, company, "status=1&actionEvent=7").await;
     assert_eq!(bad["code"], 1001, "{bad}");
+    // Only well-formed deliveries are stored; malformed ones are counted and sampled (issue 8).
     let stored = stack.store.all().unwrap();
-    assert_eq!(stored.len(), 4);
+    assert_eq!(stored.len(), 2);
     assert_eq!((stored[0].deliveries, stored[0].query.as_str()), (2, "flow=abc"));
     assert!(stored[1].error.is_empty() && stored[1].body.contains("authInfo"));
-    assert!(stored[2].error.contains("mode") && stored[3].error.contains("requestId"));
+    let samples = stack.store.malformed_samples().unwrap();
+    assert!(samples[0].reason.contains("mode") && samples[1].reason.contains("requestId"));
+    assert_eq!(stack.store.malformed_counts().unwrap().iter().map(|c| c.count).sum::<i64>(), 2);
 }
 
 /// A callback receiver that fails `fail_first` times, recording when each try came.

@@ -263,8 +263,8 @@ async fn personal_auth_submit_reports_auth_success_cb_and_calls_back() {
 async fn exit_reports_auth_fail_cb_and_changes_nothing() {
     let sb = Sandbox::start().await;
     let contact = "13900000022";
-    let ticket = sb.personal_ticket(contact).await;
-    let page = sb.plugin("personal-auth", &ticket, "sandbox").await;
+    let exited = sb.personal_ticket(contact).await;
+    let page = sb.plugin("personal-auth", &exited, "sandbox").await;
     let finished = sb.click(&page, "exit", &[("username", "坏人"), ("idCardNo", "1")]).await;
     assert_eq!(done(&finished), Some(("authFailCb".into(), "已退出认证".into())), "{}", finished.html);
     assert_eq!(sb.person(contact).await, json!({"realName": false}));
@@ -277,8 +277,22 @@ async fn exit_reports_auth_fail_cb_and_changes_nothing() {
     assert_eq!(sb.person(UNNAMED_SIGNER).await["realName"], false);
     assert_eq!(sb.contract_signatory_status(UNNAMED_CONTRACT, UNNAMED_SIGNER).await, "SIGNING");
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(sb.received.lock().unwrap().is_empty(), "no server callback after an exit");
+    // No server callback after an exit: a successful submit on another session, after the exits,
+    // calls back; once its callback is in, the receiver must hold that one alone.
+    let marker = sb.personal_ticket("13900000024").await;
+    let page = sb.plugin("personal-auth", &marker, "sandbox").await;
+    assert_eq!(done(&sb.click(&page, "submit", &[]).await).map(|d| d.0).as_deref(), Some("authSuccessCb"));
+    let marker_arrived = || sb.received.lock().unwrap().iter().any(|form| field(form, "authId").as_ref() == Some(&marker));
+    for _ in 0..500 {
+        if marker_arrived() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(marker_arrived(), "the later submit's callback arrived");
+    let received = sb.received.lock().unwrap().clone();
+    let authids: Vec<_> = received.iter().map(|form| field(form, "authId")).collect();
+    assert_eq!(authids, [Some(marker)], "only the submit called back, not the exited {exited}: {received:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

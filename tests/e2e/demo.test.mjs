@@ -1,5 +1,6 @@
 // The demo page in headless Chromium: all four flows clicked through the sandbox's pages.
 import { test, before, after } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -267,6 +268,9 @@ test('phone first: the flow covers a 390×844 WeChat screen, a desktop gets a wi
     assert.ok(await onTop(formButton), `${screen.name}: nothing covers the form`);
     await page.close();
   }
+  // The screenshots show Chinese text only if a CJK font is installed (tools.sh installs Noto CJK).
+  const cjk = execFileSync('fc-list', [':lang=zh', 'family'], { encoding: 'utf8' });
+  assert.match(cjk, /Noto Sans CJK/, 'a CJK font for the screenshots');
   for (const path of shots) {
     const png = readFileSync(path);
     assert.ok(png.length > 1000, `${path}: ${png.length} bytes`);

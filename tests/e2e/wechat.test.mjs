@@ -211,7 +211,6 @@ test('mini-program web-view: ticket → plugin page signs → shown again → si
   const proxy = await startProxy();
   try {
     const page = await shop(proxy, { userAgent: ANDROID_MINI_PROGRAM, init: [MINI_PROGRAM_INIT] });
-    // Shown before the page was ever hidden: not a return from the plugin, nothing is asked.
     const { result, url, done, fired } = await miniProgramFlow(proxy, page, CALLS.personalSign('callbacks'), '#qys-sandbox-sign');
     assert.deepEqual(result, { tag: 'DIV', role: 'status', text: '正在打开签署页面…', title: '' });
     assert.match(url, /^\/pages\/qys\/qys\?page=doc&ticket=[0-9a-f]{32}&env=sandbox$/);

@@ -1,17 +1,28 @@
-//! The server-callback receivers: every callback is stored, well-formed or not.
+//! The server-callback receivers. Each delivery is first charged to its source (over the rate
+//! limit: 429, nothing written); a well-formed one is then stored in full before `{"code":0}` is
+//! answered, a malformed one only counted and sampled (constant disk) and answered 1001.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, Request, State};
-use axum::http::{header, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::error::{error_json, protocol_error};
-use super::{read_body, App};
+use super::error::ProxyError;
+use super::{read_body, App, MAX_BODY};
 use crate::protocol::codes;
-use crate::store::Recorded;
+use crate::store::{CallbackStore, Malformed, MalformedClass, Recorded, Refused, StoreError};
+
+/// A source over its rate limit (HTTP 429).
+pub const RATE_LIMITED: i64 = 42900;
+
+/// Longest query string of a well-formed delivery. The proxy's own `callbackUrl` carries
+/// `?flow=<state>` (≤ 64 characters) and an allow-listed one is ≤ 512 characters in all.
+pub const MAX_QUERY: usize = 1024;
 
 /// Checks a callback's form fields; `Err` names what is wrong.
 type CallbackCheck = fn(&[(String, String)]) -> Result<(), String>;
@@ -56,11 +67,11 @@ pub fn check_company_callback(fields: &[(String, String)]) -> Result<(), String>
     Ok(())
 }
 
-pub(super) async fn personal_callback(State(app): State<Arc<App>>, RawQuery(q): RawQuery, request: Request) -> Response {
+pub(super) async fn personal_callback(State(app): State<Arc<App>>, RawQuery(q): RawQuery, request: Request) -> Result<Response, ProxyError> {
     receive_callback(&app, "personal-auth", q, request, check_personal_callback).await
 }
 
-pub(super) async fn company_callback(State(app): State<Arc<App>>, RawQuery(q): RawQuery, request: Request) -> Response {
+pub(super) async fn company_callback(State(app): State<Arc<App>>, RawQuery(q): RawQuery, request: Request) -> Result<Response, ProxyError> {
     receive_callback(&app, "company-auth", q, request, check_company_callback).await
 }
 
@@ -70,39 +81,114 @@ async fn receive_callback(
     query: Option<String>,
     request: Request,
     check: CallbackCheck,
-) -> Response {
-    let is_form = request
+) -> Result<Response, ProxyError> {
+    let store = &app.cfg.store;
+    // The peer, when the server runs with connect info; without it every peer shares one bucket.
+    let source = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    if let Err(refused) = store.admit(source) {
+        return Ok(too_many(kind, source, refused));
+    }
+    let query = query.unwrap_or_default();
+    let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let rejected = |class, reason: String, body: Bytes| Rejected {
+        kind,
+        class,
+        reason,
+        source,
+        content_type: content_type.clone(),
+        query: query.clone(),
+        body,
+    };
     let body = match read_body(request.into_body()).await {
         Ok(body) => body,
-        Err(e) => return protocol_error(e),
+        Err(too_large) => {
+            let reason = format!("the body is larger than {MAX_BODY} bytes");
+            count_malformed(store, rejected(MalformedClass::TooLarge, reason, Bytes::new())).await;
+            return Err(too_large.into());
+        }
     };
-    let verdict = if is_form {
+    let verdict = if !content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        Err((MalformedClass::ContentType, "Content-Type must be application/x-www-form-urlencoded".to_owned()))
+    } else if query.len() > MAX_QUERY {
+        Err((MalformedClass::Query, format!("the query string is longer than {MAX_QUERY} bytes")))
+    } else {
         let fields: Vec<(String, String)> =
             form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        check(&fields)
-    } else {
-        Err("Content-Type must be application/x-www-form-urlencoded".into())
+        check(&fields).map_err(|reason| (MalformedClass::Fields, reason))
     };
-    let error = verdict.as_ref().err().cloned().unwrap_or_default();
-    let store = app.cfg.store.clone();
-    let query = query.unwrap_or_default();
-    let stored = tokio::task::spawn_blocking(move || store.record(kind, &query, &body, &error)).await;
-    match (stored, verdict) {
-        (Ok(Ok(recorded)), Ok(())) => {
+    match verdict {
+        Ok(()) => {
+            let recorded = record(store.clone(), kind, query, body)
+                .await
+                .inspect_err(|e| tracing::error!(kind, error = %e, "server callback could not be stored"))?;
             tracing::info!(kind, retry = recorded == Recorded::Retry, "server callback stored");
-            Json(json!({"code": 0})).into_response()
+            Ok(Json(json!({"code": 0})).into_response())
         }
-        (Ok(Ok(_)), Err(reason)) => {
-            tracing::warn!(kind, reason = ?reason, "malformed server callback kept for inspection");
-            Json(json!({"code": codes::CALLBACK_MALFORMED, "message": reason})).into_response()
+        Err((class, reason)) => {
+            tracing::warn!(kind, %class, reason = ?reason, source = ?source, "malformed server callback counted, not stored");
+            count_malformed(store, rejected(class, reason.clone(), body)).await;
+            Ok(Json(json!({"code": codes::CALLBACK_MALFORMED, "message": reason})).into_response())
         }
-        (stored, _) => {
-            tracing::error!(kind, error = ?stored.map(|r| r.err()), "server callback could not be stored");
-            error_json(StatusCode::INTERNAL_SERVER_ERROR, codes::CALLBACK_NOT_STORED, "not stored; retry later")
-        }
+    }
+}
+
+/// 429 `{"code":42900}` with `Retry-After`; nothing is written. Logged at most once a minute per
+/// source.
+fn too_many(kind: &str, source: Option<IpAddr>, refused: Refused) -> Response {
+    if let Some(refused_since) = refused.report {
+        tracing::warn!(kind, source = ?source, refused_since, "server callbacks over the source's rate limit; answering 429");
+    }
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({"code": RATE_LIMITED, "message": "too many callbacks from this address; retry later"})),
+    )
+        .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(refused.retry_after));
+    response
+}
+
+/// Stores a well-formed callback, off the async worker threads.
+async fn record(store: CallbackStore, kind: &'static str, query: String, body: Bytes) -> Result<Recorded, ProxyError> {
+    tokio::task::spawn_blocking(move || store.record(kind, &query, &body))
+        .await?
+        .map_err(|e: StoreError| ProxyError::Storage(e.to_string()))
+}
+
+/// A malformed delivery on its way to the counters.
+struct Rejected {
+    kind: &'static str,
+    class: MalformedClass,
+    reason: String,
+    source: Option<IpAddr>,
+    content_type: String,
+    query: String,
+    body: Bytes,
+}
+
+/// Counts a malformed callback and keeps its sample, off the async worker threads. A failure is
+/// only logged: the answer is the refusal either way.
+async fn count_malformed(store: &CallbackStore, r: Rejected) {
+    let store = store.clone();
+    let kind = r.kind;
+    let counted = tokio::task::spawn_blocking(move || {
+        store.count_malformed(&Malformed {
+            kind: r.kind,
+            class: r.class,
+            reason: &r.reason,
+            source: r.source,
+            content_type: &r.content_type,
+            query: &r.query,
+            body: &r.body,
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|counted| counted.map_err(|e| e.to_string()));
+    if let Err(error) = counted {
+        tracing::error!(kind, %error, "malformed server callback could not be counted");
     }
 }

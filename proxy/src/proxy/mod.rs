@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,9 +24,10 @@ use crate::platform::Platform;
 use crate::protocol::{codes, ProtocolError};
 use crate::store::CallbackStore;
 use crate::token::TokenKey;
-use error::error_json;
+use error::ProxyError;
 
 pub use callbacks::{check_company_callback, check_personal_callback};
+pub use confirm::{ConfirmLimits, Confirmations};
 pub use sdk::fill_template;
 
 /// Largest accepted request body.
@@ -108,6 +109,8 @@ impl ProxyConfig {
 struct App {
     cfg: ProxyConfig,
     public_origin: String,
+    /// `QYS_CALLBACK_URL_ALLOWLIST`, normalised by [`callback_allowlist_entry`].
+    callback_prefixes: Vec<url::Url>,
 }
 
 /// The proxy's router.
@@ -115,18 +118,101 @@ pub fn router(cfg: ProxyConfig) -> Router {
     let public_origin = cfg.public_origin();
     let paths = cfg.paths.clone();
     let statics = cfg.static_dirs.clone();
-    let app = Arc::new(App { cfg, public_origin });
+    let callback_prefixes = cfg
+        .callback_url_allowlist
+        .iter()
+        .filter_map(|entry| {
+            callback_allowlist_entry(entry)
+                .inspect_err(|e| tracing::error!(entry = ?entry, error = %e, "QYS_CALLBACK_URL_ALLOWLIST entry ignored"))
+                .ok()
+        })
+        .collect();
+    let app = Arc::new(App { cfg, public_origin, callback_prefixes });
     let mut router = Router::new()
         .route(&paths.proxy, post(sdk::sdk_endpoint).options(preflight))
         .route(&paths.return_page, get(return_page::return_page))
         .route(&paths.personal_callback, post(callbacks::personal_callback))
         .route(&paths.company_callback, post(callbacks::company_callback))
         .with_state(app);
-    for (mount, dir) in statics {
-        let serve = ServeDir::new(dir).append_index_html_on_directories(true);
-        router = if mount == "/" { router.fallback_service(serve) } else { router.nest_service(&mount, serve) };
+    if !statics.is_empty() {
+        let mut mounts: Vec<(String, ServeDir)> = statics
+            .into_iter()
+            .map(|(mount, dir)| {
+                (mount.trim_end_matches('/').to_owned(), ServeDir::new(dir).append_index_html_on_directories(true))
+            })
+            .collect();
+        // Longest mount first: `/pkg/…` is served from `/pkg`, not from `/`.
+        mounts.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
+        let mounts: Arc<[(String, ServeDir)]> = mounts.into();
+        router = router.fallback(move |request: Request| static_files(mounts.clone(), request));
     }
     router
+}
+
+/// Static files: `mounts` are (path prefix without trailing slash, directory), longest first.
+///
+/// ServeDir's only `Location` is its redirect of a directory to the same path plus `/`, built
+/// from the request's URI as received: `//seed` gave `//seed/` (another host to a browser), an
+/// absolute-form target `http://evil.example/seed` gave `http://evil.example/seed/`, and a
+/// nested mount lost its prefix. So a path that could read as protocol-relative is not served
+/// at all (404), ServeDir sees only the path below the mount, and the redirect's `Location` is
+/// rebuilt here from the full path and query alone.
+async fn static_files(mounts: Arc<[(String, ServeDir)]>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    if !plain_static_path(&path) {
+        tracing::debug!(path = ?path, "static path with an empty segment or a backslash");
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let mount = mounts.iter().find(|(mount, _)| {
+        path.strip_prefix(mount.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    let Some((mount, serve)) = mount else { return StatusCode::NOT_FOUND.into_response() };
+    let below = match &path[mount.len()..] {
+        "" => "/",
+        below => below,
+    };
+    let (mut parts, body) = request.into_parts();
+    parts.uri = match format!("{below}{query}").parse() {
+        Ok(uri) => uri,
+        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let response = match serve.clone().try_call(Request::from_parts(parts, body)).await {
+        Ok(response) => response.map(Body::new),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read a static file");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    if !response.headers().contains_key(header::LOCATION) {
+        return response;
+    }
+    let location = format!("{path}/{query}");
+    match HeaderValue::from_str(&location) {
+        Ok(value) if same_origin_reference(&location) => {
+            let (mut parts, body) = response.into_parts();
+            parts.headers.insert(header::LOCATION, value);
+            Response::from_parts(parts, body)
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Whether a static-file request path is plain: it starts with `/` and holds no empty segment
+/// (`//`) and no backslash, literally or as `%2F` / `%5C`. Browsers read a reference starting
+/// with `//` or `/\` as another host; elsewhere in the path these only ever come from crafted
+/// links.
+fn plain_static_path(path: &str) -> bool {
+    let slashes = path.to_ascii_lowercase().replace("%2f", "/").replace("%5c", "/").replace('\\', "/");
+    path.starts_with('/') && !slashes.contains("//")
+}
+
+/// Whether a `Location` is a path-absolute reference that a browser resolves on the proxy's own
+/// origin (the WHATWG parser, as browsers apply it, decides).
+fn same_origin_reference(location: &str) -> bool {
+    let base = url::Url::parse("http://proxy.invalid/").expect("a valid base");
+    plain_static_path(location.split('?').next().unwrap_or(""))
+        && base.join(location).is_ok_and(|u| u.origin() == base.origin())
 }
 
 impl App {
@@ -136,39 +222,68 @@ impl App {
     }
 
     /// `Ok(Some(origin))` for an allowed browser origin, `Ok(None)` without an `Origin` header,
-    /// `Err(origin)` for any other.
-    fn check_origin(&self, headers: &HeaderMap) -> Result<Option<String>, String> {
+    /// the refusal of any other.
+    fn check_origin(&self, headers: &HeaderMap) -> Result<Option<String>, ProxyError> {
         let Some(origin) = headers.get(header::ORIGIN) else { return Ok(None) };
         let origin = origin.to_str().unwrap_or("");
         if self.origin_allowed(origin) {
             Ok(Some(origin.to_owned()))
         } else {
             tracing::warn!(origin = ?origin, "request from an origin that is not allowed");
-            Err(origin.to_owned())
+            Err(ProxyError::OriginNotAllowed(origin.to_owned()))
         }
     }
 }
 
-/// Whether `url` lies under the allow-list entry `prefix`: same scheme, host and port, no
-/// user-info, and a path equal to the entry's or below it.
-pub fn url_under(url: &str, prefix: &str) -> bool {
-    let (Ok(url), Ok(prefix)) = (url::Url::parse(url), url::Url::parse(prefix)) else { return false };
+/// A browser-supplied `callbackUrl` in the form the proxy checks and forwards: parsed as browsers
+/// parse URLs (WHATWG: `\` is `/`, dot segments, `%2e%2e` included, are resolved, IPv4
+/// shorthand such as `127.1` and fullwidth digits become `127.0.0.1`, names are lowercased and
+/// IDNA-mapped, a default port is dropped). `url.as_str()` is what goes to the platform.
+///
+/// Refused: anything but an absolute http(s) URL with a host; user-info; a fragment; and in the
+/// path what the parser leaves alone but a server behind may still decode or strip: `;` (path
+/// parameters, `..;/` on servlet containers) and percent-encoded `.`, `/`, `\`, `;`, `%` and NUL
+/// (`%2e`, `%2f`, `%5c`, `%3b`, `%25`, `%00`, any case).
+pub fn normalise_callback_url(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or("must be an absolute http(s) URL")?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain user-info".into());
+    }
+    if url.fragment().is_some() {
+        return Err("must not contain a fragment (#…)".into());
+    }
+    let path = url.path().to_ascii_lowercase();
+    if path.contains(';') {
+        return Err("must not contain ';' in its path (path parameters)".into());
+    }
+    if let Some(bad) = ["%2e", "%2f", "%5c", "%3b", "%25", "%00"].into_iter().find(|b| path.contains(b)) {
+        return Err(format!("must not contain {} in its path (an encoded . / \\ ; % or NUL)", bad.to_ascii_uppercase()));
+    }
+    Ok(url)
+}
+
+/// A `QYS_CALLBACK_URL_ALLOWLIST` entry, normalised like [`normalise_callback_url`] (the same
+/// rules), and without a query. Start-up validation and the router both use it, so an entry is
+/// compared in the form callback URLs are.
+pub fn callback_allowlist_entry(raw: &str) -> Result<url::Url, String> {
+    let url = normalise_callback_url(raw.trim())?;
+    if url.query().is_some() {
+        return Err("must not contain a query (?…): an entry is a scheme, host, port and path prefix".into());
+    }
+    Ok(url)
+}
+
+/// Whether the normalised `url` lies under the normalised allow-list entry `prefix`: same
+/// scheme, host and port, no user-info, and a path equal to the entry's or below it.
+pub fn url_under(url: &url::Url, prefix: &url::Url) -> bool {
     let dir = prefix.path().trim_end_matches('/');
     url.origin() == prefix.origin()
         && url.username().is_empty()
         && url.password().is_none()
         && (url.path() == prefix.path() || url.path().starts_with(&format!("{dir}/")))
-}
-
-/// The refusal of an origin is itself readable by the page, so the SDK can say what to fix;
-/// nothing else is ever answered to that origin.
-fn refuse_origin(origin: &str) -> Response {
-    let refusal = error_json(
-        StatusCode::FORBIDDEN,
-        codes::ORIGIN_NOT_ALLOWED,
-        format!("origin {origin} is not allowed; add it to QYS_ALLOWED_ORIGINS"),
-    );
-    with_cors(refusal, Some(origin))
 }
 
 fn with_cors(mut response: Response, origin: Option<&str>) -> Response {
@@ -180,18 +295,14 @@ fn with_cors(mut response: Response, origin: Option<&str>) -> Response {
     response
 }
 
-async fn preflight(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    match app.check_origin(&headers) {
-        Ok(origin) => {
-            let mut response = with_cors(StatusCode::NO_CONTENT.into_response(), origin.as_deref());
-            let h = response.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-            response
-        }
-        Err(refused) => refuse_origin(&refused),
-    }
+async fn preflight(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ProxyError> {
+    let origin = app.check_origin(&headers)?;
+    let mut response = with_cors(StatusCode::NO_CONTENT.into_response(), origin.as_deref());
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    Ok(response)
 }
 
 /// Reads a body of at most [`MAX_BODY`] bytes.

@@ -7,7 +7,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
-use super::confirm::confirm;
+use super::confirm::{confirm, Unconfirmed};
+use super::error::ProxyError;
 use super::App;
 use crate::mask::Masked;
 use crate::protocol;
@@ -37,7 +38,8 @@ fn return_html(status: StatusCode, title: &str, text: &str, script: Option<(&str
     locked_down((status, Html(html::page(title, &body))).into_response(), &csp)
 }
 
-fn invalid_link() -> Response {
+/// The page of [`ProxyError::ReturnLinkInvalid`].
+pub(super) fn invalid_link() -> Response {
     return_html(
         StatusCode::BAD_REQUEST,
         "链接无效",
@@ -46,52 +48,80 @@ fn invalid_link() -> Response {
     )
 }
 
-/// A redirect flow's way back: `303` to the calling page with `qys_state`, no platform call —
-/// the page asks `outcome` itself, so the one confirmation happens where the answer is used.
-fn back_to_page(app: &App, flow: &FlowToken, return_url: &str) -> Response {
-    // The allow-list may have changed since the flow started.
-    let origin = url::Url::parse(return_url).map(|u| u.origin().ascii_serialization());
-    if !origin.as_deref().is_ok_and(|o| app.origin_allowed(o)) {
-        tracing::info!(action = flow.action.name(), origin = ?origin.ok(), "return page refused a returnUrl that is no longer allowed");
-        return invalid_link();
-    }
-    let separator = if return_url.contains('?') { '&' } else { '?' };
-    let state: String = form_urlencoded::byte_serialize(flow.state.as_bytes()).collect();
-    let Ok(location) = HeaderValue::from_str(&format!("{return_url}{separator}qys_state={state}")) else {
-        return invalid_link();
-    };
-    tracing::info!(action = flow.action.name(), contact = %Masked(&flow.contact), "return page sent the browser back");
-    let mut response = locked_down(StatusCode::SEE_OTHER.into_response(), RETURN_CSP);
-    response.headers_mut().insert(header::LOCATION, location);
+/// The page of [`ProxyError::ReturnUnconfirmed`].
+pub(super) fn unconfirmed() -> Response {
+    return_html(
+        StatusCode::BAD_GATEWAY,
+        "请稍后重试",
+        "The result could not be confirmed with the platform yet. Reload this page to try again.",
+        None,
+    )
+}
+
+/// The page of [`ProxyError::ReturnBusy`]: 503 with `Retry-After: 1`.
+pub(super) fn busy() -> Response {
+    let mut response = return_html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "系统繁忙",
+        "Too many results are being confirmed right now. Reload this page in a moment.",
+        None,
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
-pub(super) async fn return_page(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
+/// The origin of `url` when it is an absolute http(s) URL on an origin allowed now (the
+/// proxy's own or in `QYS_ALLOWED_ORIGINS`): checked when a token is used, since the allow-list
+/// may have changed since the flow started, and a token made with a leaked key must not choose
+/// where the page posts or sends the browser.
+fn allowed_origin(app: &App, url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())?;
+    let origin = url.origin().ascii_serialization();
+    app.origin_allowed(&origin).then_some(origin)
+}
+
+/// A redirect flow's way back: `303` to the calling page with `qys_state`, no platform call —
+/// the page asks `outcome` itself, so the one confirmation happens where the answer is used.
+fn back_to_page(app: &App, flow: &FlowToken, return_url: &str) -> Result<Response, ProxyError> {
+    if allowed_origin(app, return_url).is_none() {
+        let origin = url::Url::parse(return_url).map(|u| u.origin().ascii_serialization()).ok();
+        tracing::info!(action = flow.action.name(), origin = ?origin, "return page refused a returnUrl that is no longer allowed");
+        return Err(ProxyError::ReturnLinkInvalid);
+    }
+    // The user is back: `outcome` asks the platform again rather than reuse a "not yet".
+    app.cfg.platform.confirmations().returned(flow);
+    let separator = if return_url.contains('?') { '&' } else { '?' };
+    let state: String = form_urlencoded::byte_serialize(flow.state.as_bytes()).collect();
+    let location = HeaderValue::from_str(&format!("{return_url}{separator}qys_state={state}"))
+        .map_err(|_| ProxyError::ReturnLinkInvalid)?;
+    tracing::info!(action = flow.action.name(), contact = %Masked(&flow.contact), "return page sent the browser back");
+    let mut response = locked_down(StatusCode::SEE_OTHER.into_response(), RETURN_CSP);
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
+pub(super) async fn return_page(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Result<Response, ProxyError> {
     let query = query.unwrap_or_default();
     let token = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "t").map(|(_, v)| v.into_owned());
-    let flow = match token.map(|t| app.cfg.token_key.verify(&t, unix_millis() / 1000)) {
-        Some(Ok(flow)) => flow,
-        other => {
-            tracing::info!(reason = ?other.map(|r| r.err()), "return page refused a token");
-            return invalid_link();
-        }
-    };
+    // `None`: no token; `Some(why)`: a token refused.
+    let flow = token
+        .ok_or(None)
+        .and_then(|t| app.cfg.token_key.verify(&t, unix_millis() / 1000).map_err(Some))
+        .inspect_err(|reason| tracing::info!(?reason, "return page refused a token"))
+        .map_err(|_| ProxyError::ReturnLinkInvalid)?;
+    // The message's targetOrigin and the CSP's frame-ancestors: an exact allowed origin, nothing else.
+    if allowed_origin(&app, &flow.target_origin).as_deref() != Some(flow.target_origin.as_str()) {
+        tracing::info!(action = flow.action.name(), origin = ?flow.target_origin, "return page refused a token whose origin is not an allowed origin");
+        return Err(ProxyError::ReturnLinkInvalid);
+    }
     if let Some(return_url) = &flow.return_url {
         return back_to_page(&app, &flow, return_url);
     }
-    let (event, data) = match confirm(&app.cfg.platform, &flow).await {
-        Ok(confirmed) => confirmed.unwrap_or(("authFail", json!({}))),
-        Err(e) => {
-            let (code, message) = e.code_and_message();
-            tracing::warn!(action = flow.action.name(), code, message = ?message, "could not confirm the outcome");
-            return return_html(
-                StatusCode::BAD_GATEWAY,
-                "请稍后重试",
-                "The result could not be confirmed with the platform yet. Reload this page to try again.",
-                None,
-            );
-        }
-    };
+    let confirmed = confirm(&app.cfg.platform, &flow, true).await.map_err(|e| match e {
+        Unconfirmed::Busy => ProxyError::ReturnBusy,
+        Unconfirmed::Platform(_) => ProxyError::ReturnUnconfirmed,
+    })?;
+    let (event, data) = confirmed.unwrap_or(("authFail", json!({})));
     tracing::info!(action = flow.action.name(), contact = %Masked(&flow.contact), event, "return page confirmed");
     let message = json!({"type": "qys-sdk", "v": protocol::VERSION, "state": flow.state, "event": event, "data": data});
     let script = format!(
@@ -107,5 +137,5 @@ pub(super) async fn return_page(State(app): State<Arc<App>>, RawQuery(query): Ra
             response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
         }
     }
-    response
+    Ok(response)
 }

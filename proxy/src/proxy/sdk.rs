@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::confirm::confirm;
-use super::error::{error_json, platform_failure, protocol_error};
-use super::{read_body, refuse_origin, url_under, with_cors, App, UpstreamMode};
+use super::error::ProxyError;
+use super::{normalise_callback_url, read_body, url_under, with_cors, App, UpstreamMode};
 use crate::mask::Masked;
 use crate::platform::PlatformError;
 use crate::protocol::{self, codes, Action, Params, Presentation, ProtocolError, Request as SdkMessage, SdkRequest};
@@ -19,17 +19,17 @@ use crate::token::FlowToken;
 use crate::unix_millis;
 
 impl App {
+    /// The `callbackUrl` sent to the platform: the proxy's own receiver, or a browser-supplied
+    /// one under an allow-list entry, forwarded exactly in the normalised form that was checked
+    /// (never the raw text, which the platform or a server behind it might read otherwise).
     fn callback_url(&self, requested: Option<&str>, default_path: &str, state: &str) -> Result<String, ProtocolError> {
-        match requested {
-            None => Ok(format!("{}{default_path}?flow={state}", self.cfg.public_url)),
-            Some(url) if self.cfg.callback_url_allowlist.iter().any(|prefix| url_under(url, prefix)) => {
-                Ok(url.to_owned())
-            }
-            Some(_) => Err(ProtocolError {
-                code: codes::INVALID_PARAM,
-                message: "callbackUrl is not in the proxy's allowlist (QYS_CALLBACK_URL_ALLOWLIST)".into(),
-            }),
+        let Some(requested) = requested else { return Ok(format!("{}{default_path}?flow={state}", self.cfg.public_url)) };
+        let invalid = |message: String| ProtocolError { code: codes::INVALID_PARAM, message };
+        let url = normalise_callback_url(requested).map_err(|why| invalid(format!("callbackUrl {why}")))?;
+        if !self.callback_prefixes.iter().any(|prefix| url_under(&url, prefix)) {
+            return Err(invalid("callbackUrl is not in the proxy's allowlist (QYS_CALLBACK_URL_ALLOWLIST)".into()));
         }
+        Ok(url.into())
     }
 
     /// A redirect's `returnUrl`, normalised to plain ASCII (so it fits a `Location` header):
@@ -86,25 +86,12 @@ fn decode_sdk_request(headers: &HeaderMap, body: &[u8]) -> Result<SdkMessage, Pr
     }
 }
 
-pub(super) async fn sdk_endpoint(State(app): State<Arc<App>>, request: Request) -> Response {
-    let headers = request.headers().clone();
-    let origin = match app.check_origin(&headers) {
-        Ok(origin) => origin,
-        Err(refused) => return refuse_origin(&refused),
-    };
-    let result = async {
-        let body = read_body(request.into_body()).await.map_err(protocol_error)?;
-        let message = decode_sdk_request(&headers, &body).map_err(|e| {
-            tracing::info!(code = e.code, reason = ?e.message, "refused SDK request");
-            protocol_error(e)
-        })?;
-        match message {
-            SdkMessage::Flow(sdk) => app.start_flow(*sdk, origin.clone()).await,
-            SdkMessage::Outcome { state, flow } => app.outcome(&state, &flow, origin.as_deref()).await,
-        }
-    }
-    .await;
-    with_cors(result.unwrap_or_else(|refused| refused), origin.as_deref())
+/// The SDK endpoint: every answer to an allowed origin, refusals included, carries its CORS
+/// headers.
+pub(super) async fn sdk_endpoint(State(app): State<Arc<App>>, request: Request) -> Result<Response, ProxyError> {
+    let origin = app.check_origin(request.headers())?;
+    let answer = app.answer(request, origin.as_deref()).await;
+    Ok(with_cors(answer.into_response(), origin.as_deref()))
 }
 
 fn success(result: Value) -> Response {
@@ -112,7 +99,18 @@ fn success(result: Value) -> Response {
 }
 
 impl App {
-    async fn start_flow(&self, sdk: SdkRequest, origin: Option<String>) -> Result<Response, Response> {
+    async fn answer(&self, request: Request, origin: Option<&str>) -> Result<Response, ProxyError> {
+        let (parts, body) = request.into_parts();
+        let body = read_body(body).await?;
+        let message = decode_sdk_request(&parts.headers, &body)
+            .inspect_err(|e| tracing::info!(code = e.code, reason = ?e.message, "refused SDK request"))?;
+        match message {
+            SdkMessage::Flow(sdk) => self.start_flow(*sdk, origin).await,
+            SdkMessage::Outcome { state, flow } => self.outcome(&state, &flow, origin).await,
+        }
+    }
+
+    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>) -> Result<Response, ProxyError> {
         let started = std::time::Instant::now();
         let (subject, contact) = match &sdk.params {
             Params::Sign(p) => (p.contract_id.clone(), p.contact.value.clone()),
@@ -120,15 +118,13 @@ impl App {
             Params::EnterpriseAuth(p) => (p.company_name.clone(), p.applicant.value.clone()),
         };
         let return_url = match (sdk.presentation, &sdk.return_url) {
-            (Presentation::Redirect, Some(url)) => {
-                Some(self.return_url(url, origin.as_deref()).map_err(protocol_error)?)
-            }
+            (Presentation::Redirect, Some(url)) => Some(self.return_url(url, origin)?),
             _ => None,
         };
         let token = FlowToken {
             action: sdk.action,
             state: sdk.state.clone(),
-            target_origin: origin.unwrap_or_else(|| self.public_origin.clone()),
+            target_origin: origin.unwrap_or(&self.public_origin).to_owned(),
             subject,
             contact: contact.clone(),
             expires: unix_millis() / 1000 + self.cfg.token_ttl.as_secs(),
@@ -138,10 +134,11 @@ impl App {
         if flow.len() > protocol::FLOW_TOKEN_MAX {
             // Only a long returnUrl full of multi-byte characters gets here; the SDK could not
             // take the token back.
-            return Err(protocol_error(ProtocolError {
+            return Err(ProtocolError {
                 code: codes::INVALID_PARAM,
                 message: format!("returnUrl is too long: the flow token would exceed {} bytes", protocol::FLOW_TOKEN_MAX),
-            }));
+            }
+            .into());
         }
         let callback_url = match &sdk.params {
             Params::Sign(_) => None,
@@ -156,8 +153,7 @@ impl App {
                 &sdk.state,
             )),
         }
-        .transpose()
-        .map_err(protocol_error)?;
+        .transpose()?;
         let granted = match sdk.presentation {
             Presentation::MiniProgram => self
                 .ticket(&sdk, callback_url.as_deref())
@@ -175,10 +171,9 @@ impl App {
                 })
             }
         };
-        let result = granted.map_err(|e| {
-            let (code, message) = e.code_and_message();
+        let result = granted.inspect_err(|e| {
+            let (code, message) = e.logged();
             tracing::warn!(action = sdk.action.name(), contact = %Masked(&contact), code, message = ?message, "platform call failed");
-            platform_failure(&e)
         })?;
         tracing::info!(
             action = sdk.action.name(),
@@ -191,28 +186,20 @@ impl App {
     }
 
     /// `outcome`: the flow token's facts, confirmed with the platform like the return page does.
-    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>) -> Result<Response, Response> {
-        let token = match self.cfg.token_key.unseal(flow, unix_millis() / 1000) {
+    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>) -> Result<Response, ProxyError> {
+        let token = self
+            .cfg
+            .token_key
+            .unseal(flow, unix_millis() / 1000)
+            .map_err(|e| format!("{e:?}"))
             // The token must be this flow's, asked for by the page that started it.
-            Ok(token) if token.state == state && origin.is_none_or(|o| o == token.target_origin) => token,
-            refused => {
-                let reason = match refused {
-                    Ok(_) => "the token belongs to another flow or page".to_owned(),
-                    Err(e) => format!("{e:?}"),
-                };
-                tracing::info!(reason, "outcome refused a flow token");
-                return Err(error_json(
-                    StatusCode::BAD_REQUEST,
-                    codes::FLOW_TOKEN_INVALID,
-                    "the flow token is invalid or has expired",
-                ));
-            }
-        };
-        let confirmed = confirm(&self.cfg.platform, &token).await.map_err(|e| {
-            let (code, message) = e.code_and_message();
-            tracing::warn!(action = token.action.name(), code, message = ?message, "could not confirm the outcome");
-            platform_failure(&e)
-        })?;
+            .and_then(|token| {
+                let ours = token.state == state && origin.is_none_or(|o| o == token.target_origin);
+                ours.then_some(token).ok_or_else(|| "the token belongs to another flow or page".to_owned())
+            })
+            .inspect_err(|reason| tracing::info!(reason, "outcome refused a flow token"))
+            .map_err(|_| ProxyError::FlowTokenInvalid)?;
+        let confirmed = confirm(&self.cfg.platform, &token, false).await?;
         let result = match confirmed {
             Some((event, data)) => json!({"event": event, "data": data}),
             None => json!({"event": "pending"}),

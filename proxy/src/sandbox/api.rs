@@ -7,8 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::world::{contact_type, Session, SessionKind};
+use super::world::{contact_type, Session, SessionKind, Sessions};
 use super::{codes, reject, Shared};
 use crate::unix_millis;
 
@@ -98,23 +99,18 @@ const MODIFY_FIELDS: &[&str] = &["USERNAME", "IDCARDNO", "BANKNO", "BANKMOBILE"]
 const COMPANY_MODIFY_FIELDS: &[&str] = &["corpName", "registerNo", "legalPerson"];
 const PAGE_TYPES: &[&str] = &["SIGN", "PRINT", "DIRECT_SIGN"];
 
-fn new_ticket() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 impl super::Sandbox {
+    /// Opens a session: everything is built before the sessions lock, held for one insert.
     fn open_session(&self, kind: SessionKind, body: &Body<'_>) -> Result<String, (i64, String)> {
-        let ticket = new_ticket();
-        let session = Session {
-            kind,
-            callback_page: body.str("callbackPage")?.map(str::to_owned),
-            callback_url: body.str("callbackUrl")?.map(str::to_owned),
-            expires_ms: unix_millis() + self.cfg.session_ttl.as_millis() as u64,
-        };
-        let mut world = self.world();
+        let (ticket, n) = Sessions::new_ticket();
         let now = unix_millis();
-        world.sessions.retain(|_, s| s.expires_ms > now);
-        world.sessions.insert(ticket.clone(), session);
+        let session = Arc::new(Session {
+            kind,
+            callback_page: body.str("callbackPage")?.map(Box::from),
+            callback_url: body.str("callbackUrl")?.map(Box::from),
+            expires_ms: now + self.cfg.session_ttl.as_millis() as u64,
+        });
+        self.sessions().open(n, session, now);
         Ok(ticket)
     }
 
@@ -136,19 +132,17 @@ impl super::Sandbox {
         let contact = body.user("user", CONTRACT_CONTACT_TYPES, false)?;
         let id = {
             let world = self.world();
-            let id = world
-                .contract_id(contract_id, biz_id)
-                .ok_or((codes::NO_VIEW_PERMISSION, "NO VIEW PERMISSION".to_owned()))?;
-            let contract = &world.contracts[&id].fixture;
-            if !contract.signatories.iter().any(|s| s.contact == contact) {
-                return Err((codes::NO_VIEW_PERMISSION, "NO VIEW PERMISSION".into()));
+            match world.find_contract(contract_id, biz_id) {
+                Some(c) if c.fixture.signatories.iter().any(|s| s.contact == contact) => {
+                    if c.fixture.status != "SIGNING" {
+                        return Err((codes::INVALID_CONTRACT_STATUS, "INVALID CONTRACT STATUS".into()));
+                    }
+                    c.id.clone()
+                }
+                _ => return Err((codes::NO_VIEW_PERMISSION, "NO VIEW PERMISSION".into())),
             }
-            if contract.status != "SIGNING" {
-                return Err((codes::INVALID_CONTRACT_STATUS, "INVALID CONTRACT STATUS".into()));
-            }
-            id
         };
-        self.open_session(SessionKind::Sign { contract_id: id, contact: contact.to_owned() }, &body)
+        self.open_session(SessionKind::Sign { contract_id: id, contact: contact.into() }, &body)
     }
 
     /// Checks a personal-auth request (seeds 000/001) and opens a session.
@@ -179,12 +173,12 @@ impl super::Sandbox {
                 return Err(invalid(format!("modifyFields items must be among {}", COMPANY_MODIFY_FIELDS.join(", "))));
             }
         }
-        if self.world().companies.get(name).is_some_and(|c| c.authenticated) {
+        if self.world().company(name).is_some_and(|c| c.authenticated) {
             return Err((codes::COMPANY_ALREADY_AUTHED, "COMPANY ALREADY AUTHED".into()));
         }
-        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let request_id = Sessions::new_ticket().0;
         let ticket = self.open_session(
-            SessionKind::CompanyAuth { request: value.clone(), request_id: request_id.clone() },
+            SessionKind::CompanyAuth { request: Box::new(value.clone()), request_id: request_id.clone() },
             &body,
         )?;
         Ok((ticket, request_id))
@@ -229,9 +223,11 @@ pub async fn company_auth_page_url(State(sb): State<Shared>, body: Bytes) -> Res
 
 /// `GET /v2/contract/detail?contractId=|bizId=`.
 pub async fn contract_detail(State(sb): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let world = sb.world();
-    let result = match world.contract_id(q.get("contractId").map(String::as_str), q.get("bizId").map(String::as_str)) {
-        Some(id) => Ok(world.contracts[&id].detail()),
+    let (id, biz_id) = (q.get("contractId").map(String::as_str), q.get("bizId").map(String::as_str));
+    // A reference to the contract under the lock; its JSON is built after.
+    let contract = sb.world().find_contract(id, biz_id).cloned();
+    let result = match contract {
+        Some(contract) => Ok(contract.detail()),
         None if q.contains_key("contractId") || q.contains_key("bizId") => {
             Err((codes::NO_VIEW_PERMISSION, "NO VIEW PERMISSION".into()))
         }
@@ -245,16 +241,18 @@ pub async fn contract_detail(State(sb): State<Shared>, Query(q): Query<HashMap<S
 /// `realName` and `mode` are the platform's fields; `username`, `idCardNo`, `mobile`, `bankNo`
 /// and `bankMobile` are the sandbox's (the public record does not show the platform's names).
 pub async fn personal_auth_result(State(sb): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let world = sb.world();
     let contact = match (q.get("contact"), q.get("authId")) {
         (Some(c), _) => Some(c.clone()),
-        (None, Some(id)) => match world.sessions.get(id).map(|s| &s.kind) {
-            Some(SessionKind::PersonalAuth(req)) => req["user"]["contact"].as_str().map(str::to_owned),
-            _ => return answer(Err((1604, "INVALID AUTHID".into()))),
-        },
+        (None, Some(id)) => {
+            let session = sb.sessions().get(id);
+            match session.as_deref().map(|s| &s.kind) {
+                Some(SessionKind::PersonalAuth(req)) => req["user"]["contact"].as_str().map(str::to_owned),
+                _ => return answer(Err((1604, "INVALID AUTHID".into()))),
+            }
+        }
         (None, None) => return answer(Err(invalid("authId and contact may not both be empty"))),
     };
-    let person = contact.as_deref().and_then(|c| world.persons.get(c));
+    let person = contact.as_deref().and_then(|c| sb.world().persons.get(c).filter(|p| p.real_name).cloned());
     answer(Ok(match person {
         Some(p) if p.real_name => json!({
             "realName": true,
@@ -271,13 +269,9 @@ pub async fn personal_auth_result(State(sb): State<Shared>, Query(q): Query<Hash
 
 /// `GET /companyauth/result?companyName=|requestId=`: `status` 2 passed, 1 not submitted, -1 no record.
 pub async fn company_auth_result(State(sb): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let world = sb.world();
     let company = match (q.get("companyName"), q.get("requestId")) {
-        (Some(name), _) => world
-            .companies
-            .get(name)
-            .or_else(|| world.companies.values().find(|c| c.requested_name.as_deref() == Some(name.as_str()))),
-        (None, Some(id)) => world.companies.values().find(|c| c.request_id.as_deref() == Some(id.as_str())),
+        (Some(name), _) => sb.world().company_named(name).cloned(),
+        (None, Some(id)) => sb.world().company_by_request_id(id).cloned(),
         (None, None) => return answer(Err(invalid("requestId and companyName may not both be empty"))),
     };
     answer(Ok(match company {
@@ -291,4 +285,53 @@ pub async fn company_auth_result(State(sb): State<Shared>, Query(q): Query<HashM
         Some(_) => json!({"status": 1}),
         None => json!({"status": -1}),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::{Sandbox, SandboxConfig};
+    use super::*;
+    use crate::Secret;
+
+    fn sandbox(session_ttl: Duration) -> Sandbox {
+        let mut cfg = SandboxConfig::new("t".into(), Secret::new("s"), "http://127.0.0.1:9".into());
+        cfg.session_ttl = session_ttl;
+        Sandbox::new(cfg)
+    }
+
+    fn sign_request() -> Value {
+        json!({"bizId": "demo-labour-001", "user": {"contact": "13700000044", "contactType": "MOBILE"}})
+    }
+
+    #[test]
+    fn ten_thousand_expired_sessions_and_one_new_leave_one_session() {
+        let sb = sandbox(Duration::ZERO);
+        let first = sb.sign_session(&sign_request()).unwrap();
+        let mut last = first.clone();
+        for _ in 1..10_000 {
+            last = sb.sign_session(&sign_request()).unwrap();
+        }
+        assert!(sb.sessions().get(&last).is_some(), "expired, kept until the next open (the page says so)");
+        let new = sb.sign_session(&sign_request()).unwrap();
+        assert_eq!(sb.sessions().len(), 1);
+        assert!(sb.sessions().get(&first).is_none() && sb.sessions().get(&last).is_none());
+        assert!(matches!(sb.sessions().get(&new).as_deref().map(|s| &s.kind),
+            Some(SessionKind::Sign { contract_id, .. }) if &**contract_id == "2603417854124281870"));
+    }
+
+    #[test]
+    fn live_sessions_stay_and_tickets_are_32_lowercase_hex_digits() {
+        let sb = sandbox(Duration::from_secs(60));
+        let tickets: Vec<String> = (0..100).map(|_| sb.sign_session(&sign_request()).unwrap()).collect();
+        assert_eq!(sb.sessions().len(), 100);
+        for ticket in &tickets {
+            assert!(ticket.len() == 32 && ticket.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')), "{ticket}");
+            assert!(sb.sessions().get(ticket).is_some());
+            assert!(sb.sessions().get(&ticket.to_uppercase()).is_none(), "tickets match exactly");
+            assert!(sb.sessions().get(&format!("{ticket}0")).is_none());
+        }
+        assert!(sb.sessions().get("").is_none() && sb.sessions().get("+0000000000000000000000000000000").is_none());
+    }
 }

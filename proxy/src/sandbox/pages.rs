@@ -2,7 +2,8 @@
 //! two ways by one implementation:
 //!
 //! - the browser H5 page `GET /h5?ticket=…[&callbackPage=…]` (form `POST /h5/action`), which
-//!   finishes by redirecting to `callbackPage`;
+//!   finishes by redirecting to `callbackPage` when its origin is one of the sandbox's
+//!   [`CallbackOrigins`](super::CallbackOrigins), else on a page of its own;
 //! - the 契约锁 mini-program plugin's pages `GET /plugin/<page>?ticket=…&env=sandbox[&hasCb=true]`
 //!   (`doc`, `personal-auth`, `enterprise-auth`; form `POST /plugin/action`), which finish on a
 //!   page whose `#qys-sandbox-plugin-done[data-event]` names the event the plugin would fire
@@ -12,14 +13,18 @@
 //! `#qys-sandbox-exit`, `#qys-sandbox-close`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{json, Value};
 
+use qys_sdk_wasm::params::Action;
+use qys_sdk_wasm::presentation::plugin_page;
+
 use super::world::{Company, Person, Session, SessionKind};
-use super::{deliver, Shared};
+use super::{deliver, Sandbox, Shared};
 use crate::html::{escape, page};
 use crate::unix_millis;
 
@@ -43,9 +48,9 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn session(sb: &Shared, params: &Params) -> Result<(String, Session), Refusal> {
+fn session(sb: &Shared, params: &Params) -> Result<(String, Arc<Session>), Refusal> {
     let ticket = params.get("ticket").cloned().unwrap_or_default();
-    let found = sb.world().sessions.get(&ticket).cloned();
+    let found = sb.sessions().get(&ticket);
     match found {
         Some(s) if s.expires_ms > unix_millis() => Ok((ticket, s)),
         Some(_) => Err(Refusal(StatusCode::GONE, "链接已过期", "This page link has expired.".into())),
@@ -53,42 +58,41 @@ fn session(sb: &Shared, params: &Params) -> Result<(String, Session), Refusal> {
     }
 }
 
-/// A page of the 契约锁 mini-program plugin (`plugin://qyssdk-plugin/<page>`).
+/// A page of the 契约锁 mini-program plugin (`plugin://qyssdk-plugin/<page>`), named by the SDK's
+/// core ([`plugin_page`]) so that the SDK and the sandbox cannot disagree: `doc` (both signing
+/// actions), `personal-auth`, `enterprise-auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PluginPage {
-    /// `doc`: contract signing.
-    Doc,
-    /// `personal-auth`.
-    PersonalAuth,
-    /// `enterprise-auth`.
-    EnterpriseAuth,
-}
+struct PluginPage(&'static str);
 
 impl PluginPage {
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "doc" => Some(Self::Doc),
-            "personal-auth" => Some(Self::PersonalAuth),
-            "enterprise-auth" => Some(Self::EnterpriseAuth),
-            _ => None,
+    /// Every page, one per action (the two signing actions share `doc`).
+    fn all() -> Vec<Self> {
+        let mut pages = Vec::new();
+        for page in Action::ALL.map(|action| Self(plugin_page(action))) {
+            if !pages.contains(&page) {
+                pages.push(page);
+            }
         }
+        pages
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Action::ALL.into_iter().map(plugin_page).find(|page| *page == name).map(Self)
     }
 
     fn name(self) -> &'static str {
-        match self {
-            Self::Doc => "doc",
-            Self::PersonalAuth => "personal-auth",
-            Self::EnterpriseAuth => "enterprise-auth",
-        }
+        self.0
     }
 
-    /// The page a session's ticket opens.
+    /// The page a session's ticket opens: the page of the session's action.
     fn of(kind: &SessionKind) -> Self {
-        match kind {
-            SessionKind::Sign { .. } => Self::Doc,
-            SessionKind::PersonalAuth(_) => Self::PersonalAuth,
-            SessionKind::CompanyAuth { .. } => Self::EnterpriseAuth,
-        }
+        let action = match kind {
+            // Sessions do not record which signing action asked; both open the same page.
+            SessionKind::Sign { .. } => Action::PersonalSign,
+            SessionKind::PersonalAuth(_) => Action::PersonalAuth,
+            SessionKind::CompanyAuth { .. } => Action::EnterpriseAuth,
+        };
+        Self(plugin_page(action))
     }
 }
 
@@ -123,7 +127,8 @@ impl Finish {
 
 /// Where a page is shown: what its form posts, what it carries along and how it finishes.
 enum Surface {
-    /// `/h5`: finishing redirects to `callbackPage` (the session's, else the page URL's).
+    /// `/h5`: finishing redirects to `callbackPage` (the session's, else the page URL's) if its
+    /// origin is allowed.
     H5 { callback_page: Option<String> },
     /// `/plugin/<page>`: finishing shows the event the plugin would fire.
     Plugin { page: PluginPage, has_cb: bool },
@@ -186,18 +191,28 @@ impl Surface {
         }
     }
 
-    fn finish(&self, session: &Session, how: Finish) -> Response {
+    fn finish(&self, sb: &Sandbox, session: &Session, how: Finish) -> Response {
         match self {
             Self::H5 { callback_page } => {
-                // Page-URL mode keeps callbackPage in the session; ticket mode passes it on the URL.
-                let url = session
-                    .callback_page
-                    .clone()
-                    .or_else(|| callback_page.clone())
-                    .filter(|u| u.starts_with("http://") || u.starts_with("https://"));
-                match url {
-                    Some(url) => (StatusCode::SEE_OTHER, [(header::LOCATION, url)]).into_response(),
-                    None => message(StatusCode::OK, "完成", &format!("{}。", how.text())),
+                // Page-URL mode keeps callbackPage in the session; ticket mode passes it on the
+                // URL, where anyone can put anything: both are checked against the allowed origins.
+                let Some(wanted) = session.callback_page.as_deref().or(callback_page.as_deref()) else {
+                    return message(StatusCode::OK, "完成", &format!("{}。", how.text()));
+                };
+                match sb.cfg.callback_origins.check(wanted) {
+                    Ok(url) => (StatusCode::SEE_OTHER, [(header::LOCATION, url.as_str())]).into_response(),
+                    Err(why) => {
+                        tracing::warn!(why, "sandbox did not follow a callbackPage");
+                        message(
+                            StatusCode::OK,
+                            "完成",
+                            &format!(
+                                "{}。Not redirected to callbackPage: {why} (the sandbox redirects only to the \
+proxy's origin with the embedded sandbox, else to QYS_SANDBOX_CALLBACK_ORIGINS, by default http loopback).",
+                                how.text()
+                            ),
+                        )
+                    }
                 }
             }
             Self::Plugin { has_cb, .. } => {
@@ -216,12 +231,15 @@ impl Surface {
 }
 
 /// Checks a plugin request: a known page, `env=sandbox`, a live ticket, and the ticket's page.
-fn plugin_session(sb: &Shared, name: &str, params: &Params) -> Result<(String, Session, Surface), Refusal> {
+fn plugin_session(sb: &Shared, name: &str, params: &Params) -> Result<(String, Arc<Session>, Surface), Refusal> {
     let Some(page) = PluginPage::parse(name) else {
         return Err(Refusal(
             StatusCode::NOT_FOUND,
             "页面不存在",
-            format!("The plugin has no page “{name}”; its pages are doc, personal-auth and enterprise-auth."),
+            format!(
+                "The plugin has no page “{name}”; its pages are {}.",
+                PluginPage::all().iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+            ),
         ));
     };
     match params.get("env") {
@@ -313,11 +331,14 @@ fn company_editable(req: &Value, key: &str, modify: &str) -> bool {
 fn show(sb: &Shared, surface: &Surface, ticket: &str, session: &Session) -> Response {
     let (action, hidden) = (surface.action(), surface.hidden(ticket));
     let form = |inner: String| format!("<form method=post action={action}>{hidden}{inner}</form>");
-    let world = sb.world();
     let body = match &session.kind {
         SessionKind::Sign { contract_id, contact } => {
-            let contract = &world.contracts[contract_id].fixture;
-            let signatory = contract.signatories.iter().find(|s| &s.contact == contact);
+            let (contract, real_name) = {
+                let world = sb.world();
+                let contract = world.contract(contract_id).expect("session contract exists").fixture.clone();
+                (contract, world.is_real_name(contact))
+            };
+            let signatory = contract.signatories.iter().find(|s| *s.contact == **contact);
             let mut out = format!(
                 "<h1>签署合同</h1><p id=qys-sandbox-subject>{}</p><p>合同编号 {}</p>",
                 escape(&contract.subject),
@@ -327,7 +348,7 @@ fn show(sb: &Shared, surface: &Surface, ticket: &str, session: &Session) -> Resp
                 Some(s) if s.status == "SIGNED" => {
                     out.push_str("<p id=qys-sandbox-signed>您已签署该合同。</p>");
                 }
-                Some(s) if s.tenant_type == "PERSONAL" && !world.is_real_name(contact) => {
+                Some(s) if s.tenant_type == "PERSONAL" && !real_name => {
                     out.push_str(&form(format!(
                         "<p>签署前请先完成实名认证。</p>{}{}\
 <button id=qys-sandbox-auth-submit name=op value=auth>提交认证</button>\
@@ -346,7 +367,8 @@ fn show(sb: &Shared, surface: &Surface, ticket: &str, session: &Session) -> Resp
         }
         SessionKind::PersonalAuth(req) => {
             let contact = req["user"]["contact"].as_str().unwrap_or("");
-            let known = world.persons.get(contact).filter(|p| p.real_name);
+            let known = sb.world().persons.get(contact).filter(|p| p.real_name).cloned();
+            let known = known.as_ref();
             let value = |key: &str, platform: Option<&str>| platform.unwrap_or(text(req, key)).to_owned();
             let mode = req["mode"].as_str().unwrap_or("DEFAULT");
             let mode_field = if mode == "DEFAULT" {
@@ -401,7 +423,6 @@ fn show(sb: &Shared, surface: &Surface, ticket: &str, session: &Session) -> Resp
             )
         }
     };
-    drop(world);
     Html(page("契约锁沙箱", &format!("{}{body}", surface.banner()))).into_response()
 }
 
@@ -410,9 +431,9 @@ fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: 
     let op = params.get("op").map(String::as_str).unwrap_or("");
     let posted = |k: &str| params.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     match (&session.kind, op) {
-        (SessionKind::Sign { .. } | SessionKind::PersonalAuth(_), "exit") => surface.finish(session, Finish::Exited),
+        (SessionKind::Sign { .. } | SessionKind::PersonalAuth(_), "exit") => surface.finish(sb, session, Finish::Exited),
         (SessionKind::CompanyAuth { request, .. }, "close") if request["closeButton"] != false => {
-            surface.finish(session, Finish::Closed)
+            surface.finish(sb, session, Finish::Closed)
         }
         (SessionKind::Sign { contact, .. }, "auth") => {
             let (username, id_card_no) = (posted("username"), posted("idCardNo"));
@@ -420,35 +441,21 @@ fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: 
                 return message(StatusCode::BAD_REQUEST, "信息不完整", "Name and ID card number are required.");
             }
             let person = Person {
-                contact: contact.clone(),
+                contact: contact.to_string(),
                 username,
                 id_card_no,
                 real_name: true,
                 mode: Some("IVS".into()),
                 ..Person::default()
             };
-            sb.world().persons.insert(contact.clone(), person);
+            sb.world().persons.insert(contact.to_string(), person);
             (StatusCode::SEE_OTHER, [(header::LOCATION, surface.url(ticket))]).into_response()
         }
         (SessionKind::Sign { contract_id, contact }, "sign") => {
-            let mut world = sb.world();
-            let real_name = world.is_real_name(contact);
-            let contract = &mut world.contracts.get_mut(contract_id).expect("session contract exists").fixture;
-            let Some(signatory) = contract.signatories.iter_mut().find(|s| &s.contact == contact) else {
-                return message(StatusCode::FORBIDDEN, "无权签署", "Not a signatory.");
-            };
-            if signatory.status == "SIGNED" || contract.status != "SIGNING" {
-                return message(StatusCode::CONFLICT, "无法签署", "This contract was already signed by you.");
+            match sign(sb, contract_id, contact) {
+                Ok(()) => surface.finish(sb, session, Finish::Signed),
+                Err((status, title, text)) => message(status, title, text),
             }
-            if signatory.tenant_type == "PERSONAL" && !real_name {
-                return message(StatusCode::FORBIDDEN, "需要认证", "Authenticate before signing.");
-            }
-            signatory.status = "SIGNED".into();
-            if contract.signatories.iter().all(|s| s.status == "SIGNED") {
-                contract.status = "COMPLETE".into();
-            }
-            drop(world);
-            surface.finish(session, Finish::Signed)
         }
         (SessionKind::PersonalAuth(req), "submit") => submit_personal(sb, surface, ticket, session, req, params),
         (SessionKind::CompanyAuth { request, request_id }, "submit") => {
@@ -473,7 +480,7 @@ fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: 
                 "applicantName": text(&request["applicant"], "name"),
                 "applicantPhone": text(&request["applicant"], "contact"),
             });
-            sb.world().companies.insert(company.name.clone(), company);
+            sb.world().insert_company(company);
             if let Some(url) = &session.callback_url {
                 let form = vec![
                     ("status".to_owned(), "1".to_owned()),
@@ -481,12 +488,36 @@ fn act(sb: &Shared, surface: &Surface, ticket: &str, session: &Session, params: 
                     ("requestId".to_owned(), request_id.clone()),
                     ("authInfo".to_owned(), auth_info.to_string()),
                 ];
-                deliver::spawn(sb.http.clone(), url.clone(), form, sb.cfg.callback_retry_delay);
+                deliver::spawn(sb.http.clone(), url.to_string(), form, sb.cfg.callback_retry_delay);
             }
-            surface.finish(session, Finish::AuthPassed)
+            surface.finish(sb, session, Finish::AuthPassed)
         }
         _ => message(StatusCode::BAD_REQUEST, "无效操作", "This action is not available on this page."),
     }
+}
+
+/// Signs `contract_id` as `contact`, under the world lock; the page is rendered after.
+fn sign(sb: &Shared, contract_id: &str, contact: &str) -> Result<(), (StatusCode, &'static str, &'static str)> {
+    let mut world = sb.world();
+    let real_name = world.is_real_name(contact);
+    let contract = world.contract_mut(contract_id).expect("session contract exists");
+    let Some(at) = contract.fixture.signatories.iter().position(|s| s.contact == contact) else {
+        return Err((StatusCode::FORBIDDEN, "无权签署", "Not a signatory."));
+    };
+    let signatory = &contract.fixture.signatories[at];
+    if signatory.status == "SIGNED" || contract.fixture.status != "SIGNING" {
+        return Err((StatusCode::CONFLICT, "无法签署", "This contract was already signed by you."));
+    }
+    if signatory.tenant_type == "PERSONAL" && !real_name {
+        return Err((StatusCode::FORBIDDEN, "需要认证", "Authenticate before signing."));
+    }
+    // Copies the contract only if a page being rendered still holds the old version.
+    let fixture = Arc::make_mut(&mut contract.fixture);
+    fixture.signatories[at].status = "SIGNED".into();
+    if fixture.signatories.iter().all(|s| s.status == "SIGNED") {
+        fixture.status = "COMPLETE".into();
+    }
+    Ok(())
 }
 
 fn submit_personal(
@@ -537,9 +568,9 @@ fn submit_personal(
             ("status".to_owned(), "1".to_owned()),
             ("authId".to_owned(), ticket.to_owned()),
         ];
-        deliver::spawn(sb.http.clone(), url.clone(), form, sb.cfg.callback_retry_delay);
+        deliver::spawn(sb.http.clone(), url.to_string(), form, sb.cfg.callback_retry_delay);
     }
-    surface.finish(session, Finish::AuthPassed)
+    surface.finish(sb, session, Finish::AuthPassed)
 }
 
 #[cfg(test)]
@@ -548,13 +579,13 @@ mod tests {
 
     #[test]
     fn plugin_page_urls_keep_env_and_has_cb_and_name_the_page_in_the_path() {
-        let surface = Surface::Plugin { page: PluginPage::Doc, has_cb: true };
+        let surface = Surface::Plugin { page: PluginPage(plugin_page(Action::PersonalSign)), has_cb: true };
         assert_eq!(surface.url("abc"), "/plugin/doc?ticket=abc&env=sandbox&hasCb=true");
         assert_eq!(surface.action(), "/plugin/action");
         let hidden = surface.hidden("a\"b");
         assert!(hidden.contains("name=ticket value=\"a&quot;b\""), "{hidden}");
         assert!(hidden.contains("name=page value=\"doc\""), "{hidden}");
-        let quiet = Surface::Plugin { page: PluginPage::EnterpriseAuth, has_cb: false };
+        let quiet = Surface::Plugin { page: PluginPage(plugin_page(Action::EnterpriseAuth)), has_cb: false };
         assert_eq!(quiet.url("abc"), "/plugin/enterprise-auth?ticket=abc&env=sandbox");
     }
 
@@ -567,16 +598,20 @@ mod tests {
     }
 
     #[test]
-    fn plugin_pages_match_session_kinds_and_events_match_outcomes() {
-        for name in ["doc", "personal-auth", "enterprise-auth"] {
+    fn plugin_pages_are_the_cores_and_match_session_kinds_and_events_match_outcomes() {
+        let names: Vec<_> = PluginPage::all().into_iter().map(PluginPage::name).collect();
+        assert_eq!(names, ["doc", "personal-auth", "enterprise-auth"]);
+        for name in names {
             assert_eq!(PluginPage::parse(name).map(PluginPage::name), Some(name));
         }
         assert_eq!(PluginPage::parse("h5"), None);
+        assert_eq!(PluginPage::parse("Doc"), None);
         let sign = SessionKind::Sign { contract_id: "1".into(), contact: "2".into() };
-        assert_eq!(PluginPage::of(&sign), PluginPage::Doc);
-        assert_eq!(PluginPage::of(&SessionKind::PersonalAuth(json!({}))), PluginPage::PersonalAuth);
-        let company = SessionKind::CompanyAuth { request: json!({}), request_id: "r".into() };
-        assert_eq!(PluginPage::of(&company), PluginPage::EnterpriseAuth);
+        assert_eq!(PluginPage::of(&sign).name(), plugin_page(Action::PersonalSign));
+        assert_eq!(PluginPage::of(&sign).name(), plugin_page(Action::EnterpriseSign));
+        assert_eq!(PluginPage::of(&SessionKind::PersonalAuth(json!({}))).name(), plugin_page(Action::PersonalAuth));
+        let company = SessionKind::CompanyAuth { request: Box::new(json!({})), request_id: "r".into() };
+        assert_eq!(PluginPage::of(&company).name(), plugin_page(Action::EnterpriseAuth));
         let events: Vec<_> =
             [Finish::Signed, Finish::AuthPassed, Finish::Exited, Finish::Closed].map(Finish::plugin_event).into();
         assert_eq!(events, ["signSuccessCb", "authSuccessCb", "authFailCb", "authFailCb"]);

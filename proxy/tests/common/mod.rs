@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use qys_proxy::platform::Platform;
-use qys_proxy::proxy::{self, Paths, ProxyConfig, UpstreamMode};
+use qys_proxy::proxy::{self, ConfirmLimits, Paths, ProxyConfig, UpstreamMode};
 use qys_proxy::sandbox::{self, SandboxConfig};
 use qys_proxy::store::CallbackStore;
 use qys_proxy::token::TokenKey;
-use qys_proxy::{config, spawn_server, Secret};
+use qys_proxy::{cli, spawn_server, Secret};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -30,6 +30,7 @@ pub struct Options {
     pub allowed_origins: Vec<String>,
     pub token_ttl: Duration,
     pub miniprogram_env: String,
+    pub confirm: ConfirmLimits,
 }
 
 impl Default for Options {
@@ -44,6 +45,9 @@ impl Default for Options {
             allowed_origins: vec![PAGE_ORIGIN.into()],
             token_ttl: Duration::from_secs(600),
             miniprogram_env: "sandbox".into(),
+            // Tests ask `outcome`, finish the flow and ask again at once: no reuse of a
+            // "pending" here (production keeps one for 5 s; tests/return_cache.rs covers it).
+            confirm: ConfirmLimits { recheck: Duration::ZERO, ..ConfirmLimits::default() },
         }
     }
 }
@@ -89,13 +93,14 @@ impl Stack {
         let platform_url = opts.platform_url.clone().unwrap_or_else(|| sandbox_url.clone());
         let mode = match opts.mode {
             UpstreamMode::Ticket { template } if template.is_empty() => {
-                UpstreamMode::Ticket { template: config::sandbox_template(&sandbox_url) }
+                UpstreamMode::Ticket { template: cli::sandbox_template(&sandbox_url) }
             }
             other => other,
         };
         let cfg = ProxyConfig {
             public_url: proxy_url.clone(),
-            platform: Platform::new(&platform_url, TOKEN, Secret::new(SECRET), Duration::from_secs(5), opts.timeout),
+            platform: Platform::new(&platform_url, TOKEN, Secret::new(SECRET), Duration::from_secs(5), opts.timeout)
+                .with_confirm_limits(opts.confirm),
             upstream_mode: mode,
             miniprogram_env: opts.miniprogram_env,
             allowed_origins: opts.allowed_origins,

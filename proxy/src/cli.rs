@@ -7,10 +7,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::platform::Platform;
-use crate::proxy::{Paths, ProxyConfig, UpstreamMode};
+use crate::proxy::{callback_allowlist_entry, Paths, ProxyConfig, UpstreamMode};
 use crate::sandbox::world::Fixtures;
-use crate::sandbox::SandboxConfig;
-use crate::store::CallbackStore;
+use crate::sandbox::{CallbackOrigins, SandboxConfig};
+use crate::store::{CallbackStore, RateLimit};
 use crate::token::TokenKey;
 use crate::Secret;
 
@@ -58,9 +58,22 @@ pub struct Cli {
     /// embedded sandbox, cn for a QYS_SERVER_URL host ending in .cn, else com).
     #[arg(long, env = "QYS_MINIPROGRAM_ENV", global = true)]
     pub miniprogram_env: Option<String>,
-    /// SQLite database of server callbacks.
-    #[arg(long, env = "QYS_DATABASE", default_value = "qys-proxy.sqlite3", global = true)]
-    pub database: PathBuf,
+    /// Store of server callbacks: a file path (SQLite, one instance) or a postgres:// URL
+    /// (PostgreSQL, shared by any number of instances).
+    #[arg(long, env = "QYS_DATABASE", default_value = "qys-proxy.sqlite3", hide_env_values = true, global = true)]
+    pub database: Database,
+    // Server-callback storage limits (issue 8): per-source rate and retention.
+    /// Server callbacks accepted per second from one address (IPv6: one /64), once its burst is
+    /// spent; more get 429 and write nothing. 0: no limit (e.g. behind a reverse proxy, where every
+    /// callback comes from its address).
+    #[arg(long, env = "QYS_CALLBACK_RATE", default_value_t = crate::store::quota::DEFAULT_PER_SECOND, global = true)]
+    pub callback_rate: f64,
+    /// Server callbacks one address may send at once (at least 4: the platform's tries of one callback).
+    #[arg(long, env = "QYS_CALLBACK_BURST", default_value_t = crate::store::quota::DEFAULT_BURST, global = true)]
+    pub callback_burst: u32,
+    /// Days stored server callbacks, malformed-callback counters and samples are kept.
+    #[arg(long, env = "QYS_CALLBACK_RETENTION_DAYS", default_value_t = crate::store::DEFAULT_RETENTION_DAYS, global = true)]
+    pub callback_retention_days: u32,
     /// Platform connect timeout in milliseconds.
     #[arg(long, env = "QYS_CONNECT_TIMEOUT_MS", default_value_t = 5_000, global = true)]
     pub connect_timeout_ms: u64,
@@ -73,6 +86,15 @@ pub struct Cli {
     /// Lifetime of a return-page token in seconds.
     #[arg(long, env = "QYS_RETURN_TOKEN_TTL", default_value_t = 1_800, global = true)]
     pub return_token_ttl: u64,
+    /// Per instance: flows whose platform confirmation is kept (least recently used out first).
+    #[arg(long, env = "QYS_CONFIRM_CACHE_ENTRIES", default_value_t = 10_000, global = true)]
+    pub confirm_cache_entries: usize,
+    /// Seconds a confirmation that is not a success (or that failed) is reused for its flow.
+    #[arg(long, env = "QYS_CONFIRM_RECHECK_SECS", default_value_t = 5, global = true)]
+    pub confirm_recheck_secs: u64,
+    /// Per instance: confirmation calls per second at most (bursts as large); beyond, 503.
+    #[arg(long, env = "QYS_CONFIRM_RATE", default_value_t = 20, global = true)]
+    pub confirm_rate: u32,
     /// SDK endpoint path.
     #[arg(long, env = "QYS_PROXY_PATH", default_value = "/qys/proxy", global = true)]
     pub proxy_path: String,
@@ -103,6 +125,14 @@ pub struct Cli {
     /// Sandbox pause before the third server-callback try, in milliseconds.
     #[arg(long, env = "QYS_SANDBOX_RETRY_DELAY_MS", default_value_t = 60_000, global = true)]
     pub sandbox_retry_delay_ms: u64,
+    /// Connection limits: QYS_HEADER_TIMEOUT_MS, QYS_REQUEST_TIMEOUT_MS, QYS_IDLE_TIMEOUT_MS, QYS_MAX_CONNECTIONS.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Origins the sandbox's H5 pages may redirect to when they finish (callbackPage),
+    /// comma-separated exact origins. Default: http loopback (127.0.0.0/8, localhost, [::1]) for
+    /// `qys-proxy sandbox`; the proxy's own origin (plus these) for the embedded sandbox.
+    #[arg(long, env = "QYS_SANDBOX_CALLBACK_ORIGINS", value_delimiter = ',', global = true)]
+    pub sandbox_callback_origins: Vec<String>,
 }
 
 /// Subcommands.
@@ -124,8 +154,9 @@ pub enum Mode {
     PageUrl,
 }
 
-/// Longest mini-program environment name.
-const MINIPROGRAM_ENV_MAX: usize = 32;
+/// The mini-program plugin environments: production, the test platform, this sandbox. The host
+/// page (`miniprogram/pages/qys/qys.js`) refuses any other.
+pub const MINIPROGRAM_ENVS: [&str; 3] = ["com", "cn", "sandbox"];
 
 /// The plugin environment for a platform at `platform_url`: the sandbox's own, `cn` for the
 /// test platform (`…qiyuesuo.cn`), else production's `com`.
@@ -183,7 +214,24 @@ impl Cli {
                 .map_err(|e| format!("QYS_SANDBOX_FIXTURES {} is not valid: {e}", path.display()))?;
         }
         cfg.callback_retry_delay = Duration::from_millis(self.sandbox_retry_delay_ms);
+        cfg.callback_origins = self.sandbox_callback_origins(None)?;
         Ok(cfg)
+    }
+
+    /// `QYS_SANDBOX_CALLBACK_ORIGINS`, plus the origin of `proxy_url` for an embedded sandbox;
+    /// with neither, http loopback.
+    pub fn sandbox_callback_origins(&self, proxy_url: Option<&str>) -> Result<CallbackOrigins, String> {
+        let mut exact = Vec::new();
+        for entry in self.sandbox_callback_origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+            let origin = CallbackOrigins::origin_of(entry)
+                .map_err(|why| format!("QYS_SANDBOX_CALLBACK_ORIGINS entry {entry:?} {why}"))?;
+            exact.push(origin);
+        }
+        if let Some(proxy_url) = proxy_url {
+            let url = url::Url::parse(proxy_url).map_err(|e| format!("proxy URL {proxy_url:?}: {e}"))?;
+            exact.push(url.origin().ascii_serialization());
+        }
+        Ok(if exact.is_empty() { CallbackOrigins::default() } else { CallbackOrigins { loopback: false, exact } })
     }
 
     /// Proxy settings; `platform_url` is the platform (or embedded sandbox) base URL and
@@ -215,11 +263,12 @@ impl Cli {
             }
             allowed_origins.push(canonical);
         }
-        for prefix in &self.callback_url_allowlist {
-            check_base_url("QYS_CALLBACK_URL_ALLOWLIST", prefix)?;
-            if prefix.contains('@') {
-                return Err(format!("QYS_CALLBACK_URL_ALLOWLIST entry {prefix:?} may not contain user-info"));
-            }
+        // Kept in the normalised form callback URLs are checked in (one function for both).
+        let mut callback_url_allowlist = Vec::new();
+        for prefix in self.callback_url_allowlist.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+            let entry = callback_allowlist_entry(prefix)
+                .map_err(|why| format!("QYS_CALLBACK_URL_ALLOWLIST entry {prefix:?} {why}"))?;
+            callback_url_allowlist.push(entry.into());
         }
         let template = match (&self.page_url_template, embedded_sandbox) {
             (Some(t), _) => Some(t.clone()),
@@ -244,12 +293,11 @@ impl Cli {
             Some(env) => env.clone(),
             None => default_miniprogram_env(platform_url, embedded_sandbox).to_owned(),
         };
-        if miniprogram_env.is_empty()
-            || miniprogram_env.len() > MINIPROGRAM_ENV_MAX
-            || !miniprogram_env.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !MINIPROGRAM_ENVS.contains(&miniprogram_env.as_str()) {
             return Err(format!(
-                "QYS_MINIPROGRAM_ENV {miniprogram_env:?} must be 1–{MINIPROGRAM_ENV_MAX} lowercase letters, digits or -"
+                "QYS_MINIPROGRAM_ENV {miniprogram_env:?} must be one of {} (the environments the mini-program \
+                 host page accepts)",
+                MINIPROGRAM_ENVS.join(", ")
             ));
         }
         for (name, path) in [
@@ -265,8 +313,15 @@ impl Cli {
         if self.connect_timeout_ms == 0 || self.timeout_ms == 0 || self.return_token_ttl == 0 {
             return Err("timeouts and QYS_RETURN_TOKEN_TTL must be greater than 0".into());
         }
-        let store = CallbackStore::open(&self.database)
-            .map_err(|e| format!("cannot open QYS_DATABASE {}: {e}", self.database.display()))?;
+        if self.confirm_cache_entries == 0 || self.confirm_rate == 0 {
+            return Err("QYS_CONFIRM_CACHE_ENTRIES and QYS_CONFIRM_RATE must be greater than 0".into());
+        }
+        let confirm_limits = crate::proxy::ConfirmLimits {
+            entries: self.confirm_cache_entries,
+            recheck: Duration::from_secs(self.confirm_recheck_secs),
+            per_second: self.confirm_rate,
+        };
+        let store = self.callback_store()?;
         let token_key = match &self.state_key {
             Some(k) if k.len() < 32 => return Err("QYS_STATE_KEY must be at least 32 characters".into()),
             Some(k) => TokenKey::new(k.as_bytes()),
@@ -285,11 +340,12 @@ impl Cli {
                 secret,
                 Duration::from_millis(self.connect_timeout_ms),
                 Duration::from_millis(self.timeout_ms),
-            ),
+            )
+            .with_confirm_limits(confirm_limits),
             upstream_mode,
             miniprogram_env,
             allowed_origins,
-            callback_url_allowlist: self.callback_url_allowlist.clone(),
+            callback_url_allowlist,
             token_key,
             token_ttl: Duration::from_secs(self.return_token_ttl),
             paths: Paths {
@@ -304,6 +360,75 @@ impl Cli {
     }
 }
 
+impl Cli {
+    /// The callback store of `QYS_DATABASE` with its rate limit, its retention sweep started
+    /// (now, then hourly, until the store is dropped).
+    pub fn callback_store(&self) -> Result<CallbackStore, String> {
+        let limit = RateLimit::new(self.callback_rate, self.callback_burst)
+            .map_err(|e| format!("QYS_CALLBACK_RATE / QYS_CALLBACK_BURST: {e}"))?;
+        if !(1..=36_500).contains(&self.callback_retention_days) {
+            return Err("QYS_CALLBACK_RETENTION_DAYS must be between 1 and 36500".into());
+        }
+        let store = self.database.open()?.with_rate_limit(limit);
+        let retention = Duration::from_secs(u64::from(self.callback_retention_days) * 86_400);
+        store
+            .spawn_sweeper(retention, crate::store::SWEEP_EVERY)
+            .map_err(|e| format!("cannot start the callback retention sweep: {e}"))?;
+        Ok(store)
+    }
+}
+
+// QYS_DATABASE (issue 9): a path (SQLite) or a postgres:// URL (PostgreSQL).
+
+/// `QYS_DATABASE` as given: a file path (SQLite) or a `postgres://` / `postgresql://` URL
+/// (PostgreSQL). Its `Debug` and [`display`](Self::display) never show a password, nor do the
+/// errors of [`open`](Self::open).
+#[derive(Clone)]
+pub struct Database(std::ffi::OsString);
+
+impl From<std::ffi::OsString> for Database {
+    fn from(value: std::ffi::OsString) -> Self {
+        Self(value)
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({})", self.display())
+    }
+}
+
+impl Database {
+    /// The PostgreSQL URL, if it is one (`Err`: it looks like one but does not parse).
+    pub fn postgres(&self) -> Option<Result<crate::store::postgres::PgUrl, String>> {
+        let s = self.0.to_str().filter(|s| crate::store::postgres::PgUrl::is_postgres(s))?;
+        Some(crate::store::postgres::PgUrl::parse(s))
+    }
+
+    /// How to name it in messages: the path, or the URL without its password.
+    pub fn display(&self) -> String {
+        match self.postgres() {
+            Some(Ok(url)) => url.to_string(),
+            Some(Err(_)) => "postgres://(invalid URL)".into(),
+            None => std::path::Path::new(&self.0).display().to_string(),
+        }
+    }
+
+    /// Opens the store (SQLite file created if missing; PostgreSQL schema migrated), with the
+    /// default rate limit and no sweeper.
+    pub fn open(&self) -> Result<CallbackStore, String> {
+        let cannot = |e: crate::store::StoreError| format!("cannot open QYS_DATABASE {}: {e}", self.display());
+        match self.postgres() {
+            Some(Err(e)) => Err(format!("QYS_DATABASE: {e}")),
+            Some(Ok(url)) => {
+                let backend = crate::store::postgres::PostgresBackend::open(&url).map_err(cannot)?;
+                Ok(CallbackStore::new(std::sync::Arc::new(backend), RateLimit::default()))
+            }
+            None => CallbackStore::open(std::path::Path::new(&self.0)).map_err(cannot),
+        }
+    }
+}
+
 /// Checks an absolute http(s) URL and returns it without a trailing slash.
 pub fn check_base_url(name: &str, value: &str) -> Result<String, String> {
     match url::Url::parse(value) {
@@ -311,6 +436,80 @@ pub fn check_base_url(name: &str, value: &str) -> Result<String, String> {
             Ok(value.trim_end_matches('/').to_owned())
         }
         _ => Err(format!("{name} {value:?} must be an absolute http(s) URL")),
+    }
+}
+
+// Connection limits (issue 8): how long a client may take and how many may be connected.
+
+/// Longest `QYS_HEADER_TIMEOUT_MS`: a client that sends nothing holds a connection this long.
+pub const MAX_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Shortest `QYS_HEADER_TIMEOUT_MS`: a real client on a slow link needs a moment for its headers.
+pub const MIN_HEADER_TIMEOUT_MS: u64 = 100;
+/// How much longer than the platform timeout `QYS_REQUEST_TIMEOUT_MS` must be, so that a slow
+/// platform is answered 50400 rather than cut off with 408.
+pub const REQUEST_TIMEOUT_MARGIN_MS: u64 = 1_000;
+/// Largest `QYS_MAX_CONNECTIONS`.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
+
+/// How long a client may take and how many may be connected, per listener (proxy and sandbox).
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Milliseconds a client has to send a request's headers, from connecting or from the previous
+    /// answer (so also how long an idle keep-alive connection stays open); also the longest pause
+    /// allowed inside a request body (then 408). 100–10000.
+    #[arg(long, env = "QYS_HEADER_TIMEOUT_MS", default_value_t = 10_000, global = true)]
+    pub header_timeout_ms: u64,
+    /// Milliseconds from a request's headers to its answer, body and platform call included (then
+    /// 408); at least QYS_TIMEOUT_MS + 1000.
+    #[arg(long, env = "QYS_REQUEST_TIMEOUT_MS", default_value_t = 30_000, global = true)]
+    pub request_timeout_ms: u64,
+    /// Milliseconds after which a connection on which nothing is read or written is closed (a
+    /// client that stopped reading an answer); more than QYS_REQUEST_TIMEOUT_MS.
+    #[arg(long, env = "QYS_IDLE_TIMEOUT_MS", default_value_t = 60_000, global = true)]
+    pub idle_timeout_ms: u64,
+    /// Connections open at once per listener; more are refused (closed at once, one warning per
+    /// 10 s). Keep it well under the open-files limit (`ulimit -n`).
+    #[arg(long, env = "QYS_MAX_CONNECTIONS", default_value_t = 768, global = true)]
+    pub max_connections: usize,
+}
+
+impl Cli {
+    /// The listeners' limits, checked against each other and against `QYS_TIMEOUT_MS`.
+    pub fn server_limits(&self) -> Result<crate::ServerLimits, String> {
+        let l = &self.limits;
+        if !(MIN_HEADER_TIMEOUT_MS..=MAX_HEADER_TIMEOUT_MS).contains(&l.header_timeout_ms) {
+            return Err(format!(
+                "QYS_HEADER_TIMEOUT_MS must be between {MIN_HEADER_TIMEOUT_MS} and {MAX_HEADER_TIMEOUT_MS} \
+                 (got {}): a client that sends nothing holds a connection this long",
+                l.header_timeout_ms
+            ));
+        }
+        if l.request_timeout_ms < self.timeout_ms.saturating_add(REQUEST_TIMEOUT_MARGIN_MS) {
+            return Err(format!(
+                "QYS_REQUEST_TIMEOUT_MS ({}) must be at least QYS_TIMEOUT_MS ({}) + {REQUEST_TIMEOUT_MARGIN_MS}, \
+                 so that a slow platform is answered 50400 instead of being cut off with 408",
+                l.request_timeout_ms, self.timeout_ms
+            ));
+        }
+        if l.idle_timeout_ms <= l.request_timeout_ms {
+            return Err(format!(
+                "QYS_IDLE_TIMEOUT_MS ({}) must be greater than QYS_REQUEST_TIMEOUT_MS ({}): \
+                 a connection waiting for its answer moves no bytes meanwhile",
+                l.idle_timeout_ms, l.request_timeout_ms
+            ));
+        }
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&l.max_connections) {
+            return Err(format!(
+                "QYS_MAX_CONNECTIONS must be between 1 and {MAX_CONNECTIONS_LIMIT} (got {})",
+                l.max_connections
+            ));
+        }
+        Ok(crate::ServerLimits {
+            header_timeout: Duration::from_millis(l.header_timeout_ms),
+            request_timeout: Duration::from_millis(l.request_timeout_ms),
+            idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+            max_connections: l.max_connections,
+        })
     }
 }
 
@@ -338,6 +537,41 @@ mod tests {
         assert_eq!(default_miniprogram_env("https://openapi.qiyuesuo.com", false), "com");
         assert_eq!(default_miniprogram_env("https://cn.example.org", false), "com");
         assert_eq!(default_miniprogram_env("http://127.0.0.1:8081", true), "sandbox");
+    }
+
+    #[test]
+    fn mini_program_env_is_one_the_host_page_accepts() {
+        let env = |value: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("db.sqlite3");
+            let args = ["--database", db.to_str().unwrap(), "--miniprogram-env", value];
+            let bound = "127.0.0.1:1".parse().unwrap();
+            cli(&args).proxy_config("https://openapi.example", "t", Secret::new("s"), bound, false).map(|c| c.miniprogram_env)
+        };
+        for accepted in MINIPROGRAM_ENVS {
+            assert_eq!(env(accepted).as_deref(), Ok(accepted));
+        }
+        for refused in ["", "Com", "com ", "test", "prod", "sandbox-2", "cn\n"] {
+            let error = env(refused).unwrap_err();
+            assert!(error.contains("must be one of com, cn, sandbox"), "{refused:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn sandbox_callback_origins_default_to_loopback_alone_and_to_the_proxy_embedded() {
+        let alone = cli(&[]).sandbox_callback_origins(None).unwrap();
+        assert_eq!(alone, CallbackOrigins::default());
+        let embedded = cli(&[]).sandbox_callback_origins(Some("https://proxy.example/base")).unwrap();
+        assert_eq!(embedded, CallbackOrigins { loopback: false, exact: vec!["https://proxy.example".into()] });
+        let listed = cli(&["--sandbox-callback-origins", "https://a.example, http://127.0.0.1:9/"]);
+        assert_eq!(listed.sandbox_callback_origins(None).unwrap().exact, ["https://a.example", "http://127.0.0.1:9"]);
+        let both = listed.sandbox_callback_origins(Some("http://127.0.0.1:8080")).unwrap();
+        assert_eq!(both.exact, ["https://a.example", "http://127.0.0.1:9", "http://127.0.0.1:8080"]);
+        assert!(!both.loopback);
+        for bad in ["https://a.example/path", "*", "javascript:alert(1)", "https://u@a.example"] {
+            let error = cli(&["--sandbox-callback-origins", bad]).sandbox_callback_origins(None).unwrap_err();
+            assert!(error.starts_with("QYS_SANDBOX_CALLBACK_ORIGINS entry"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -1,0 +1,274 @@
+//! Per-source rate limit of the callback receivers: a token bucket per peer address, in memory,
+//! for at most [`MAX_SOURCES`] sources (the least recently seen is forgotten first; a forgotten
+//! source starts again with a full bucket, so forgetting only ever loosens the limit).
+//!
+//! A source is an IPv4 address, or an IPv6 /64 (one host usually holds a whole /64); an
+//! IPv4-mapped IPv6 address counts as its IPv4 address. An unknown peer (`None`) is one shared
+//! source.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Default sustained deliveries per second from one source.
+pub const DEFAULT_PER_SECOND: f64 = 5.0;
+/// Default bucket size: deliveries one source may send at once.
+pub const DEFAULT_BURST: u32 = 100;
+/// Smallest bucket: the platform's four tries of one callback always fit, even with no refill.
+pub const MIN_BURST: u32 = 4;
+/// Most sources tracked at once.
+pub const MAX_SOURCES: usize = 10_000;
+/// A limited source is reported (logged) at most this often.
+pub const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Deliveries allowed per source: `burst` at once, then `per_second` sustained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Tokens added per second; 0 turns the limit off.
+    pub per_second: f64,
+    /// Bucket size (≥ [`MIN_BURST`] unless off).
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self { per_second: DEFAULT_PER_SECOND, burst: DEFAULT_BURST }
+    }
+}
+
+impl RateLimit {
+    /// No limit.
+    pub const OFF: Self = Self { per_second: 0.0, burst: 0 };
+
+    /// A checked limit; `per_second` 0 is [`Self::OFF`]. `Err` says what is wrong.
+    pub fn new(per_second: f64, burst: u32) -> Result<Self, String> {
+        if !per_second.is_finite() || per_second < 0.0 {
+            return Err(format!("the callback rate {per_second} must be a number ≥ 0 (0: no limit)"));
+        }
+        if per_second == 0.0 {
+            return Ok(Self::OFF);
+        }
+        if burst < MIN_BURST {
+            return Err(format!(
+                "the callback burst {burst} must be at least {MIN_BURST} (the platform's tries of one callback)"
+            ));
+        }
+        Ok(Self { per_second, burst })
+    }
+
+    /// Whether the limit is off.
+    pub fn is_off(&self) -> bool {
+        self.per_second <= 0.0
+    }
+}
+
+/// A delivery refused because its source is over the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// Whole seconds until the source has a token again (≥ 1), for `Retry-After`.
+    pub retry_after: u64,
+    /// At most once per [`REPORT_EVERY`] per source: how many of its deliveries were refused
+    /// since the last report, this one included (for the log).
+    pub report: Option<u64>,
+}
+
+type Source = Option<IpAddr>;
+
+/// The buckets of the sources seen recently.
+pub(super) struct SourceQuota {
+    limit: RateLimit,
+    cap: usize,
+    sources: Mutex<Sources>,
+}
+
+#[derive(Default)]
+struct Sources {
+    buckets: HashMap<Source, Bucket>,
+    /// Last use → source, oldest first.
+    by_use: BTreeMap<u64, Source>,
+    clock: u64,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    used: u64,
+    refused: u64,
+    reported_at: Option<Instant>,
+}
+
+/// The source a peer address is charged to.
+fn source_of(ip: Option<IpAddr>) -> Source {
+    match ip? {
+        IpAddr::V4(v4) => Some(IpAddr::V4(v4)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Some(IpAddr::V4(v4)),
+            None => Some(IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1)))),
+        },
+    }
+}
+
+impl SourceQuota {
+    pub(super) fn new(limit: RateLimit) -> Self {
+        Self::with_cap(limit, MAX_SOURCES)
+    }
+
+    fn with_cap(limit: RateLimit, cap: usize) -> Self {
+        Self { limit, cap: cap.max(1), sources: Mutex::new(Sources::default()) }
+    }
+
+    pub(super) fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    pub(super) fn admit(&self, ip: Option<IpAddr>) -> Result<(), Refused> {
+        self.admit_at(ip, Instant::now())
+    }
+
+    fn admit_at(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Refused> {
+        if self.limit.is_off() {
+            return Ok(());
+        }
+        let (rate, burst) = (self.limit.per_second, f64::from(self.limit.burst));
+        let source = source_of(ip);
+        let mut guard = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let Sources { buckets, by_use, clock } = &mut *guard;
+        *clock += 1;
+        let tick = *clock;
+        if !buckets.contains_key(&source) {
+            while buckets.len() >= self.cap {
+                let Some((_, oldest)) = by_use.pop_first() else { break };
+                buckets.remove(&oldest);
+            }
+            buckets.insert(source, Bucket { tokens: burst, at: now, used: tick, refused: 0, reported_at: None });
+        }
+        let bucket = buckets.get_mut(&source).expect("inserted above");
+        by_use.remove(&bucket.used);
+        by_use.insert(tick, source);
+        bucket.used = tick;
+        bucket.tokens = (bucket.tokens + now.saturating_duration_since(bucket.at).as_secs_f64() * rate).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        bucket.refused += 1;
+        let due = bucket.reported_at.is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY);
+        let report = due.then(|| {
+            bucket.reported_at = Some(now);
+            std::mem::take(&mut bucket.refused)
+        });
+        let retry_after = ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64;
+        Err(Refused { retry_after, report })
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.sources.lock().unwrap().buckets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_source_gets_its_burst_then_its_rate_and_others_are_unaffected() {
+        let quota = SourceQuota::new(RateLimit::new(2.0, 5).unwrap());
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(quota.admit_at(ip("192.0.2.1"), t0).is_ok());
+        }
+        let refused = quota.admit_at(ip("192.0.2.1"), t0).unwrap_err();
+        assert_eq!(refused, Refused { retry_after: 1, report: Some(1) });
+        assert_eq!(quota.admit_at(ip("192.0.2.1"), t0).unwrap_err().report, None, "reported once a minute");
+        assert!(quota.admit_at(ip("192.0.2.2"), t0).is_ok(), "another source has its own bucket");
+        assert!(quota.admit_at(None, t0).is_ok(), "unknown peers share one bucket of their own");
+        let later = t0 + Duration::from_millis(500);
+        assert!(quota.admit_at(ip("192.0.2.1"), later).is_ok(), "one token after 1/rate");
+        assert!(quota.admit_at(ip("192.0.2.1"), later).is_err());
+        let minute = t0 + REPORT_EVERY;
+        for _ in 0..5 {
+            assert!(quota.admit_at(ip("192.0.2.1"), minute).is_ok(), "refilled to the burst, not beyond");
+        }
+        assert_eq!(quota.admit_at(ip("192.0.2.1"), minute).unwrap_err().report, Some(3), "refusals since the last report");
+    }
+
+    #[test]
+    fn sources_are_addresses_and_ipv6_64s() {
+        let quota = SourceQuota::new(RateLimit::new(0.001, 4).unwrap());
+        let t0 = Instant::now();
+        for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9", "2001:db8:1:2::3"] {
+            assert!(quota.admit_at(ip(host), t0).is_ok());
+        }
+        assert!(quota.admit_at(ip("2001:db8:1:2::77"), t0).is_err(), "one /64 is one source");
+        assert!(quota.admit_at(ip("2001:db8:1:3::1"), t0).is_ok(), "another /64 is another");
+        for _ in 0..4 {
+            assert!(quota.admit_at(ip("::ffff:198.51.100.4"), t0).is_ok());
+        }
+        assert!(quota.admit_at(ip("198.51.100.4"), t0).is_err(), "IPv4-mapped is the IPv4 address");
+    }
+
+    #[test]
+    fn memory_is_bounded_and_the_least_recently_seen_source_is_forgotten() {
+        let quota = SourceQuota::with_cap(RateLimit::new(0.001, 4).unwrap(), 3);
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            assert!(quota.admit_at(ip("10.0.0.1"), t0).is_ok());
+        }
+        assert!(quota.admit_at(ip("10.0.0.1"), t0).is_err());
+        for n in 2..=3 {
+            assert!(quota.admit_at(ip(&format!("10.0.0.{n}")), t0).is_ok());
+        }
+        assert!(quota.admit_at(ip("10.0.0.1"), t0).is_err(), "10.0.0.1 was just used: 10.0.0.2 is the oldest");
+        assert!(quota.admit_at(ip("10.0.0.4"), t0).is_ok());
+        assert_eq!(quota.tracked(), 3);
+        assert!(quota.admit_at(ip("10.0.0.1"), t0).is_err(), "still tracked");
+        for n in 5..=1000 {
+            let _ = quota.admit_at(ip(&format!("10.0.{}.{}", n / 256, n % 256)), t0);
+        }
+        assert_eq!(quota.tracked(), 3);
+        assert!(quota.admit_at(ip("10.0.0.1"), t0).is_ok(), "forgotten: a fresh bucket");
+    }
+
+    /// The platform tries a callback at t, t (a retry at once), t + 60 s and t + 60 s. With the
+    /// defaults, one platform address sending a spike of 25 callbacks at once, then a new one
+    /// every second for ten minutes, every one of them failing until its fourth try, is never
+    /// limited.
+    #[test]
+    fn the_default_limit_never_refuses_the_platforms_retry_pattern() {
+        let quota = SourceQuota::new(RateLimit::default());
+        let t0 = Instant::now();
+        let mut tries: Vec<Duration> = Vec::new();
+        let starts = std::iter::repeat_n(0, 25).chain(1..=600);
+        for t in starts.map(Duration::from_secs) {
+            tries.extend([t, t, t + Duration::from_secs(60), t + Duration::from_secs(60)]);
+        }
+        tries.sort();
+        let platform = ip("203.0.113.10");
+        for at in &tries {
+            assert!(quota.admit_at(platform, t0 + *at).is_ok(), "refused at {at:?}");
+        }
+        let cold = SourceQuota::new(RateLimit::new(0.0001, MIN_BURST).unwrap());
+        for _ in 0..4 {
+            assert!(cold.admit_at(platform, t0).is_ok(), "the smallest burst holds one callback's four tries");
+        }
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert_eq!(RateLimit::new(0.0, 0), Ok(RateLimit::OFF));
+        assert!(RateLimit::new(5.0, 3).unwrap_err().contains("at least 4"));
+        assert!(RateLimit::new(-1.0, 10).is_err());
+        assert!(RateLimit::new(f64::NAN, 10).is_err());
+        let off = SourceQuota::new(RateLimit::OFF);
+        for _ in 0..1000 {
+            assert!(off.admit(ip("192.0.2.1")).is_ok());
+        }
+    }
+}

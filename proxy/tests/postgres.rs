@@ -1,0 +1,374 @@
+//! The PostgreSQL backend of the callback store (issue 9), against a throwaway cluster
+//! (`common/pg.rs`): migrations raced by several instances on an empty database, the same
+//! observable behaviour as SQLite (dedup, malformed counters and samples, retention, the outbox
+//! contract), and instances sharing one database (dedup across them, claims never handed out twice).
+
+#[path = "common/pg.rs"]
+mod pg;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::Duration;
+
+use pg::PgCluster;
+use qys_proxy::store::postgres::{PgUrl, PostgresBackend, MIGRATIONS};
+use qys_proxy::store::sqlite::SqliteBackend;
+use qys_proxy::store::{
+    now, CallbackBackend, CallbackStore, Malformed, MalformedClass, OutboxFilter, OutboxState, RateLimit, Recorded,
+    DAY_MS, SAMPLE_BODY_BYTES, SAMPLE_SLOTS, SWEEP_BATCH,
+};
+
+fn open_pg(url: &str) -> Arc<PostgresBackend> {
+    Arc::new(PostgresBackend::open(&PgUrl::parse(url).unwrap()).unwrap_or_else(|e| panic!("open {url}: {e}")))
+}
+
+fn store(backend: Arc<dyn CallbackBackend>) -> CallbackStore {
+    CallbackStore::new(backend, RateLimit::default())
+}
+
+fn malformed<'a>(query: &'a str, body: &'a [u8]) -> Malformed<'a> {
+    Malformed {
+        kind: "personal-auth",
+        class: MalformedClass::Fields,
+        reason: "mode is required",
+        source: Some("192.0.2.7".parse().unwrap()),
+        content_type: "application/x-www-form-urlencoded",
+        query,
+        body,
+    }
+}
+
+// ---- migrations ----
+
+#[test]
+fn four_instances_starting_at_once_on_an_empty_database_make_one_schema() {
+    let cluster = PgCluster::shared();
+    // Several rounds: the race is in the first milliseconds of each.
+    for _ in 0..5 {
+        let url = cluster.create_db();
+        let start = Arc::new(Barrier::new(4));
+        let opened: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, start) = (url.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    PostgresBackend::open(&PgUrl::parse(&url).unwrap()).map(Arc::new)
+                })
+            })
+            .collect();
+        let backends: Vec<_> = opened.into_iter().map(|t| t.join().unwrap().expect("every instance starts")).collect();
+        let versions = cluster.query(&url, "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations");
+        let all: Vec<String> = MIGRATIONS.iter().map(|m| m.version.to_string()).collect();
+        assert_eq!(versions, all.join(","), "each migration recorded once");
+        let tables = cluster.query(&url, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'");
+        assert_eq!(tables, "callbacks,malformed_counts,malformed_samples,outbox,schema_migrations");
+        // And they all work on it.
+        for (i, b) in backends.iter().enumerate() {
+            store(b.clone()).record("personal-auth", &format!("flow={i}"), b"mode=FACE&status=1").unwrap();
+        }
+        assert_eq!(store(backends[0].clone()).all().unwrap().len(), 4);
+    }
+}
+
+#[test]
+fn an_applied_migration_edited_afterwards_stops_the_start_and_a_newer_one_is_tolerated() {
+    let cluster = PgCluster::shared();
+    let url = cluster.create_db();
+    drop(open_pg(&url));
+    drop(open_pg(&url)); // a second start applies nothing
+    assert_eq!(cluster.query(&url, "SELECT count(*) FROM schema_migrations"), MIGRATIONS.len().to_string());
+    cluster.query(&url, "INSERT INTO schema_migrations (version, name, checksum) VALUES (999, '0999_future', 'x')");
+    drop(open_pg(&url));
+    cluster.query(&url, "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1");
+    let e = PostgresBackend::open(&PgUrl::parse(&url).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("0001_callbacks") && e.contains("must not be edited"), "{e}");
+}
+
+#[test]
+fn an_unreachable_database_fails_the_start_without_showing_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = PgUrl::parse(&format!("postgres://qys:hunter2@127.0.0.1:{port}/qys?connect_timeout=2")).unwrap();
+    let e = PostgresBackend::open(&url).unwrap_err().to_string();
+    assert!(e.contains("connect") || e.contains("refused"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+// ---- parity with SQLite ----
+
+/// Dedup, malformed counters and samples through the store's API, as observed.
+fn dedup_and_malformed(store: &CallbackStore) -> Vec<String> {
+    let mut seen = Vec::new();
+    let nul_body: &[u8] = b"mode=FACE&status=1&x=\0\xff";
+    for (query, body) in [("flow=a", &b"mode=FACE&status=1"[..]), ("flow=a", b"mode=FACE&status=1"), ("flow=b", nul_body), ("flow=b", nul_body)] {
+        seen.push(format!("{:?}", store.record("personal-auth", query, body).unwrap()));
+    }
+    for c in store.all().unwrap() {
+        seen.push(format!("{} {} {:?} {:?} {}", c.kind, c.query, c.body, c.error, c.deliveries));
+    }
+    let big = vec![b'x'; 16 * 1024];
+    let long_query = "q=".to_owned() + &"é".repeat(400);
+    for i in 0..(SAMPLE_SLOTS + 30) {
+        let query = if i == SAMPLE_SLOTS + 29 { long_query.clone() } else { format!("n={i}") };
+        store.count_malformed(&malformed(&query, &big)).unwrap();
+    }
+    store.count_malformed(&Malformed { kind: "company-auth", class: MalformedClass::ContentType, ..malformed("", b"\0") }).unwrap();
+    for c in store.malformed_counts().unwrap() {
+        assert_eq!(c.day, now() / DAY_MS);
+        seen.push(format!("count {} {} {}", c.kind, c.class, c.count));
+    }
+    let samples = store.malformed_samples().unwrap();
+    assert_eq!(samples.len() as i64, SAMPLE_SLOTS);
+    for s in [&samples[0], &samples[samples.len() - 2], &samples[samples.len() - 1]] {
+        seen.push(format!(
+            "sample {} {} {} {:?} {} {} {} {} {:?}",
+            s.seq, s.kind, s.class, s.reason, s.source, s.content_type, s.query.len(), s.body_len, &s.body[..s.body.len().min(4)]
+        ));
+        assert!(s.body.len() <= SAMPLE_BODY_BYTES);
+    }
+    seen
+}
+
+#[test]
+fn dedup_counters_and_samples_match_sqlite() {
+    let cluster = PgCluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dedup_and_malformed(&store(Arc::new(SqliteBackend::open(&dir.path().join("cb.sqlite3")).unwrap())));
+    let postgres = dedup_and_malformed(&store(open_pg(&cluster.create_db())));
+    assert_eq!(postgres, sqlite);
+    assert_eq!(sqlite[..4], ["New", "Retry", "New", "Retry"]);
+    assert!(sqlite.iter().any(|l| l.starts_with("sample 32 ")), "{sqlite:?}");
+}
+
+#[test]
+fn the_sweep_deletes_old_rows_in_batches_and_keeps_recent_ones() {
+    let cluster = PgCluster::shared();
+    let url = cluster.create_db();
+    let store = store(open_pg(&url)).with_forwarding(true);
+    store.record("personal-auth", "flow=new", b"mode=FACE&status=1").unwrap();
+    store.count_malformed(&malformed("n=new", b"")).unwrap();
+    let old = now() - 10 * DAY_MS;
+    let n = 2 * SWEEP_BATCH + 7;
+    cluster.query(
+        &url,
+        &format!(
+            "INSERT INTO callbacks (kind, dedup_key, query, body, received_at)
+             SELECT 'personal-auth', 'old-' || g, '', '', {old} FROM generate_series(1, {n}) g;
+             INSERT INTO outbox (id, state, next_at, enqueued_at)
+             SELECT id, 'delivered', {old}, {old} FROM callbacks WHERE dedup_key LIKE 'old-%' LIMIT 10;
+             UPDATE malformed_samples SET received_at = {old};
+             INSERT INTO malformed_counts (day, kind, class, count, last_at) VALUES ({}, 'company-auth', 'fields', 3, {old})",
+            old / DAY_MS
+        ),
+    );
+    let swept = store.sweep(Duration::from_secs(5 * 86_400)).unwrap();
+    assert_eq!(swept.rows, n + 10 + 2, "callbacks, their outbox entries, the sample and the old counter");
+    assert!(swept.batches >= 3, "{swept:?}");
+    let kept = store.all().unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].query, "flow=new");
+    assert_eq!(cluster.query(&url, "SELECT count(*) FROM outbox"), "1", "the new callback's entry stays");
+    assert!(store.malformed_samples().unwrap().is_empty());
+    let counts = store.malformed_counts().unwrap();
+    assert_eq!(counts.len(), 1, "today's counter stays: {counts:?}");
+    assert_eq!(store.sweep(Duration::from_secs(5 * 86_400)).unwrap().rows, 0);
+}
+
+/// The outbox contract, step by step, as a transcript (entries named by their query, not their
+/// id: PostgreSQL's identity skips numbers on conflicts).
+fn outbox_transcript(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
+    let mut t = Vec::new();
+    let plain = store(backend.clone());
+    let fwd = plain.clone().with_forwarding(true);
+    plain.record("personal-auth", "flow=off", b"mode=FACE&status=1").unwrap();
+    for i in 0..5 {
+        fwd.record("personal-auth", &format!("flow={i}"), b"mode=FACE&status=1").unwrap();
+    }
+    fwd.record("personal-auth", "flow=0", b"mode=FACE&status=1").unwrap(); // a retry: still one entry
+    let counts = backend.outbox_counts().unwrap();
+    t.push(format!("{counts:?}"));
+    let t0 = now();
+    let name = |id: i64| backend.outbox_get(id).unwrap().map(|e| e.query).unwrap_or_else(|| format!("none {id}"));
+    let a = backend.claim_due(t0 + 1000, 2, "A", 30_000).unwrap();
+    let b = backend.claim_due(t0 + 1000, 10, "B", 30_000).unwrap();
+    t.push(format!("A {:?}", a.iter().map(|e| (&e.query, &e.owner, e.locked_until - t0, e.deliveries)).collect::<Vec<_>>()));
+    t.push(format!("B {:?}", b.iter().map(|e| e.query.clone()).collect::<Vec<_>>()));
+    t.push(format!("again {}", backend.claim_due(t0 + 1000, 10, "C", 30_000).unwrap().len()));
+    t.push(format!("next_due {:?}", backend.next_due().unwrap().map(|d| d - t0)));
+    let (a0, a1, b0) = (a[0].id, a[1].id, b[0].id);
+    t.push(format!("payload {}", backend.fix_payload(a0, "{\"first\":1}").unwrap()));
+    t.push(format!("payload {}", backend.fix_payload(a0, "{\"second\":2}").unwrap()));
+    t.push(format!("payload of none {}", backend.fix_payload(-5, "{}").is_err()));
+    t.push(format!("failed by B {}", backend.mark_failed(a0, "B", t0 + 5000, "503").unwrap()));
+    t.push(format!("failed by A {}", backend.mark_failed(a0, "A", t0 + 5000, "503 Service\0Unavailable").unwrap()));
+    t.push(format!("dead by B {}", backend.park_dead(a1, "B", t0 + 2000, "gone").unwrap()));
+    t.push(format!("dead by A {}", backend.park_dead(a1, "A", t0 + 2000, "gone").unwrap()));
+    t.push(format!("delivered {}", backend.mark_delivered(b0, t0 + 3000).unwrap()));
+    t.push(format!("delivered twice {}", backend.mark_delivered(b0, t0 + 3000).unwrap()));
+    t.push(format!("released B {}", backend.release("B").unwrap()));
+    t.push(format!("{:?}", backend.outbox_counts().unwrap()));
+    let due = backend.claim_due(t0 + 1000, 10, "D", 30_000).unwrap();
+    t.push(format!("D {:?}", due.iter().map(|e| e.query.clone()).collect::<Vec<_>>()));
+    let later = backend.claim_due(t0 + 40_000, 10, "E", 30_000).unwrap();
+    t.push(format!("E after the leases {:?}", later.iter().map(|e| (e.query.clone(), e.attempts, e.last_error.clone(), e.payload.clone())).collect::<Vec<_>>()));
+    t.push(format!("replay dead {}", backend.replay_dead(t0 + 50_000).unwrap()));
+    let off = backend.outbox_list(OutboxFilter::All, 0, 100).unwrap().len();
+    let unqueued_id = plain.all().unwrap().len(); // not an id; find it through the list below
+    let _ = unqueued_id;
+    let all_ids: Vec<i64> = backend.outbox_list(OutboxFilter::All, 0, 100).unwrap().iter().map(|e| e.id).collect();
+    t.push(format!("listed {off} {:?}", all_ids.iter().map(|&id| name(id)).collect::<Vec<_>>()));
+    t.push(format!("replay of none {}", backend.replay(-5, t0).unwrap()));
+    let delivered = backend.outbox_list(OutboxFilter::State(OutboxState::Delivered), 0, 100).unwrap();
+    t.push(format!("delivered {:?}", delivered.iter().map(|e| (e.query.clone(), e.finished_at.map(|f| f - t0), e.attempts)).collect::<Vec<_>>()));
+    t.push(format!("replay delivered {}", backend.replay(delivered[0].id, t0 + 60_000).unwrap()));
+    let e = backend.outbox_get(delivered[0].id).unwrap().unwrap();
+    t.push(format!("{} {} {} {:?} {:?}", e.state, e.attempts, e.next_at - t0, e.finished_at, e.owner));
+    let page = backend.outbox_list(OutboxFilter::All, all_ids[1], 2).unwrap();
+    t.push(format!("page {:?}", page.iter().map(|e| e.query.clone()).collect::<Vec<_>>()));
+    t.push(format!("{:?}", backend.outbox_counts().unwrap()));
+    t
+}
+
+#[test]
+fn the_outbox_behaves_as_on_sqlite() {
+    let cluster = PgCluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = outbox_transcript(Arc::new(SqliteBackend::open(&dir.path().join("cb.sqlite3")).unwrap()));
+    let postgres = outbox_transcript(open_pg(&cluster.create_db()));
+    if std::env::var_os("SHOW_TRANSCRIPT").is_some() {
+        eprintln!("{}", postgres.join("\n"));
+    }
+    for (s, p) in sqlite.iter().zip(&postgres) {
+        // NUL is stored as U+FFFD in PostgreSQL's TEXT; SQLite keeps it.
+        assert_eq!(p, &s.replace('\0', "\u{FFFD}").replace("\\0", "\u{FFFD}"), "sqlite vs postgres");
+    }
+    assert_eq!(postgres.len(), sqlite.len());
+    assert!(sqlite[0].contains("pending: 5") && sqlite[0].contains("unqueued: 1"), "{}", sqlite[0]);
+}
+
+// ---- several instances on one database ----
+
+#[test]
+fn one_delivery_racing_on_two_instances_is_stored_once_and_counted() {
+    let cluster = PgCluster::shared();
+    let url = cluster.create_db();
+    let instances = [open_pg(&url), open_pg(&url)];
+    let start = Arc::new(Barrier::new(8));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let s = store(instances[i % 2].clone()).with_forwarding(true);
+            let (start, results) = (start.clone(), results.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                for n in 0..25 {
+                    // Every thread sends flows 0..25: each flow arrives 8 times at once.
+                    let r = s.record("company-auth", &format!("flow={n}"), b"status=1&actionEvent=0&requestId=r").unwrap();
+                    results.lock().unwrap().push((n, r));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let results = results.lock().unwrap();
+    for n in 0..25 {
+        let new = results.iter().filter(|(m, r)| *m == n && *r == Recorded::New).count();
+        assert_eq!(new, 1, "flow={n} is new exactly once");
+    }
+    let all = store(instances[0].clone()).all().unwrap();
+    assert_eq!(all.len(), 25);
+    assert!(all.iter().all(|c| c.deliveries == 8), "{all:?}");
+    assert_eq!(cluster.query(&url, "SELECT count(*) FROM outbox"), "25");
+}
+
+#[test]
+fn concurrent_claims_from_two_instances_never_hand_out_one_entry_twice() {
+    let cluster = PgCluster::shared();
+    let url = cluster.create_db();
+    let instances = [open_pg(&url), open_pg(&url)];
+    let fwd = store(instances[0].clone()).with_forwarding(true);
+    for i in 0..400 {
+        fwd.record("personal-auth", &format!("flow={i}"), b"mode=FACE&status=1").unwrap();
+    }
+    let t0 = now() + 1000;
+    let start = Arc::new(Barrier::new(6));
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let (backend, start) = (instances[i % 2].clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let mut mine = Vec::new();
+                loop {
+                    let got = backend.claim_due(t0, 7, &format!("owner-{i}"), 60_000).unwrap();
+                    if got.is_empty() {
+                        return mine;
+                    }
+                    assert!(got.iter().all(|e| e.owner == format!("owner-{i}")));
+                    mine.extend(got.into_iter().map(|e| e.id));
+                }
+            })
+        })
+        .collect();
+    let mut owners: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut per_thread = Vec::new();
+    for t in threads {
+        let ids = t.join().unwrap();
+        per_thread.push(ids.len());
+        for id in ids {
+            *owners.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(owners.len(), 400, "every entry claimed");
+    assert!(owners.values().all(|&n| n == 1), "no entry claimed twice while leased");
+    assert!(per_thread.iter().filter(|&&n| n > 0).count() >= 2, "the work was shared: {per_thread:?}");
+    // Once the leases run out, the entries are claimable again (a dead forwarder's work resumes).
+    let again: HashSet<i64> = instances[1].claim_due(t0 + 60_000, 1000, "late", 60_000).unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(again.len(), 400);
+}
+
+#[test]
+fn the_backend_is_usable_from_an_async_worker_and_dropped_there() {
+    let cluster = PgCluster::shared();
+    let url = cluster.create_db();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let s = store(open_pg(&url));
+        // Called on the async thread itself (not spawn_blocking): it blocks, it does not panic.
+        assert_eq!(s.record("personal-auth", "flow=x", b"mode=FACE&status=1").unwrap(), Recorded::New);
+        drop(s); // the backend's runtime is shut down without blocking
+    });
+}
+
+// ---- QYS_DATABASE ----
+
+#[test]
+fn qys_database_takes_a_postgres_url_and_never_shows_its_password() {
+    use clap::Parser;
+    use qys_proxy::cli::Cli;
+    let cluster = PgCluster::shared();
+    let url = cluster.create_db();
+    // trust authentication ignores the password; it must still appear nowhere.
+    let with_password = url.replace("postgres@", "postgres:hunter2@");
+    let cli = Cli::try_parse_from(["qys-proxy", "--database", &with_password]).unwrap();
+    assert!(!format!("{cli:?}").contains("hunter2"));
+    assert_eq!(cli.database.display(), url);
+    let store = cli.callback_store().expect("the proxy's store on PostgreSQL");
+    store.record("personal-auth", "flow=cli", b"mode=FACE&status=1").unwrap();
+    assert_eq!(cluster.query(&url, "SELECT query FROM callbacks"), "flow=cli");
+    // postgresql:// too, in any case.
+    let upper = with_password.replace("postgres://", "PostgreSQL://");
+    assert_eq!(Cli::try_parse_from(["qys-proxy", "--database", &upper]).unwrap().database.open().unwrap().all().unwrap().len(), 1);
+    // Unreachable or malformed: the start fails, naming the database without the password.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for bad in [format!("postgres://qys:hunter2@127.0.0.1:{port}/qys"), "postgres://qys:hunter2@h:port/qys".into()] {
+        let e = Cli::try_parse_from(["qys-proxy", "--database", &bad]).unwrap().callback_store().unwrap_err();
+        assert!(e.contains("QYS_DATABASE") && !e.contains("hunter2"), "{e}");
+    }
+    // A path is still SQLite.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cb.sqlite3");
+    let cli = Cli::try_parse_from(["qys-proxy", "--database", path.to_str().unwrap()]).unwrap();
+    cli.callback_store().unwrap().record("personal-auth", "flow=file", b"mode=FACE&status=1").unwrap();
+    assert!(path.exists());
+}
