@@ -59,3 +59,6 @@ node --test --test-reporter=tap tests/e2e/*.test.mjs tests/ship/*.test.mjs tests
 echo "== end-to-end in Firefox ESR and WebKitGTK (WebDriver)"
 ENGINE=firefox GECKODRIVER="$(command -v geckodriver)" node --test --test-reporter=tap tests/engines/*.test.mjs
 ENGINE=webkit SAFARIDRIVER=/usr/bin/WebKitWebDriver MINIBROWSER="$minibrowser" xvfb-run -a node --test --test-reporter=tap tests/engines/*.test.mjs
+
+echo "== fuzz smoke (each cargo-fuzz target 10 s)"
+bash scripts/fuzz.sh 10
