@@ -372,3 +372,417 @@ fn qys_database_takes_a_postgres_url_and_never_shows_its_password() {
     cli.callback_store().unwrap().record("personal-auth", "flow=file", b"mode=FACE&status=1").unwrap();
     assert!(path.exists());
 }
+
+// ---- the binary on PostgreSQL: load, SIGKILL, two instances ----
+
+mod load {
+    use std::collections::{HashMap, HashSet, VecDeque};
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, RwLock};
+    use std::time::{Duration, Instant};
+
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use hmac::{Hmac, Mac};
+    use qys_proxy::store::dedup_key;
+    use serde_json::Value;
+    use sha2::Sha256;
+
+    /// `QYS_FORWARD_SECRET` of these tests.
+    pub const SECRET: &str = "postgres-test-forward-secret-0c9e7d51a3";
+
+    pub struct Running {
+        pub child: Child,
+        pub url: String,
+        pub log: Arc<Mutex<String>>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Starts `qys-proxy` (cargo's, or `QYS_PROXY_BIN`'s) with `env` only; waits for its
+    /// `proxy: <url>` line.
+    pub fn start(env: &[(String, String)]) -> Running {
+        let bin = std::env::var_os("QYS_PROXY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_qys-proxy").into());
+        let mut cmd = Command::new(bin);
+        cmd.env_clear().env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (mut stderr, sink) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("qys-proxy stopped before listening: {}", log.lock().unwrap());
+            };
+            if let Some(rest) = line.strip_prefix("proxy: ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        Running { child, url, log }
+    }
+
+    pub fn env(database: &str, receiver: &str) -> Vec<(String, String)> {
+        [
+            ("QYS_DATABASE", database),
+            ("QYS_LISTEN", "127.0.0.1:0"),
+            ("QYS_SANDBOX_LISTEN", "127.0.0.1:0"),
+            ("QYS_CALLBACK_RATE", "0"),
+            ("QYS_FORWARD_URL", receiver),
+            ("QYS_FORWARD_SECRET", SECRET),
+            ("QYS_FORWARD_RETRY_BASE_MS", "100"),
+            ("QYS_FORWARD_RETRY_CAP_MS", "800"),
+            ("QYS_FORWARD_TIMEOUT_MS", "3000"),
+            ("QYS_CONNECT_TIMEOUT_MS", "1000"),
+            ("QYS_TIMEOUT_MS", "3000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// One request as the receiver saw it.
+    #[derive(Debug, Clone)]
+    pub struct Hit {
+        /// Milliseconds since the receiver started, when the request arrived and when it answered.
+        pub start: u128,
+        pub end: u128,
+        pub status: u16,
+        pub body: String,
+    }
+
+    #[derive(Default)]
+    pub struct Seen {
+        pub by_key: HashMap<String, Vec<Hit>>,
+        /// Requests whose signature, timestamp or key did not verify.
+        pub bad: usize,
+    }
+
+    pub struct Receiver {
+        pub url: String,
+        pub seen: Arc<Mutex<Seen>>,
+    }
+
+    /// HMAC-SHA256 over `timestamp "." body`, recomputed here, and a timestamp within 5 minutes.
+    fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let (timestamp, signature) = (header("x-qys-timestamp"), header("x-qys-signature"));
+        let Ok(ms) = timestamp.parse::<u64>() else { return false };
+        if ms.abs_diff(qys_proxy::unix_millis()) > 300_000 {
+            return false;
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(timestamp.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        signature == format!("sha256={expected}")
+    }
+
+    type Shared = (Arc<Mutex<Seen>>, Instant, Duration);
+
+    /// A request being answered: recorded when it ends, answered or cut off (a killed proxy's
+    /// connection drops the handler; status 0 then), so that its interval counts too.
+    struct Open {
+        seen: Arc<Mutex<Seen>>,
+        epoch: Instant,
+        key: String,
+        start: u128,
+        status: u16,
+        body: String,
+    }
+
+    impl Drop for Open {
+        fn drop(&mut self) {
+            let hit = Hit { start: self.start, end: self.epoch.elapsed().as_millis(), status: self.status, body: std::mem::take(&mut self.body) };
+            self.seen.lock().unwrap_or_else(|e| e.into_inner()).by_key.entry(std::mem::take(&mut self.key)).or_default().push(hit);
+        }
+    }
+
+    async fn hook(State((seen, epoch, work)): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+        let start = epoch.elapsed().as_millis();
+        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        if !verify(&headers, &body) || key.is_empty() {
+            seen.lock().unwrap().bad += 1;
+            return StatusCode::UNAUTHORIZED;
+        }
+        // A quarter of the keys fail their first try (500): retried by whichever instance claims.
+        let first = !seen.lock().unwrap().by_key.contains_key(&key);
+        let answer = if key.as_bytes()[0] < b'4' && first { 500 } else { 204 };
+        let mut open = Open { seen, epoch, key, start, status: 0, body: String::from_utf8_lossy(&body).into_owned() };
+        // The backend's work: long enough that two deliveries of one key at once would overlap.
+        tokio::time::sleep(work).await;
+        open.status = answer;
+        StatusCode::from_u16(answer).unwrap()
+    }
+
+    pub async fn receiver(work: Duration) -> Receiver {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let router =
+            axum::Router::new().route("/hook", axum::routing::post(hook)).with_state((seen.clone(), Instant::now(), work));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Receiver { url, seen }
+    }
+
+    /// POSTs one callback to `base` until it answers `{"code":0}`; whether it did by `deadline`.
+    async fn send_until_acked(client: &reqwest::Client, base: &RwLock<String>, c: &(String, String, String), deadline: Instant) -> bool {
+        while Instant::now() < deadline {
+            let url = format!("{}/qys/callback/{}?{}", base.read().unwrap(), c.0, c.1);
+            let sent = client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(c.2.clone())
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            if let Ok(response) = sent {
+                if response.status() == 200 && response.json::<Value>().await.is_ok_and(|a| a["code"] == 0) {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Ends the whole test process if a load test is still running after `limit` (a hang must
+    /// fail the run, not hold CI).
+    pub fn watchdog(name: &'static str, limit: Duration) {
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            eprintln!("{name}: still running after {limit:?}; giving up");
+            std::process::exit(101);
+        });
+    }
+
+    pub fn callbacks(n: usize, tag: &str) -> Vec<(String, String, String)> {
+        (0..n)
+            .map(|i| {
+                if i % 4 == 3 {
+                    ("company-auth".into(), format!("flow={tag}-{i:04}"), format!("status=1&actionEvent=7&requestId={tag}-req-{i}"))
+                } else {
+                    ("personal-auth".into(), format!("flow={tag}-{i:04}"), format!("mode=FACE&status=1&authId={tag}-{i}"))
+                }
+            })
+            .collect()
+    }
+
+    /// Sends every callback and an exact retry of it, 32 at a time, to the instances whose URLs
+    /// `bases` holds (a send goes to `bases[i % len]`, its retry to the next one, half of the
+    /// retries at once, half at the end). Once `kill_after` sends are acknowledged, `on_kill`
+    /// runs (it kills an instance and repoints `bases`). Returns the acknowledged indexes.
+    pub async fn send_all(
+        callbacks: Arc<Vec<(String, String, String)>>,
+        bases: Arc<Vec<RwLock<String>>>,
+        kill_after: usize,
+        on_kill: impl FnOnce() + Send + 'static,
+    ) -> HashSet<usize> {
+        let n = callbacks.len();
+        let mut jobs: VecDeque<(usize, usize)> = VecDeque::new();
+        for i in 0..n {
+            jobs.push_back((i, i));
+            if i % 2 == 0 {
+                jobs.push_back((i, i + 1));
+            }
+        }
+        jobs.extend((0..n).filter(|i| i % 2 == 1).map(|i| (i, i + 1)));
+        let jobs = Arc::new(Mutex::new(jobs));
+        let acked = Arc::new(AtomicUsize::new(0));
+        let acked_set = Arc::new(Mutex::new(HashSet::new()));
+        let deadline = Instant::now() + Duration::from_secs(240);
+        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+        let mut workers = Vec::new();
+        for _ in 0..32 {
+            let (jobs, callbacks, acked, acked_set, bases, client) =
+                (jobs.clone(), callbacks.clone(), acked.clone(), acked_set.clone(), bases.clone(), client.clone());
+            workers.push(tokio::spawn(async move {
+                loop {
+                    let Some((i, to)) = jobs.lock().unwrap().pop_front() else { return };
+                    if send_until_acked(&client, &bases[to % bases.len()], &callbacks[i], deadline).await {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        acked_set.lock().unwrap().insert(i);
+                    }
+                }
+            }));
+        }
+        while acked.load(Ordering::Relaxed) < kill_after {
+            assert!(Instant::now() < deadline, "only {} sends acknowledged", acked.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::task::spawn_blocking(on_kill).await.unwrap();
+        for w in workers {
+            w.await.unwrap();
+        }
+        assert_eq!(acked.load(Ordering::Relaxed), 2 * n, "every send acknowledged before the deadline");
+        let set = acked_set.lock().unwrap().clone();
+        set
+    }
+
+    /// The receiver's record checked: signatures valid, every acknowledged callback forwarded
+    /// (a 2xx answered), one key per callback and one body per key, and no key delivered twice
+    /// at once (its requests' [start, end] intervals never overlap). Returns (requests, keys
+    /// delivered more than once).
+    pub fn check(seen: &Seen, callbacks: &[(String, String, String)], acked: &HashSet<usize>) -> (usize, usize) {
+        assert_eq!(seen.bad, 0, "every request's signature verified");
+        let expected: HashMap<String, usize> =
+            callbacks.iter().enumerate().map(|(i, (k, q, b))| (dedup_key(k, q, b.as_bytes()), i)).collect();
+        let mut key_of_query: HashMap<&str, &str> = HashMap::new();
+        let (mut requests, mut twice) = (0, 0);
+        for (key, hits) in &seen.by_key {
+            let i = *expected.get(key).unwrap_or_else(|| panic!("a key never sent: {key}"));
+            let bodies: HashSet<&str> = hits.iter().map(|h| h.body.as_str()).collect();
+            assert_eq!(bodies.len(), 1, "one body per key: {key}");
+            let forwarded: Value = serde_json::from_str(&hits[0].body).unwrap();
+            assert_eq!(forwarded["query"].as_str(), Some(callbacks[i].1.as_str()));
+            assert!(key_of_query.insert(&callbacks[i].1, key).is_none(), "a callback under two keys");
+            let mut by_start: Vec<&Hit> = hits.iter().collect();
+            by_start.sort_by_key(|h| h.start);
+            for pair in by_start.windows(2) {
+                assert!(pair[1].start >= pair[0].end, "{key} delivered twice at once: {:?}", pair);
+            }
+            let ok = hits.iter().filter(|h| h.status == 204).count(); // 0: cut off by a kill
+            assert!(ok >= 1, "{key}: {hits:?}");
+            requests += hits.len();
+            twice += usize::from(ok > 1);
+        }
+        for i in acked {
+            let (k, q, b) = &callbacks[*i];
+            assert!(seen.by_key.contains_key(&dedup_key(k, q, b.as_bytes())), "acknowledged, never forwarded: {q}");
+        }
+        (requests, twice)
+    }
+}
+
+/// (callbacks stored, their deliveries counted).
+fn stored_and_deliveries(cluster: &PgCluster, url: &str) -> (usize, usize) {
+    let row = cluster.query(url, "SELECT count(*), sum(deliveries) FROM callbacks");
+    let (a, b) = row.split_once('|').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+/// Waits (bounded) until the outbox has nothing pending; its counts then.
+fn drained(backend: &PostgresBackend, within: Duration) -> qys_proxy::store::OutboxCounts {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let c = backend.outbox_counts().unwrap();
+        if c.pending == 0 {
+            return c;
+        }
+        assert!(std::time::Instant::now() < deadline, "the outbox did not drain: {c:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// 2,000 callbacks plus an exact retry of each, 32 at a time, to one proxy on PostgreSQL; SIGKILL
+/// once 800 sends are acknowledged; restarted on the same database → every acknowledged callback
+/// forwarded, signed, under one key and one body, never twice at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_callback_is_forwarded_across_a_sigkill_on_postgres() {
+    const N: usize = 2_000;
+    load::watchdog("every_acknowledged_callback_is_forwarded_across_a_sigkill_on_postgres", Duration::from_secs(600));
+    let cluster = PgCluster::shared();
+    let url = cluster.create_db();
+    let receiver = load::receiver(Duration::from_millis(5)).await;
+    let env = load::env(&url, &receiver.url);
+    let first = load::start(&env);
+    let bases = Arc::new(vec![std::sync::RwLock::new(first.url.clone())]);
+    let callbacks = Arc::new(load::callbacks(N, "kill"));
+    let started = std::time::Instant::now();
+    let restarted = Arc::new(Mutex::new(None));
+    let (b, r, e) = (bases.clone(), restarted.clone(), env.clone());
+    let acked = load::send_all(callbacks.clone(), bases.clone(), 800, move || {
+        let mut first = first;
+        first.child.kill().unwrap(); // SIGKILL
+        first.child.wait().unwrap();
+        let again = load::start(&e);
+        *b[0].write().unwrap() = again.url.clone();
+        *r.lock().unwrap() = Some(again);
+    })
+    .await;
+    let sent_in = started.elapsed();
+    let backend = open_pg(&url);
+    let counts = tokio::task::spawn_blocking(move || drained(&backend, Duration::from_secs(180))).await.unwrap();
+    assert_eq!((counts.pending, counts.delivered, counts.dead, counts.unqueued), (0, N as i64, 0, 0));
+    let (requests, twice) = load::check(&receiver.seen.lock().unwrap(), &callbacks, &acked);
+    // Each callback stored once; its deliveries counted (≥ 2: a send cut off by the kill is sent again).
+    let (stored, deliveries) = stored_and_deliveries(&cluster, &url);
+    assert!(stored == N && deliveries >= 2 * N, "{stored} stored, {deliveries} deliveries");
+    eprintln!(
+        "postgres, 1 instance: {N} callbacks ×2 sent in {:.1} s with a SIGKILL and a restart; drained at {:.1} s; \
+         {requests} requests, {twice} keys delivered twice (same key and body)",
+        sent_in.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(restarted);
+}
+
+/// Two proxies on one database under the same load (a callback to one, its retry to the other);
+/// one SIGKILLed once 800 sends are acknowledged and not restarted → the survivor forwards the
+/// rest, its leases included: nothing lost, and no key delivered by both at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_database_one_killed_lose_nothing_and_never_deliver_one_key_twice_at_once() {
+    const N: usize = 2_000;
+    load::watchdog("two_instances_on_one_database_one_killed_lose_nothing_and_never_deliver_one_key_twice_at_once", Duration::from_secs(600));
+    let cluster = PgCluster::shared();
+    let url = cluster.create_db();
+    // 20 ms of work per delivery: two deliveries of one key at once could not hide.
+    let receiver = load::receiver(Duration::from_millis(20)).await;
+    let env = load::env(&url, &receiver.url);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| load::start(&env));
+        let b = s.spawn(|| load::start(&env));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let bases = Arc::new(vec![std::sync::RwLock::new(a.url.clone()), std::sync::RwLock::new(b.url.clone())]);
+    let callbacks = Arc::new(load::callbacks(N, "two"));
+    let started = std::time::Instant::now();
+    let seen = receiver.seen.clone();
+    let forwarded_at_kill = Arc::new(Mutex::new(0));
+    let (bs, fk, b_url) = (bases.clone(), forwarded_at_kill.clone(), b.url.clone());
+    let acked = load::send_all(callbacks.clone(), bases.clone(), 800, move || {
+        let mut a = a;
+        a.child.kill().unwrap(); // SIGKILL: its leased entries wait for their lease to run out
+        a.child.wait().unwrap();
+        *bs[0].write().unwrap() = b_url;
+        *fk.lock().unwrap() = seen.lock().unwrap().by_key.len();
+    })
+    .await;
+    let sent_in = started.elapsed();
+    let backend = open_pg(&url);
+    let counts = tokio::task::spawn_blocking(move || drained(&backend, Duration::from_secs(180))).await.unwrap();
+    assert_eq!((counts.pending, counts.delivered, counts.dead, counts.unqueued), (0, N as i64, 0, 0), "{}", b.log.lock().unwrap());
+    let (requests, twice) = load::check(&receiver.seen.lock().unwrap(), &callbacks, &acked);
+    // Each callback stored once; its deliveries counted (≥ 2: a send cut off by the kill is sent again).
+    let (stored, deliveries) = stored_and_deliveries(&cluster, &url);
+    assert!(stored == N && deliveries >= 2 * N, "{stored} stored, {deliveries} deliveries");
+    eprintln!(
+        "postgres, 2 instances: {N} callbacks ×2 sent in {:.1} s, one instance SIGKILLed ({} keys forwarded by then); \
+         drained at {:.1} s; {requests} requests, {twice} keys delivered twice (never at once)",
+        sent_in.as_secs_f64(),
+        forwarded_at_kill.lock().unwrap(),
+        started.elapsed().as_secs_f64()
+    );
+}

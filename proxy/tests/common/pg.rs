@@ -7,7 +7,8 @@
 //! cluster is owned by and run as the `postgres` user (`runuser`), since PostgreSQL refuses root.
 //! Nothing is skipped: if the cluster cannot start, the test fails with the reason and the log.
 //!
-//! Include it with `#[path = "common/pg.rs"] mod pg;`.
+//! Include it with `#[path = "common/pg.rs"] mod pg;` (the callbacks benchmark, an example, with
+//! `#[path = "../tests/common/pg.rs"]`).
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -79,6 +80,11 @@ impl PgCluster {
 
     /// A new cluster of its own (fsync off: the tests kill proxies, never PostgreSQL).
     pub fn start() -> PgCluster {
+        Self::start_with(false)
+    }
+
+    /// A new cluster; `durable`: fsync on, as in production (for benchmarks).
+    pub fn start_with(durable: bool) -> PgCluster {
         let bindir = bindir();
         let run_as = is_root().then(|| "postgres".to_owned());
         let dir = tempfile::Builder::new().prefix("qys-pg-").tempdir().expect("temp dir");
@@ -98,9 +104,10 @@ impl PgCluster {
         for _ in 0..5 {
             cluster.port = free_port();
             let options = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{}",
                 cluster.port,
-                cluster.dir.path().display()
+                cluster.dir.path().display(),
+                if durable { "" } else { " -c fsync=off -c full_page_writes=off" }
             );
             let log = cluster.dir.path().join("server.log");
             let out = cluster.run(

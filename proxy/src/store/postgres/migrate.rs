@@ -66,6 +66,8 @@ pub fn checksum(sql: &str) -> String {
 pub async fn migrate(client: &mut Client) -> Result<Migrated, StoreError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    // No "already exists, skipping" notice in every start's log.
+    tx.batch_execute("SET LOCAL client_min_messages = warning").await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version BIGINT PRIMARY KEY,
