@@ -53,18 +53,22 @@ export function store(k, v) {
 }
 
 /** Replaces the current history entry's query by `search`, keeping its path, fragment and
- * state. */
+ * state (an absolute URL: a path starting with `//` is not read as another host). */
 export function replace(search) {
-  try { history.replaceState(history.state, '', location.pathname + search + location.hash); } catch (e) {}
+  try {
+    var u = new URL(location.href);
+    u.search = search;
+    history.replaceState(history.state, '', u.href);
+  } catch (e) {}
 }
 
 export function assign(u) {
   try { location.assign(u); return true; } catch (e) { return false; }
 }
 
-/** `wx.miniProgram.navigateTo({ url, fail })`; false if it throws. */
-export function navigate(mp, url, fail) {
-  try { mp.navigateTo({ url: url, fail: fail }); return true; } catch (e) { return false; }
+/** `wx.miniProgram.navigateTo({ url, complete })`; false if it throws. */
+export function navigate(mp, url, complete) {
+  try { mp.navigateTo({ url: url, complete: complete }); return true; } catch (e) { return false; }
 }
 
 var loaded = new WeakSet();
@@ -88,8 +92,7 @@ export function iframe(src, title, camera) {
 export function status(text) {
   try {
     var d = document.createElement('div');
-    d.setAttribute('role', 'status');
-    d.setAttribute('aria-live', 'polite');
+    d.setAttribute('role', 'status'); // implies aria-live=polite
     d.textContent = text;
     return d;
   } catch (e) {}

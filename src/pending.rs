@@ -1,6 +1,6 @@
 //! Redirect flows across a navigation: what the SDK keeps in `sessionStorage` while the page is
-//! away (state, action, the proxy's sealed flow token — no contact, no id number), and the
-//! `qys_state` query parameter the proxy's return page adds to the calling page's URL.
+//! away (state, action, the proxy's sealed flow token and endpoint — no contact, no id number),
+//! and the `qys_state` query parameter the proxy's return page adds to the calling page's URL.
 
 use crate::params::Action;
 use crate::value::{concat, join, object, Value};
@@ -22,6 +22,8 @@ pub struct PendingFlow {
     pub action: Action,
     /// The proxy's sealed flow token, for `outcome`.
     pub flow: String,
+    /// The proxy endpoint (origin and path) that issued the token: only it can answer.
+    pub proxy: String,
 }
 
 /// Reads the stored list; anything malformed is skipped (the storage is the page's, not ours).
@@ -33,7 +35,8 @@ pub fn parse_list(text: &str) -> Vec<PendingFlow> {
             let state = item.get("s")?.as_str().filter(|s| valid_state(s))?;
             let action = Action::from_name(item.get("a")?.as_str()?)?;
             let flow = item.get("f")?.as_str().filter(|f| valid_flow_token(f))?;
-            Some(PendingFlow { state: state.to_owned(), action, flow: flow.to_owned() })
+            let proxy = item.get("p")?.as_str()?;
+            Some(PendingFlow { state: state.to_owned(), action, flow: flow.to_owned(), proxy: proxy.to_owned() })
         })
         .collect()
 }
@@ -44,7 +47,14 @@ pub fn list_json(flows: &[PendingFlow]) -> String {
     Value::Array(
         newest
             .iter()
-            .map(|f| object([("s", f.state.as_str().into()), ("a", f.action.name().into()), ("f", f.flow.as_str().into())]))
+            .map(|f| {
+                object([
+                    ("s", f.state.as_str().into()),
+                    ("a", f.action.name().into()),
+                    ("f", f.flow.as_str().into()),
+                    ("p", f.proxy.as_str().into()),
+                ])
+            })
             .collect(),
     )
     .to_json()
@@ -75,7 +85,7 @@ pub fn without_state(search: &str) -> String {
 pub fn return_url(href: &str) -> String {
     let href = href.split('#').next().unwrap_or(href);
     match href.split_once('?') {
-        Some((base, search)) => concat(&[base, &without_state(search)]),
+        Some((base, query)) => concat(&[base, &without_state(&concat(&["?", query]))]),
         None => href.to_owned(),
     }
 }

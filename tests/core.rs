@@ -460,7 +460,12 @@ fn json_reader_matches_an_independent_parser() {
 #[test]
 fn pending_redirect_flows_survive_only_as_state_action_and_token() {
     use qys_sdk_wasm::pending::{list_json, parse_list, return_url, returned_state, without_state, PendingFlow, MAX_PENDING};
-    let flow = |i: usize| PendingFlow { state: format!("{STATE}{i:02}"), action: Action::PersonalAuth, flow: format!("tok.{i}") };
+    let flow = |i: usize| PendingFlow {
+        state: format!("{STATE}{i:02}"),
+        action: Action::PersonalAuth,
+        flow: format!("tok.{i}"),
+        proxy: "https://p.example/qys/proxy".into(),
+    };
     let list: Vec<PendingFlow> = (0..MAX_PENDING + 2).map(flow).collect();
     let stored = list_json(&list);
     assert_eq!(stored.matches("\"s\"").count(), MAX_PENDING, "only the newest are kept");
@@ -468,8 +473,13 @@ fn pending_redirect_flows_survive_only_as_state_action_and_token() {
     assert!(!stored.contains("contact") && !stored.contains("1390"), "{stored}");
     // The storage belongs to the page: anything malformed is skipped, never trusted.
     assert_eq!(parse_list("not json"), vec![]);
-    let mixed = format!(r#"[{{"s":"short","a":"personalAuth","f":"t"}},{{"s":"{STATE}","a":"uniformapi","f":"t"}},{{"s":"{STATE}","a":"personalSign","f":"t k"}},{{"s":"{STATE}","a":"personalSign","f":"t"}}]"#);
-    assert_eq!(parse_list(&mixed), vec![PendingFlow { state: STATE.into(), action: Action::PersonalSign, flow: "t".into() }]);
+    let mixed = format!(
+        r#"[{{"s":"short","a":"personalAuth","f":"t","p":"x"}},{{"s":"{STATE}","a":"uniformapi","f":"t","p":"x"}},
+            {{"s":"{STATE}","a":"personalSign","f":"t k","p":"x"}},{{"s":"{STATE}","a":"personalSign","f":"t"}},
+            {{"s":"{STATE}","a":"personalSign","f":"t","p":"x"}}]"#
+    );
+    let only = PendingFlow { state: STATE.into(), action: Action::PersonalSign, flow: "t".into(), proxy: "x".into() };
+    assert_eq!(parse_list(&mixed), vec![only]);
 
     assert_eq!(returned_state(&format!("?a=1&qys_state={STATE}&b=2")), Some(STATE));
     assert_eq!(returned_state(&format!("qys_state={STATE}")), Some(STATE));
@@ -484,6 +494,7 @@ fn pending_redirect_flows_survive_only_as_state_action_and_token() {
     assert_eq!(without_state(&format!("?&qys_state={STATE}")), "");
     assert_eq!(return_url(&format!("https://shop.example/pay?x=1&qys_state={STATE}#top")), "https://shop.example/pay?x=1");
     assert_eq!(return_url("https://shop.example/pay#top"), "https://shop.example/pay");
+    assert_eq!(return_url("https://shop.example/pay?x=1&&y"), "https://shop.example/pay?x=1&&y");
 }
 
 #[test]

@@ -34,7 +34,7 @@ extern "C" {
     pub fn store(k: &str, v: Option<&str>) -> Option<String>;
     pub fn replace(search: &str);
     pub fn assign(url: &str) -> bool;
-    pub fn navigate(mp: &JsValue, url: &str, fail: JsValue) -> bool;
+    pub fn navigate(mp: &JsValue, url: &str, complete: JsValue) -> bool;
     pub fn iframe(src: &str, title: &str, camera: bool) -> JsValue;
     pub fn status(text: &str) -> JsValue;
     pub fn gone(frame: &JsValue) -> bool;

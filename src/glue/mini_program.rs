@@ -11,8 +11,9 @@ use wasm_bindgen::JsValue;
 use super::bridge::{get, log, navigate, string, ty, typ};
 use super::request::ask_outcome;
 use super::resources::EventListener;
-use super::{fire, missing, status_element, Callbacks, Flow, Inner};
+use super::{fire, status_element, Callbacks, Flow, Inner};
 use crate::error::{ErrorKind, QysError};
+use crate::message::Event;
 use crate::params::Action;
 use crate::presentation::mini_program_url;
 use crate::wire::TicketGrant;
@@ -40,6 +41,7 @@ pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, 
     let url = mini_program_url(&inner.options.mini_program_page, action, &grant.ticket, &grant.env);
 
     let id = inner.next_id();
+    let fail_callback = callbacks.fail.clone();
     // Set once the page was hidden: only a page shown *again* means the plugin is closed.
     let left = Cell::new(false);
     let asking = Rc::new(Cell::new(false));
@@ -58,20 +60,32 @@ pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, 
             ask(&inner, id, action, &state, &flow, callbacks.clone(), asking.clone());
         }
     };
+    inner.log(&[action.name(), ": opening the mini-program page ", &inner.options.mini_program_page]);
+    // `complete` always runs in WeChat (so the closure is freed); it carries `errMsg`.
+    let weak = Rc::downgrade(inner);
+    let completed = Closure::once_into_js(move |result: JsValue| {
+        let why = string(&get(&result, "errMsg"));
+        if why.ends_with(":ok") {
+            return;
+        }
+        // WeChat refused to open the host page (not in app.json, wrong path): the flow is over.
+        log(true, "[qys-sdk] wx.miniProgram.navigateTo failed; check miniProgramPage:", &why);
+        if let Some(inner) = weak.upgrade() {
+            inner.close_flows(Some(id));
+            if !inner.destroyed.get() {
+                fire(&inner, action, &Callbacks { success: None, fail: fail_callback }, &Event::AuthFail);
+            }
+        }
+    });
+    if !navigate(&mp, &url, completed) {
+        return Err(QysError::new(
+            ErrorKind::Network,
+            "wx.miniProgram.navigateTo threw; check that WeChat's JS-SDK is loaded and miniProgramPage is in app.json",
+        ));
+    }
+    // Watched only once the mini-program was asked to navigate: a call that failed never fires.
     let on = vec![(document, "visibilitychange"), (window.clone(), "pageshow"), (window.clone(), "pagehide")];
     inner.keep_open(Flow { id, frame: None, _listener: EventListener::new(on, check) });
-
-    let log_owner = inner.clone();
-    let failed = Closure::once_into_js(move |error: JsValue| {
-        // WeChat refused to open the host page (not in app.json, wrong path): the flow is over.
-        let why = string(&get(&error, "errMsg"));
-        log(true, "[qys-sdk] wx.miniProgram.navigateTo failed; check miniProgramPage:", &why);
-        log_owner.close_flows(Some(id));
-    });
-    inner.log(&[action.name(), ": opening the mini-program page ", &inner.options.mini_program_page]);
-    if !navigate(&mp, &url, failed) {
-        return Err(missing("wx.miniProgram.navigateTo"));
-    }
     Ok(element)
 }
 

@@ -33,6 +33,9 @@ use convert::{callback, nullish, to_js_error, to_value};
 use resources::{EventListener, Posted};
 
 /// A flow that waits for its end: its listeners live as long as this value.
+/// Mini-program flows waiting for their page to be shown again, per instance.
+const MAX_WATCHES: usize = 4;
+
 struct Flow {
     id: u32,
     /// An iframe flow's iframe.
@@ -58,8 +61,6 @@ struct Inner {
     flows: RefCell<Vec<Flow>>,
     /// Requests in flight, aborted by `destroy()`.
     requests: RefCell<Vec<(u32, Posted)>>,
-    /// States of the redirect flows `resume` is asking about.
-    resuming: RefCell<Vec<String>>,
     next_id: Cell<u32>,
     destroyed: Cell<bool>,
 }
@@ -79,9 +80,20 @@ impl Inner {
     }
 
     /// Keeps a flow open (and prunes the abandoned ones).
+    /// (A mini-program flow whose page never comes back would otherwise stay forever: only the
+    /// newest few are kept.)
     fn keep_open(&self, flow: Flow) {
         self.close_flows(None);
-        self.flows.borrow_mut().push(flow);
+        let stale = {
+            let mut flows = self.flows.borrow_mut();
+            flows.push(flow);
+            let watches = flows.iter().filter(|f| f.frame.is_none()).count();
+            match flows.iter().position(|f| f.frame.is_none()) {
+                Some(oldest) if watches > MAX_WATCHES => Some(flows.remove(oldest)),
+                _ => None,
+            }
+        };
+        drop(stale);
     }
 
     /// Drops the flow `id`, if given, and every abandoned iframe flow, with their listeners
@@ -248,7 +260,6 @@ impl QysSdk {
                 options,
                 flows: RefCell::default(),
                 requests: RefCell::default(),
-                resuming: RefCell::default(),
                 next_id: Cell::new(0),
                 destroyed: Cell::new(false),
             };
@@ -443,7 +454,7 @@ fn finish(inner: &Rc<Inner>, call: Call, (status, body): request::Answer) -> Res
     let mut grant = page_grant(result, &inner.proxy_origin)?;
     if presentation == Presentation::Redirect {
         inner.log(&[action.name(), ": leaving for the platform's page"]);
-        return redirect::leave(action, state, grant);
+        return redirect::leave(inner, action, state, grant);
     }
     // `event.origin` is always canonical (lowercase host, no default port); so must this be.
     let url = bridge::url(&grant.return_origin, None);

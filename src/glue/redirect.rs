@@ -1,6 +1,7 @@
 //! The redirect presentation: the whole page goes to the platform, and `resume()` on the page's
 //! next load asks the proxy how the flow ended. Pending flows wait in `sessionStorage`.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::JsValue;
@@ -26,13 +27,19 @@ fn keep(flows: &[PendingFlow]) -> Option<String> {
     store(pending::STORAGE_KEY, Some(&pending::list_json(flows)))
 }
 
+thread_local! {
+    /// States being resumed on this page, by any instance (they all share this module): a second
+    /// `resume` of the same return waits for nothing and fires nothing.
+    static RESUMING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Remembers the flow, then sends the top window to the platform's page.
-pub fn leave(action: Action, state: String, grant: PageGrant) -> Result<JsValue, QysError> {
+pub fn leave(inner: &Inner, action: Action, state: String, grant: PageGrant) -> Result<JsValue, QysError> {
     let mut flows = stored()?;
     let flow = grant.flow.ok_or_else(|| {
-        QysError::new(ErrorKind::Protocol, "the proxy's answer is not protocol v1: result.flow is missing")
+        QysError::new(ErrorKind::Protocol, "the proxy's answer is not protocol v1: result.flow is missing or not a flow token")
     })?;
-    flows.push(PendingFlow { state, action, flow });
+    flows.push(PendingFlow { state, action, flow, proxy: inner.proxy_endpoint.clone() });
     keep(&flows).ok_or_else(|| missing("sessionStorage"))?;
     let element = status_element(action)?;
     if !assign(&grant.page_url) {
@@ -60,21 +67,22 @@ pub fn resume(inner: &Rc<Inner>, [sign, auth, fail]: [Option<JsValue>; 3], promi
         Ok(flows) => flows,
         Err(e) => return settle(Err(e)),
     };
-    let Some(flow) = flows.into_iter().find(|f| f.state == state) else {
-        // Not a flow of this tab (forged, replayed, or another tab's): nothing to fire.
+    let Some(flow) = flows.into_iter().find(|f| f.state == state && f.proxy == inner.proxy_endpoint) else {
+        // Not a flow of this tab and proxy (forged, replayed, or another tab's): nothing to fire.
         inner.log(&["resume: no pending flow for this return"]);
         clean_url();
         return settle(Ok(JsValue::NULL));
     };
-    if inner.resuming.borrow().contains(&state) {
+    if RESUMING.with_borrow(|states| states.contains(&state)) {
+        // Another instance is asking about this return right now.
         return settle(Ok(JsValue::NULL));
     }
-    inner.resuming.borrow_mut().push(state.clone());
+    RESUMING.with_borrow_mut(|states| states.push(state.clone()));
     let action = flow.action;
     let callbacks = Callbacks { success: if action.is_sign() { sign } else { auth }, fail };
     // The platform sent the browser back without a success: the user left.
     ask_outcome(inner, action, &flow.state, &flow.flow, Box::new(move |inner, event| {
-        inner.resuming.borrow_mut().retain(|s| *s != state);
+        RESUMING.with_borrow_mut(|states| states.retain(|s| *s != state));
         let event = match event {
             Ok(event) => event,
             // Kept: a reload (or another `resume`) asks again.

@@ -27,10 +27,17 @@ const PAGE = `<!doctype html><meta charset=utf-8><title>shop</title><body><scrip
     authFailCb: (...args) => fired.push(['authFail', ...args]),
   };
   Object.assign(window, { sdk, fired, callbacks });
-  window.resumed = sdk.resume(callbacks).then((value) => ({ value }), (e) => ({ error: { name: e.name, kind: e.kind, message: e.message } }));
-  window.resumed.then((r) => { window.resumedResult = r; });
+  // With ?manual the test calls resume() itself.
+  if (!new URLSearchParams(location.search).has('manual')) {
+    window.resumed = sdk.resume(callbacks).then((value) => ({ value }), (e) => ({ error: { name: e.name, kind: e.kind, message: e.message } }));
+    window.resumed.then((r) => { window.resumedResult = r; });
+  }
   document.body.dataset.ready = 'true';
 </script>`;
+
+// The same page with seed 004's classic script (window.qysSdk) instead of the ES module.
+const CLASSIC_PAGE = PAGE.replace('<script type="module">', '<script src="/js/index.js"></script><script>')
+  .replace("import { qysSdk } from '/js/qys-sdk.mjs';\n", '');
 
 // Test doubles of what WeChat provides in a mini-program web-view; fetch is counted so that
 // "once" is checked by the absence of any further proxy request.
@@ -57,6 +64,7 @@ const COUNT_PROXY_CALLS = () => {
 async function startProxy() {
   const www = mkdtempSync(join(tmpdir(), 'qys-shop-'));
   writeFileSync(join(www, 'shop.html'), PAGE);
+  writeFileSync(join(www, 'classic.html'), CLASSIC_PAGE);
   return startBareProxy({ QYS_WWW_DIR: www });
 }
 
@@ -65,15 +73,15 @@ before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
 /** A page of a fresh context at `${proxy}/shop.html`, with `userAgent` and init scripts. */
-async function shop(proxy, { userAgent, init = [] } = {}) {
+async function shop(proxy, { userAgent, init = [], file = 'shop.html', query = 'order=7&note=a%20b' } = {}) {
   const context = await browser.newContext(userAgent ? { userAgent } : {});
   for (const script of [COUNT_PROXY_CALLS, ...init]) await context.addInitScript(script);
   const page = await context.newPage();
   page.sdkLog = [];
   page.on('console', (m) => { if (m.text().startsWith('[qys-sdk]')) page.sdkLog.push(m.text()); });
-  await page.goto(`${proxy.proxy}/shop.html?order=7&note=a%20b`);
+  await page.goto(`${proxy.proxy}/${file}?${query}`);
   await page.waitForSelector('body[data-ready=true]', { state: 'attached' });
-  await page.waitForFunction(() => window.resumedResult);
+  if (!query.includes('manual')) await page.waitForFunction(() => window.resumedResult);
   return page;
 }
 
@@ -104,7 +112,8 @@ function start(page, call) {
 
 /** Redirect: the top window goes to the sandbox, `click` finishes there, and the shop page resumes. */
 async function redirectFlow(proxy, page, call, click) {
-  const back = page.waitForURL((u) => u.pathname === '/shop.html' && u.searchParams.has('qys_state'), { waitUntil: 'commit' });
+  const path = new URL(page.url()).pathname;
+  const back = page.waitForURL((u) => u.pathname === path && u.searchParams.has('qys_state'), { waitUntil: 'commit' });
   await start(page, call);
   await page.waitForURL((u) => u.origin === proxy.sandbox);
   await page.click(click);
@@ -284,3 +293,95 @@ for (const presentation of ['iframe', 'redirect', 'miniProgram']) {
     }
   });
 }
+
+/** A redirect flow that comes back to `?manual`, where the page does not resume on its own. */
+async function returnUnresumed(proxy, contact) {
+  const page = await shop(proxy, { userAgent: IOS_WECHAT, query: 'manual' });
+  await start(page, CALLS.personalAuth('callbacks', contact));
+  await page.waitForURL((u) => u.origin === proxy.sandbox);
+  await page.click('#qys-sandbox-auth-submit');
+  await page.waitForURL((u) => u.searchParams.has('qys_state'));
+  await page.waitForSelector('body[data-ready=true]', { state: 'attached' });
+  return page;
+}
+
+test('redirect: two instances resuming one return fire once, with one request', async () => {
+  const proxy = await startProxy();
+  try {
+    const page = await returnUnresumed(proxy, '13900000106');
+    const results = await page.evaluate(() => Promise.all([
+      window.sdk.resume(window.callbacks),
+      new window.sdk.constructor('/qys/proxy').resume(window.callbacks),
+    ]));
+    assert.equal(results.filter((r) => r === null).length, 1, JSON.stringify(results));
+    assert.deepEqual(results.find((r) => r !== null), { action: 'personalAuth', event: 'authSuccess',
+      data: { username: '韩梅梅', mobile: '13900000106', cardNo: '110101199303033456' } });
+    assert.deepEqual(await page.evaluate(() => [window.fired.length, window.proxyCalls]), [1, 1]);
+    await page.context().close();
+  } finally {
+    proxy.stop();
+  }
+});
+
+test('redirect: a flow token the proxy does not accept resolves null, fires nothing, and is forgotten', async () => {
+  const proxy = await startProxy();
+  try {
+    const page = await returnUnresumed(proxy, '13900000107');
+    const result = await page.evaluate(async () => {
+      const flows = JSON.parse(sessionStorage.getItem('qys-sdk:flows'));
+      const f = flows[0].f;
+      const middle = f.length >> 1;
+      flows[0].f = f.slice(0, middle) + (f[middle] === 'A' ? 'B' : 'A') + f.slice(middle + 1);
+      sessionStorage.setItem('qys-sdk:flows', JSON.stringify(flows));
+      return window.sdk.resume(window.callbacks);
+    });
+    assert.equal(result, null);
+    assert.deepEqual(await page.evaluate(() => [window.fired, window.proxyCalls, sessionStorage.getItem('qys-sdk:flows')]),
+      [[], 1, '[]'], 'asked once (40004), fired nothing, forgot the flow');
+    assert.equal(page.url(), `${proxy.proxy}/shop.html?manual`);
+    await page.context().close();
+  } finally {
+    proxy.stop();
+  }
+});
+
+test('redirect with seed 004\'s classic script: window.qysSdk instances resume too', async () => {
+  const proxy = await startProxy();
+  try {
+    const page = await shop(proxy, { userAgent: IOS_WECHAT, file: 'classic.html' });
+    const { fired, resumed } = await redirectFlow(proxy, page, CALLS.personalAuth('callbacks', '13900000109'), '#qys-sandbox-auth-submit');
+    assert.deepEqual(fired, [['authSuccess', { username: '韩梅梅', mobile: '13900000109', cardNo: '110101199303033456' }]]);
+    assert.equal(resumed.value.event, 'authSuccess');
+    await page.context().close();
+  } finally {
+    proxy.stop();
+  }
+});
+
+test('mini-program: navigateTo that throws rejects and watches nothing; one WeChat refuses fires authFailCb once', async () => {
+  const proxy = await startProxy();
+  try {
+    const throwing = () => { window.wx.miniProgram.navigateTo = () => { throw new Error('not in a web-view'); }; };
+    const page = await shop(proxy, { userAgent: ANDROID_MINI_PROGRAM, init: [MINI_PROGRAM_INIT, throwing] });
+    await start(page, CALLS.personalSign('callbacks'));
+    const { error } = await page.waitForFunction(() => window.startedResult).then((h) => h.jsonValue());
+    assert.equal(error.kind, 'network');
+    assert.match(error.message, /navigateTo threw/);
+    const calls = await page.evaluate(() => { window.setHidden(true); window.setHidden(false); return window.proxyCalls; });
+    assert.equal(calls, 1, 'the flow request only: a failed call watches nothing');
+    assert.deepEqual(await page.evaluate(() => window.fired), []);
+    await page.context().close();
+
+    const refusing = () => {
+      window.wx.miniProgram.navigateTo = (o) => setTimeout(() => o.complete({ errMsg: 'navigateTo:fail page "pages/qys/qys" is not found' }));
+    };
+    const second = await shop(proxy, { userAgent: ANDROID_MINI_PROGRAM, init: [MINI_PROGRAM_INIT, refusing] });
+    await start(second, CALLS.personalAuth('callbacks', '13900000110'));
+    await second.waitForFunction(() => window.fired.length > 0);
+    const after = await second.evaluate(() => { window.setHidden(true); window.setHidden(false); return [window.fired, window.proxyCalls]; });
+    assert.deepEqual(after, [[['authFail']], 1], 'authFailCb once; the flow is closed, so a later show asks nothing');
+    await second.context().close();
+  } finally {
+    proxy.stop();
+  }
+});
