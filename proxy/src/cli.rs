@@ -125,14 +125,17 @@ pub struct Cli {
     /// Sandbox pause before the third server-callback try, in milliseconds.
     #[arg(long, env = "QYS_SANDBOX_RETRY_DELAY_MS", default_value_t = 60_000, global = true)]
     pub sandbox_retry_delay_ms: u64,
-    /// Connection limits: QYS_HEADER_TIMEOUT_MS, QYS_REQUEST_TIMEOUT_MS, QYS_IDLE_TIMEOUT_MS, QYS_MAX_CONNECTIONS.
-    #[command(flatten)]
-    pub limits: LimitArgs,
     /// Origins the sandbox's H5 pages may redirect to when they finish (callbackPage),
     /// comma-separated exact origins. Default: http loopback (127.0.0.0/8, localhost, [::1]) for
     /// `qys-proxy sandbox`; the proxy's own origin (plus these) for the embedded sandbox.
     #[arg(long, env = "QYS_SANDBOX_CALLBACK_ORIGINS", value_delimiter = ',', global = true)]
     pub sandbox_callback_origins: Vec<String>,
+    /// Forwarding to the integrator's backend (issue 9): QYS_FORWARD_URL, QYS_FORWARD_SECRET, QYS_FORWARD_*.
+    #[command(flatten)]
+    pub forward: crate::forward::ForwardArgs,
+    /// Connection limits: QYS_HEADER_TIMEOUT_MS, QYS_REQUEST_TIMEOUT_MS, QYS_IDLE_TIMEOUT_MS, QYS_MAX_CONNECTIONS.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Subcommands.
@@ -140,6 +143,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the sandbox platform alone (credentials from QYS_ACCESS_TOKEN / QYS_ACCESS_SECRET).
     Sandbox,
+    /// The server-callback outbox: `list [--dead|--pending|--delivered]`, `show <id>`, `replay <id>|--dead`.
+    #[command(subcommand)]
+    Callbacks(crate::forward::admin::CallbacksCommand),
 }
 
 /// Upstream modes of iframe and redirect flows.
@@ -369,7 +375,11 @@ impl Cli {
         if !(1..=36_500).contains(&self.callback_retention_days) {
             return Err("QYS_CALLBACK_RETENTION_DAYS must be between 1 and 36500".into());
         }
-        let store = self.database.open()?.with_rate_limit(limit);
+        let store = self
+            .database
+            .open()?
+            .with_rate_limit(limit)
+            .with_forwarding(self.forward_settings()?.is_some());
         let retention = Duration::from_secs(u64::from(self.callback_retention_days) * 86_400);
         store
             .spawn_sweeper(retention, crate::store::SWEEP_EVERY)

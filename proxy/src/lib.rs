@@ -2,6 +2,7 @@
 //! 契约锁 open platform. See `docs/protocol.md` for the wire protocol.
 
 pub mod cli;
+pub mod forward;
 pub mod html;
 pub mod mask;
 pub mod platform;

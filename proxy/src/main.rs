@@ -57,6 +57,9 @@ fn check_open_files(limits: &ServerLimits) {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    if let Some(Command::Callbacks(command)) = &cli.command {
+        return qys_proxy::forward::admin::run(&cli, command);
+    }
     let limits = cli.server_limits()?;
     check_open_files(&limits);
     tracing::info!(
@@ -102,6 +105,9 @@ async fn run(cli: Cli) -> Result<(), String> {
         let listener = bind("proxy", cli.listen).await?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         let cfg = cli.proxy_config(&platform_url, &token, secret, bound, embedded)?;
+        if let Some(forward) = cli.forward_settings()? {
+            tasks.push(qys_proxy::forward::spawn(forward, cfg.store.clone(), cfg.platform.clone()));
+        }
         let (public_url, endpoint) = (cfg.public_url.clone(), cfg.paths.proxy.clone());
         let has_www = cfg.static_dirs.iter().any(|(mount, _)| mount == "/");
         if let Some((listener, mut sandbox_cfg)) = embedded_sandbox {

@@ -1,0 +1,150 @@
+//! The forwarded body: the callback's fields as received, beside what the platform says.
+//!
+//! Callbacks carry no signature, so the proxy asks the platform before forwarding, with the
+//! identifier the callback names (issue 9, docs/protocol.md §8.1): personal auth by `authId`
+//! (`/v2/personalauth/result?authId=`), company auth by `requestId`
+//! (`/companyauth/result?requestId=`). A callback without one cannot be asked about.
+//!
+//! `verified` is true only when the platform answered and agrees with the callback's claim
+//! (passed or not passed). `passed` is the platform's own word (`null` when it was not asked).
+//! What `verified` does not vouch for: that the `flow=` in the query (the SDK call's state, chosen
+//! by the browser) belongs with that `authId` / `requestId` — the platform knows nothing of it.
+
+use serde_json::{json, Map, Value};
+
+use crate::platform::{Platform, PlatformError};
+use crate::store::OutboxEntry;
+
+/// What the platform is asked.
+enum Question {
+    /// `/v2/personalauth/result?authId=`.
+    PersonByAuthId(String),
+    /// `/companyauth/result?requestId=`.
+    CompanyByRequestId(String),
+}
+
+/// The platform's answer, reduced to what the forwarded body carries.
+struct Answer {
+    by: &'static str,
+    passed: bool,
+    result: Value,
+}
+
+/// Builds the forwarded body of `entry`. `Err` (with why) when the platform could not be asked
+/// right now (timeout, unreachable, not understood): the caller retries the confirmation later
+/// or, after a few attempts, forwards [`unconfirmed`].
+pub async fn build(platform: &Platform, entry: &OutboxEntry) -> Result<String, String> {
+    let fields = form_fields(&entry.body);
+    let claimed = fields.get("status").and_then(Value::as_str) == Some("1");
+    let question = match question(&entry.kind, &fields) {
+        Ok(q) => q,
+        Err(reason) => return Ok(body(entry, &fields, None, Some(reason))),
+    };
+    let answer = match ask(platform, &question).await {
+        Ok(answer) => answer,
+        Err(PlatformError::Platform { code, logged, .. }) => {
+            let reason = format!("the platform refused the question: code {code} ({logged})");
+            return Ok(body(entry, &fields, None, Some(reason)));
+        }
+        Err(e) => return Err(e.logged().1),
+    };
+    let status = fields.get("status").and_then(Value::as_str).unwrap_or("");
+    let reason = (answer.passed != claimed).then(|| {
+        format!(
+            "the callback says status={status} ({}), the platform says {}",
+            if claimed { "passed" } else { "not passed" },
+            if answer.passed { "passed" } else { "not passed" },
+        )
+    });
+    Ok(body(entry, &fields, Some(answer), reason))
+}
+
+/// The forwarded body when the platform could not be asked at all (after the confirmation
+/// attempts): `"verified": false`, `passed` null, `reason` why.
+pub fn unconfirmed(entry: &OutboxEntry, why: &str) -> String {
+    let fields = form_fields(&entry.body);
+    body(entry, &fields, None, Some(format!("the platform could not be asked: {why}")))
+}
+
+fn question(kind: &str, fields: &Map<String, Value>) -> Result<Question, String> {
+    let field = |k: &str| fields.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
+    match kind {
+        "personal-auth" => field("authId")
+            .map(Question::PersonByAuthId)
+            .ok_or_else(|| "the callback has no authId to ask the platform about".into()),
+        "company-auth" => field("requestId")
+            .map(Question::CompanyByRequestId)
+            .ok_or_else(|| "the callback has no requestId to ask the platform about".into()),
+        other => Err(format!("unknown callback kind {other:?}")),
+    }
+}
+
+async fn ask(platform: &Platform, question: &Question) -> Result<Answer, PlatformError> {
+    match question {
+        Question::PersonByAuthId(id) => {
+            let r = platform.get("/v2/personalauth/result", &[("authId", id)]).await?;
+            Ok(Answer { by: "authId", passed: r["realName"] == true, result: r })
+        }
+        Question::CompanyByRequestId(id) => {
+            let r = platform.get("/companyauth/result", &[("requestId", id)]).await?;
+            Ok(Answer { by: "requestId", passed: r["status"] == 2, result: r })
+        }
+    }
+}
+
+/// The form's fields as strings; a repeated name keeps its first value (as the receivers check).
+fn form_fields(body: &str) -> Map<String, Value> {
+    let mut fields = Map::new();
+    for (k, v) in form_urlencoded::parse(body.as_bytes()) {
+        fields.entry(k.into_owned()).or_insert_with(|| Value::String(v.into_owned()));
+    }
+    fields
+}
+
+/// The query's `flow` (the SDK call's state, in the proxy's own `callbackUrl`), if any.
+fn flow_state(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "flow").map(|(_, v)| v.into_owned())
+}
+
+fn body(entry: &OutboxEntry, fields: &Map<String, Value>, answer: Option<Answer>, reason: Option<String>) -> String {
+    let verified = answer.is_some() && reason.is_none();
+    let (passed, by, platform) = match answer {
+        Some(a) => (Value::Bool(a.passed), Value::from(a.by), a.result),
+        None => (Value::Null, Value::Null, Value::Null),
+    };
+    json!({
+        "id": entry.id,
+        "kind": entry.kind,
+        "receivedAt": entry.received_at,
+        "confirmedAt": crate::store::now(),
+        "query": entry.query,
+        "callback": fields,
+        "flow": flow_state(&entry.query),
+        "verified": verified,
+        "passed": passed,
+        "confirmedBy": by,
+        "platform": platform,
+        "reason": reason,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_keep_their_first_value_and_decode() {
+        let f = form_fields("mode=FACE&status=1&status=2&authId=a%2Bb+c");
+        assert_eq!(Value::Object(f), json!({"mode": "FACE", "status": "1", "authId": "a+b c"}));
+    }
+
+    #[test]
+    fn an_empty_identifier_is_not_asked() {
+        let fields = form_fields("mode=FACE&status=1&authId=");
+        assert!(question("personal-auth", &fields).is_err());
+        let company = form_fields("status=1&actionEvent=0&requestId=r1");
+        assert!(matches!(question("company-auth", &company), Ok(Question::CompanyByRequestId(r)) if r == "r1"));
+        assert_eq!(flow_state("a=1&flow=st%2Bx"), Some("st+x".into()));
+    }
+}

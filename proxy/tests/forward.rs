@@ -1,0 +1,710 @@
+//! Forwarding server callbacks to the integrator's backend (issue 9), against the real binary:
+//! - 2,000 callbacks, each sent twice (exact retries), concurrently; the proxy is killed with
+//!   SIGKILL mid-run and restarted on the same database; a real receiver (axum) verifies every
+//!   signature, counts by `Idempotency-Key` and answers 500 to the first tries of a quarter of
+//!   the keys → every acknowledged callback forwarded at least once, one key and one body each;
+//! - the sandbox's own callbacks (seed 004's four tries, one of them across a proxy restart)
+//!   forwarded with `"verified": true`; forged ones with `"verified": false` and why; the
+//!   README's Node verifier as the receiver, its Python and Java verifiers on the same deliveries;
+//! - entries parked as dead after the give-up age, listed, replayed from the command line.
+
+mod common;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use common::{open, posted_message, state};
+use hmac::{Hmac, Mac};
+use qys_proxy::store::dedup_key;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// `QYS_FORWARD_SECRET` of these tests (at least 32 characters).
+const SECRET: &str = "forward-test-secret-6b0f2e1c9d8a7f65";
+const TOKEN: &str = "forward-test-token";
+const APP_SECRET: &str = "forward-test-app-secret-51aa";
+
+/// The repository's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+// ---- the binary ----
+
+struct Running {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qys-proxy"));
+    cmd.args(args).env_clear().env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Starts the binary and waits for the line announcing `label`; output is collected.
+fn start(args: &[&str], env: &[(&str, &str)], label: &str) -> Running {
+    let mut child = command(args, env).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().unwrap();
+    let err_log = log.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            err_log.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.wait();
+            panic!("the binary stopped before announcing {label:?}: {}", log.lock().unwrap());
+        };
+        if let Some(rest) = line.strip_prefix(label) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    Running { child, url, log }
+}
+
+/// `qys-proxy callbacks …` on `db`; its stdout (it must succeed).
+fn callbacks_cli(db: &Path, args: &[&str]) -> String {
+    let mut all = vec!["callbacks"];
+    all.extend_from_slice(args);
+    let out = command(&all, &[("QYS_DATABASE", db.to_str().unwrap())]).output().unwrap();
+    assert!(out.status.success(), "callbacks {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The outbox's counts, through the command line.
+fn counts(db: &Path) -> Value {
+    let listed: Value = serde_json::from_str(&callbacks_cli(db, &["list", "--json", "--limit", "0"])).unwrap();
+    listed["counts"].clone()
+}
+
+/// Waits (bounded) until nothing is pending; the final counts.
+fn drained(db: &Path, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let c = counts(db);
+        if c["pending"] == 0 {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "the outbox did not drain: {c}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn forward_env<'a>(db: &'a str, listen: &'a str, receiver: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("QYS_DATABASE", db),
+        ("QYS_LISTEN", listen),
+        ("QYS_SANDBOX_LISTEN", "127.0.0.1:0"),
+        ("QYS_CALLBACK_RATE", "0"),
+        ("QYS_FORWARD_URL", receiver),
+        ("QYS_FORWARD_SECRET", SECRET),
+        ("QYS_FORWARD_RETRY_BASE_MS", "100"),
+        ("QYS_FORWARD_RETRY_CAP_MS", "800"),
+        ("QYS_FORWARD_TIMEOUT_MS", "3000"),
+        ("QYS_CONNECT_TIMEOUT_MS", "1000"),
+        ("QYS_TIMEOUT_MS", "3000"),
+    ]
+}
+
+// ---- a backend in Rust: verifies, counts, fails some first tries ----
+
+/// Whether the receiver answers 500 to try `n` (1-based) of `key`.
+type FailRule = Box<dyn Fn(&str, usize) -> bool + Send + Sync>;
+
+#[derive(Default)]
+struct Seen {
+    /// Per Idempotency-Key: each try's answer and body.
+    by_key: HashMap<String, Vec<(u16, String)>>,
+    /// Requests whose signature or timestamp did not verify.
+    bad: usize,
+}
+
+struct Backend {
+    url: String,
+    seen: Arc<Mutex<Seen>>,
+    fail: Arc<RwLock<FailRule>>,
+}
+
+/// Independent of the proxy's code: HMAC-SHA256 over `timestamp "." body`, and a fresh timestamp.
+fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (timestamp, signature) = (header("x-qys-timestamp"), header("x-qys-signature"));
+    let Ok(ms) = timestamp.parse::<u64>() else { return false };
+    if ms.abs_diff(qys_proxy::unix_millis()) > 300_000 {
+        return false;
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let Some(hex) = signature.strip_prefix("sha256=") else { return false };
+    let Ok(given) = (0..hex.len() / 2).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("x"), 16)).collect::<Result<Vec<u8>, _>>()
+    else {
+        return false;
+    };
+    hex.len() == 64 && mac.verify_slice(&given).is_ok()
+}
+
+async fn hook(State(b): State<(Arc<Mutex<Seen>>, Arc<RwLock<FailRule>>)>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let (seen, fail) = b;
+    let ok = verify(&headers, &body) && headers.get("content-type").is_some_and(|v| v == "application/json");
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let mut seen = seen.lock().unwrap();
+    if !ok || key.is_empty() {
+        seen.bad += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    let tries = seen.by_key.entry(key.clone()).or_default();
+    let status = if (fail.read().unwrap())(&key, tries.len() + 1) { 500 } else { 204 };
+    tries.push((status, String::from_utf8(body.to_vec()).unwrap()));
+    StatusCode::from_u16(status).unwrap()
+}
+
+async fn backend(fail: FailRule) -> Backend {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let fail = Arc::new(RwLock::new(fail));
+    let router = axum::Router::new().route("/hook", axum::routing::post(hook)).with_state((seen.clone(), fail.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Backend { url, seen, fail }
+}
+
+// ---- the platform's side: sending callbacks until acknowledged ----
+
+/// POSTs one callback to the proxy at `base` (re-read on every try: the proxy restarts on another
+/// port) until it answers `{"code":0}`; whether it did before `deadline`.
+async fn send_until_acked(client: &reqwest::Client, base: &RwLock<String>, kind: &str, query: &str, body: &str, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        let url = format!("{}/qys/callback/{kind}?{query}", base.read().unwrap());
+        let sent = client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            if response.status() == 200 {
+                if let Ok(answer) = response.json::<Value>().await {
+                    if answer["code"] == 0 {
+                        return true;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// 2,000 callbacks (a quarter company-auth) plus an exact retry of each, 32 at a time; SIGKILL
+/// once 800 sends are acknowledged, restart on the same database; drained → each forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_callback_is_forwarded_across_a_sigkill() {
+    const N: usize = 2_000;
+    // A quarter of the keys (by their first hex digit) get 500 on their first two tries.
+    let backend = backend(Box::new(|key: &str, n| key.as_bytes()[0] < b'4' && n <= 2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("callbacks.sqlite3");
+    let db_str = db.to_str().unwrap().to_owned();
+    let env: Vec<(String, String)> = forward_env(&db_str, "127.0.0.1:0", &backend.url)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let start_proxy = {
+        let env = env.clone();
+        move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            start(&[], &env, "proxy: ")
+        }
+    };
+    let proxy = Arc::new(Mutex::new(Some(tokio::task::block_in_place(&start_proxy))));
+    let base = Arc::new(RwLock::new(proxy.lock().unwrap().as_ref().unwrap().url.clone()));
+
+    let callbacks: Vec<(&'static str, String, String)> = (0..N)
+        .map(|i| {
+            if i % 4 == 3 {
+                ("company-auth", format!("flow=load-{i:04}"), format!("status=1&actionEvent=7&requestId=load-req-{i}"))
+            } else {
+                ("personal-auth", format!("flow=load-{i:04}"), format!("mode=FACE&status=1&authId=load-{i}"))
+            }
+        })
+        .collect();
+    // Each callback twice: half of the retries right behind the first send (concurrent with it),
+    // half at the end.
+    let mut jobs: VecDeque<usize> = VecDeque::new();
+    for i in 0..N {
+        jobs.push_back(i);
+        if i % 2 == 0 {
+            jobs.push_back(i);
+        }
+    }
+    jobs.extend((0..N).filter(|i| i % 2 == 1));
+    let jobs = Arc::new(Mutex::new(jobs));
+    let callbacks = Arc::new(callbacks);
+    let acked = Arc::new(AtomicUsize::new(0));
+    let acked_set = Arc::new(Mutex::new(HashSet::new()));
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..32 {
+        let (jobs, callbacks, acked, acked_set, base, client) =
+            (jobs.clone(), callbacks.clone(), acked.clone(), acked_set.clone(), base.clone(), client.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let Some(i) = jobs.lock().unwrap().pop_front() else { return };
+                let (kind, query, body) = &callbacks[i];
+                if send_until_acked(&client, &base, kind, query, body, deadline).await {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                    acked_set.lock().unwrap().insert(i);
+                }
+            }
+        }));
+    }
+    // The kill: SIGKILL (Child::kill on Unix) once 800 of the 4,000 sends are acknowledged.
+    while acked.load(Ordering::Relaxed) < 800 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before_kill = {
+        let mut guard = proxy.lock().unwrap();
+        let mut running = guard.take().unwrap();
+        running.child.kill().unwrap();
+        running.child.wait().unwrap();
+        acked.load(Ordering::Relaxed)
+    };
+    let forwarded_before_kill = backend.seen.lock().unwrap().by_key.len();
+    // What the killed instance left: entries leased to it (retried once the lease runs out).
+    let leased_at_kill: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND locked_until > ?1",
+            [qys_proxy::unix_millis() as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let restarted = tokio::task::spawn_blocking(start_proxy).await.unwrap();
+    *base.write().unwrap() = restarted.url.clone();
+    *proxy.lock().unwrap() = Some(restarted);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let sent_in = started.elapsed();
+    assert_eq!(acked.load(Ordering::Relaxed), 2 * N, "every send acknowledged before the deadline");
+    let db2 = db.clone();
+    let c = tokio::task::spawn_blocking(move || drained(&db2, Duration::from_secs(180))).await.unwrap();
+    let drained_in = started.elapsed();
+    assert_eq!(c, json!({"pending": 0, "delivered": N, "dead": 0, "unqueued": 0}));
+
+    let seen = backend.seen.lock().unwrap();
+    assert_eq!(seen.bad, 0, "every request's signature verified");
+    let expected: HashMap<String, usize> =
+        callbacks.iter().enumerate().map(|(i, (kind, query, body))| (dedup_key(kind, query, body.as_bytes()), i)).collect();
+    let mut queries_by_key = HashMap::new();
+    let (mut requests, mut duplicates) = (0, 0);
+    for (key, tries) in &seen.by_key {
+        let i = *expected.get(key).unwrap_or_else(|| panic!("a key the test never sent: {key}"));
+        let bodies: HashSet<&String> = tries.iter().map(|(_, body)| body).collect();
+        assert_eq!(bodies.len(), 1, "one body per key: {key}");
+        let forwarded: Value = serde_json::from_str(&tries[0].1).unwrap();
+        let (kind, query, body) = &callbacks[i];
+        assert_eq!((forwarded["kind"].as_str(), forwarded["query"].as_str()), (Some(*kind), Some(query.as_str())));
+        let fields: HashMap<String, String> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+        assert_eq!(forwarded["callback"], json!(fields), "the callback's fields as received");
+        // The sandbox knows none of these ids: never a verified success.
+        assert_eq!(forwarded["verified"], false, "{forwarded}");
+        assert!(forwarded["reason"].as_str().is_some_and(|r| !r.is_empty()), "{forwarded}");
+        assert!(queries_by_key.insert(query.clone(), key.clone()).is_none(), "a callback under two keys: {query}");
+        let successes = tries.iter().filter(|(status, _)| *status == 204).count();
+        assert!(successes >= 1, "{key}: {tries:?}");
+        if key.as_bytes()[0] < b'4' {
+            assert!(tries.len() >= 3 && tries[0].0 == 500 && tries[1].0 == 500, "{key}: retried after 500s");
+        }
+        requests += tries.len();
+        duplicates += successes - 1;
+    }
+    let acked_set = acked_set.lock().unwrap();
+    assert_eq!(acked_set.len(), N);
+    for i in acked_set.iter() {
+        let (kind, query, body) = &callbacks[*i];
+        assert!(seen.by_key.contains_key(&dedup_key(kind, query, body.as_bytes())), "acknowledged, never forwarded: {query}");
+    }
+    eprintln!(
+        "{N} callbacks ×2 sent in {:.1} s (SIGKILL after {before_kill} acknowledged sends, {forwarded_before_kill} keys \
+         forwarded by then, {leased_at_kill} entries leased to the killed instance); drained at {:.1} s; {requests} requests to the backend, {duplicates} duplicate \
+         deliveries (same key and body)",
+        sent_in.as_secs_f64(),
+        drained_in.as_secs_f64(),
+    );
+}
+
+// ---- the sandbox's callbacks, forged ones, and the README's verifiers ----
+
+/// The page's hidden inputs and form action, to submit without following the redirect.
+fn form_of(html: &str) -> (String, Vec<(String, String)>) {
+    let between = |s: &str, a: &str, b: &str| -> String {
+        let from = s.find(a).map(|i| i + a.len()).unwrap_or(0);
+        let rest = &s[from..];
+        rest[..rest.find(b).unwrap_or(rest.len())].to_owned()
+    };
+    let unescape = |s: String| s.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+    let fields = html
+        .split("<input type=hidden ")
+        .skip(1)
+        .map(|part| (between(part, "name=", " "), unescape(between(part, "value=\"", "\""))))
+        .collect();
+    (between(html, "<form method=post action=", ">"), fields)
+}
+
+/// Starts a personalAuth flow through the proxy at `proxy`; (state, sandbox page URL, ticket = authId).
+async fn personal_auth(client: &reqwest::Client, proxy: &str, contact: &str, tag: &str) -> (String, String, String) {
+    let st = state(tag);
+    let params = json!({"mode": "FACE", "contact": contact, "username": "甲", "idCardNo": "110101199001011234"});
+    let answer: Value = common::sdk_request(client, proxy, proxy, "personalAuth", &st, params).await.json().await.unwrap();
+    assert_eq!(answer["code"], 0, "{answer}");
+    let page = answer["result"]["pageUrl"].as_str().unwrap().to_owned();
+    let ticket = url::Url::parse(&page).unwrap().query_pairs().find(|(k, _)| k == "ticket").unwrap().1.into_owned();
+    (st, page, ticket)
+}
+
+/// The Node receiver's lines so far.
+type Lines = Arc<Mutex<Vec<Value>>>;
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node_receiver(fail_first: usize) -> (Killed, String, Lines) {
+    let mut child = Command::new("node")
+        .arg(root().join("proxy/tests/forward/receiver.mjs"))
+        .env("FORWARD_SECRET", SECRET)
+        .env("FAIL_FIRST", fail_first.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs (the README's Node verifier is tested with it)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first.strip_prefix("receiver: ").unwrap().to_owned();
+    let seen: Lines = Arc::default();
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+        }
+    });
+    (Killed(child), url, seen)
+}
+
+/// Waits (bounded) until the Node receiver accepted (204) a delivery of each of `n` keys.
+fn accepted(lines: &Lines, n: usize, within: Duration) -> HashMap<String, Vec<Value>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut by_key: HashMap<String, Vec<Value>> = HashMap::new();
+        for line in lines.lock().unwrap().iter() {
+            by_key.entry(line["key"].as_str().unwrap().to_owned()).or_default().push(line.clone());
+        }
+        if by_key.values().filter(|tries| tries.iter().any(|t| t["status"] == 204)).count() >= n {
+            return by_key;
+        }
+        assert!(Instant::now() < deadline, "not forwarded in time: {by_key:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn body_of(line: &Value) -> Value {
+    let raw = base64::engine::general_purpose::STANDARD.decode(line["body"].as_str().unwrap()).unwrap();
+    serde_json::from_slice(&raw).unwrap()
+}
+
+/// The snippet between `snippet:start` and `snippet:end` of an example file, de-indented.
+fn snippet(file: &str) -> String {
+    let text = std::fs::read_to_string(root().join(file)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.iter().position(|l| l.contains("snippet:start")).unwrap() + 1;
+    let to = lines.iter().position(|l| l.contains("snippet:end")).unwrap();
+    let indent = lines[from..to].iter().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap();
+    lines[from..to].iter().map(|l| l.get(indent..).unwrap_or("")).collect::<Vec<_>>().join("\n")
+}
+
+/// Runs a verifier on stdin lines; its stdout lines.
+fn run_verifier(mut cmd: Command, input: &str) -> Vec<String> {
+    let mut child = cmd.env("FORWARD_SECRET", SECRET).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
+    let (_node, receiver, lines) = node_receiver(1);
+    let sandbox = start(
+        &["sandbox"],
+        &[
+            ("QYS_ACCESS_TOKEN", TOKEN),
+            ("QYS_ACCESS_SECRET", APP_SECRET),
+            ("QYS_SANDBOX_LISTEN", "127.0.0.1:0"),
+            // Seed 004: tries 1 and 2 at once, then a pause (a minute on the platform), 3 and 4.
+            ("QYS_SANDBOX_RETRY_DELAY_MS", "6000"),
+        ],
+        "sandbox platform: ",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("callbacks.sqlite3");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut env = forward_env(db.to_str().unwrap(), &listen, &receiver);
+    env.extend([("QYS_SERVER_URL", sandbox.url.as_str()), ("QYS_ACCESS_TOKEN", TOKEN), ("QYS_ACCESS_SECRET", APP_SECRET)]);
+    let mut proxy = start(&[], &env, "proxy: ");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = common::client();
+
+    // 1. A flow finished in the sandbox's page: its callback, forwarded after one 500.
+    let (st1, page1, auth1) = rt.block_on(personal_auth(&client, &proxy.url, "13900000061", "fw1"));
+    let done = rt.block_on(async { common::click(&client, &open(&client, &page1).await, "submit", &[]).await });
+    assert_eq!(posted_message(&done).unwrap().0["event"], "authSuccess");
+    accepted(&lines, 1, Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counts(&db)["delivered"] != 1 {
+        assert!(Instant::now() < deadline, "the delivery was not recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // 2. A flow finished while the proxy is down (SIGKILL): the sandbox's first two tries fail,
+    //    the proxy restarts on the same port during the pause, the third try is stored.
+    let (st2, page2, auth2) = rt.block_on(personal_auth(&client, &proxy.url, "13900000062", "fw2"));
+    let page = rt.block_on(open(&client, &page2));
+    proxy.child.kill().unwrap();
+    proxy.child.wait().unwrap();
+    let killed_at = qys_proxy::unix_millis() as i64;
+    let (action, mut form) = form_of(&page.html);
+    form.push(("op".into(), "submit".into()));
+    let submitted = rt.block_on(client.post(format!("{}{action}", sandbox.url)).form(&form).send()).unwrap();
+    assert_eq!(submitted.status(), 303, "the page redirects to the (dead) proxy's return page");
+    std::thread::sleep(Duration::from_millis(1500));
+    let _proxy = start(&[], &env, "proxy: ");
+    let proxy_url = _proxy.url.clone();
+
+    // 3. Forged: status passed for a flow the person never finished (the sandbox says not
+    //    real-named), and a company request the platform never saw.
+    let (st3, _page3, auth3) = rt.block_on(personal_auth(&client, &proxy_url, "13900000063", "fw3"));
+    let forge = |kind: &str, query: &str, body: &str| {
+        let answer: Value = rt
+            .block_on(async {
+                client
+                    .post(format!("{proxy_url}/qys/callback/{kind}?{query}"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body.to_owned())
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+            })
+            .unwrap();
+        assert_eq!(answer["code"], 0, "stored like any well-formed callback");
+        dedup_key(kind, query, body.as_bytes())
+    };
+    let forged_person = forge("personal-auth", &format!("flow={st3}"), &format!("mode=FACE&status=1&authId={auth3}"));
+    let forged_company = forge("company-auth", "flow=x", "status=1&actionEvent=7&requestId=forged-request");
+
+    let by_key = accepted(&lines, 4, Duration::from_secs(60));
+    assert_eq!(by_key.len(), 4, "{by_key:?}");
+    let all: Vec<&Value> = by_key.values().flatten().collect();
+    assert!(all.iter().all(|t| t["verified"] == true), "the Node verifier accepts every real delivery");
+    for tries in by_key.values() {
+        let statuses: Vec<i64> = tries.iter().map(|t| t["status"].as_i64().unwrap()).collect();
+        assert_eq!(statuses[..2], [500, 204], "retried after a 500, under one key");
+        assert!(tries.iter().all(|t| t["body"] == tries[0]["body"]), "the same body on every try");
+    }
+    let by_auth: HashMap<String, Value> = by_key
+        .values()
+        .map(|tries| body_of(&tries[1]))
+        .filter_map(|b| b["callback"]["authId"].as_str().map(|a| (a.to_owned(), b.clone())))
+        .collect();
+    for (auth, st, contact) in [(&auth1, &st1, "13900000061"), (&auth2, &st2, "13900000062")] {
+        let b = &by_auth[auth.as_str()];
+        assert_eq!((b["verified"].clone(), b["passed"].clone(), b["reason"].clone()), (json!(true), json!(true), Value::Null), "{b}");
+        assert_eq!(b["callback"], json!({"mode": "FACE", "status": "1", "authId": auth}));
+        assert_eq!((b["kind"].as_str(), b["flow"].as_str(), b["confirmedBy"].as_str()), (Some("personal-auth"), Some(st.as_str()), Some("authId")));
+        assert_eq!((b["platform"]["realName"].clone(), b["platform"]["mobile"].clone()), (json!(true), json!(contact)));
+    }
+    assert!(by_auth[auth2.as_str()]["receivedAt"].as_i64().unwrap() > killed_at, "stored by the restarted proxy");
+    let forged = body_of(&by_key[&forged_person][1]);
+    assert_eq!((forged["verified"].clone(), forged["passed"].clone()), (json!(false), json!(false)), "{forged}");
+    assert_eq!(forged["reason"], "the callback says status=1 (passed), the platform says not passed");
+    let company = body_of(&by_key[&forged_company][1]);
+    assert_eq!((company["verified"].clone(), company["passed"].clone()), (json!(false), json!(false)), "{company}");
+    assert_eq!(company["platform"]["status"], -1);
+
+    // The command line: listed, shown, replayed (same key and body again).
+    let listed = callbacks_cli(&db, &["list"]);
+    assert!(listed.contains("pending 0, delivered 4, dead 0"), "{listed}");
+    let id = body_of(&by_key[&forged_person][1])["id"].as_i64().unwrap().to_string();
+    let shown: Value = serde_json::from_str(&callbacks_cli(&db, &["show", &id])).unwrap();
+    assert_eq!((shown["state"].as_str(), shown["attempts"].as_i64(), shown["key"].as_str()), (Some("delivered"), Some(2), Some(forged_person.as_str())));
+    assert_eq!(shown["forwarded"], forged);
+    assert!(callbacks_cli(&db, &["replay", &id]).contains("queued"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let tries = loop {
+        let tries = lines.lock().unwrap().iter().filter(|l| l["key"] == forged_person.as_str()).cloned().collect::<Vec<_>>();
+        if tries.len() == 3 || Instant::now() > deadline {
+            break tries;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(tries.len(), 3, "replayed once more");
+    assert_eq!((tries[2]["status"].as_i64(), &tries[2]["body"]), (Some(204), &tries[0]["body"]));
+
+    // The Node verifier refuses a changed body, a changed timestamp and an old one.
+    let real = &by_key[&forged_company][1];
+    let raw = base64::engine::general_purpose::STANDARD.decode(real["body"].as_str().unwrap()).unwrap();
+    let (ts, sig) = (real["timestamp"].as_str().unwrap(), real["signature"].as_str().unwrap());
+    let mut changed = raw.clone();
+    let at = changed.iter().position(|&b| b == b'f').unwrap(); // "false" → "ralse"
+    changed[at] = b'r';
+    let old = (qys_proxy::unix_millis() - 600_000).to_string();
+    let old_sig = qys_proxy::forward::signature(SECRET, &old, std::str::from_utf8(&raw).unwrap());
+    let later = (ts.parse::<u64>().unwrap() + 1).to_string();
+    for (timestamp, signature, body, expected) in [
+        (ts, sig, raw.clone(), 204),
+        (ts, sig, changed.clone(), 401),
+        (later.as_str(), sig, raw.clone(), 401),
+        (old.as_str(), old_sig.as_str(), raw.clone(), 401),
+    ] {
+        let status = rt.block_on(async {
+            client
+                .post(&receiver)
+                .header("x-qys-timestamp", timestamp)
+                .header("x-qys-signature", signature)
+                .header("idempotency-key", forged_company.as_str())
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status.as_u16(), expected, "{timestamp}");
+    }
+
+    // The Python and Java verifiers on the same real deliveries, and on a changed body.
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let real_lines: Vec<Value> = lines.lock().unwrap().iter().filter(|l| l["status"] != 401).cloned().collect();
+    let mut py_in = String::new();
+    let mut java_in = String::new();
+    for l in &real_lines {
+        py_in += &format!("{}\n", json!({"timestamp": l["timestamp"], "signature": l["signature"], "body": l["body"]}));
+        java_in += &format!("{} {} {}\n", l["timestamp"].as_str().unwrap(), l["signature"].as_str().unwrap(), l["body"].as_str().unwrap());
+    }
+    let n = py_in.lines().count();
+    assert!(n >= 9, "{n} deliveries");
+    py_in += &format!("{}\n", json!({"timestamp": ts, "signature": sig, "body": b64(&changed)}));
+    java_in += &format!("{ts} {sig} {}\n", b64(&changed));
+    let mut expected = vec!["ok".to_owned(); n];
+    expected.push("bad".into());
+    let mut python = Command::new("python3");
+    python.arg(root().join("examples/verify_forward.py"));
+    assert_eq!(run_verifier(python, &py_in), expected, "Python");
+    let mut java = Command::new("java");
+    java.arg(root().join("examples/VerifyForward.java"));
+    assert_eq!(run_verifier(java, &java_in), expected, "Java");
+
+    // The README quotes the three verifiers exactly as tested here.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for file in ["examples/verify-forward.mjs", "examples/verify_forward.py", "examples/VerifyForward.java"] {
+        assert!(readme.contains(&snippet(file)), "README.md quotes {file}'s snippet verbatim");
+    }
+    drop(sandbox);
+    let _ = proxy.log;
+}
+
+/// Give-up age: a backend that keeps failing gets the entry parked as dead; `list --dead`
+/// shows it, `replay --dead` sends it again once the backend is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_entries_are_parked_dead_then_replayed() {
+    let backend = backend(Box::new(|_: &str, _| true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("callbacks.sqlite3");
+    let mut env = forward_env(db.to_str().unwrap(), "127.0.0.1:0", &backend.url);
+    env.push(("QYS_FORWARD_GIVE_UP_HOURS", "0.0005")); // 1.8 s
+    let proxy = tokio::task::block_in_place(|| start(&[], &env, "proxy: "));
+    let base = RwLock::new(proxy.url.clone());
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    assert!(send_until_acked(&client, &base, "personal-auth", "flow=dead", "mode=BANK&status=2&authId=gone", deadline).await);
+    let key = dedup_key("personal-auth", "flow=dead", b"mode=BANK&status=2&authId=gone");
+    let dead_db = db.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = counts(&dead_db);
+            if c["dead"] == 1 {
+                return callbacks_cli(&dead_db, &["list", "--dead"]);
+            }
+            assert!(Instant::now() < deadline, "not parked: {c}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(listed.contains(" dead ") && listed.contains("HTTP 500"), "{listed}");
+    let tries = backend.seen.lock().unwrap().by_key[&key].len();
+    assert!(tries >= 3, "retried with backoff before giving up: {tries}");
+
+    *backend.fail.write().unwrap() = Box::new(|_: &str, _| false);
+    let replay_db = db.clone();
+    let out = tokio::task::spawn_blocking(move || callbacks_cli(&replay_db, &["replay", "--dead"])).await.unwrap();
+    assert_eq!(out.trim(), "1 dead entries queued for forwarding again");
+    let drained_db = db.clone();
+    let c = tokio::task::spawn_blocking(move || drained(&drained_db, Duration::from_secs(20))).await.unwrap();
+    assert_eq!(c, json!({"pending": 0, "delivered": 1, "dead": 0, "unqueued": 0}));
+    let seen = backend.seen.lock().unwrap();
+    let all = &seen.by_key[&key];
+    assert_eq!(all.last().unwrap().0, 204);
+    assert!(all.iter().all(|(_, body)| body == &all[0].1), "the replay sends the same body under the same key");
+    let body: Value = serde_json::from_str(&all[0].1).unwrap();
+    // status=2 (failed) and the platform refuses the unknown authId: not verified either way.
+    assert_eq!((body["verified"].clone(), body["passed"].clone()), (json!(false), Value::Null), "{body}");
+    assert!(body["reason"].as_str().unwrap().starts_with("the platform refused the question: code 1604"), "{body}");
+    drop(proxy);
+}
