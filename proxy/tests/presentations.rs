@@ -77,6 +77,16 @@ async fn redirect_comes_back_to_the_calling_page_and_outcome_confirms() {
         assert_eq!(before, json!({"code": 0, "message": "SUCCESS", "result": {"event": "pending"}}));
 
         let page_url = result["pageUrl"].as_str().unwrap();
+        // Ticket mode puts the return link on the page URL: its token hides the calling page's URL.
+        let query = |url: &str, key: &str| {
+            url::Url::parse(url).unwrap().query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+        };
+        if let Some(link) = query(page_url, "callbackPage") {
+            use base64::Engine;
+            let token = query(&link, "t").unwrap();
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&token).expect("one base64url token, sealed");
+            assert!(!String::from_utf8_lossy(&bytes).contains("order=7"), "the return URL is not readable in the link");
+        }
         let back = click(&stack.client, &open(&stack.client, page_url).await, "sign", &[]).await;
         assert_eq!(back.url, format!("{return_url}&qys_state={}", state("rd")), "the browser is back on the calling page");
         assert_eq!((back.status, back.html.as_str()), (200, "shop"));

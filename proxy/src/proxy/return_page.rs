@@ -106,7 +106,11 @@ pub(super) async fn return_page(State(app): State<Arc<App>>, RawQuery(query): Ra
     // `None`: no token; `Some(why)`: a token refused.
     let flow = token
         .ok_or(None)
-        .and_then(|t| app.cfg.token_key.verify(&t, unix_millis() / 1000).map_err(Some))
+        .and_then(|t| {
+            // A signed token is `payload.mac`; a redirect's is sealed (no dot).
+            let now = unix_millis() / 1000;
+            if t.contains('.') { app.cfg.token_key.verify(&t, now) } else { app.cfg.token_key.unseal(&t, now) }.map_err(Some)
+        })
         .inspect_err(|reason| tracing::info!(?reason, "return page refused a token"))
         .map_err(|_| ProxyError::ReturnLinkInvalid)?;
     // The message's targetOrigin and the CSP's frame-ancestors: an exact allowed origin, nothing else.

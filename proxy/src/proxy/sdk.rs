@@ -160,12 +160,11 @@ impl App {
                 .await
                 .map(|ticket| json!({"ticket": ticket, "env": self.cfg.miniprogram_env, "flow": flow})),
             Presentation::Iframe | Presentation::Redirect => {
-                let callback_page = format!(
-                    "{}{}?t={}",
-                    self.cfg.public_url,
-                    self.cfg.paths.return_page,
-                    self.cfg.token_key.sign(&token)
-                );
+                // A redirect's return link carries the calling page's URL: sealed, so the
+                // platform (which sees the link) cannot read it; an iframe's is only signed.
+                let link_token = if token.return_url.is_some() { flow.clone() } else { self.cfg.token_key.sign(&token) };
+                let callback_page =
+                    format!("{}{}?t={}", self.cfg.public_url, self.cfg.paths.return_page, link_token);
                 self.page_url(&sdk, &callback_page, callback_url.as_deref()).await.map(|page_url| {
                     json!({"pageUrl": page_url, "returnOrigin": self.public_origin, "flow": flow})
                 })
