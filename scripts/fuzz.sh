@@ -40,7 +40,7 @@ for target in "${targets[@]}"; do
     -max_total_time="$seconds" -timeout=20 -print_final_stats=1 >"$log" 2>&1 || rc=$?
   executions=$(awk '/^stat::number_of_executed_units:/ { n = $2 } END { print n }' "$log")
   # Without final stats (a crash before them), the last status line's count.
-  [ -n "$executions" ] || executions=$(grep -oE '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')
+  [ -n "$executions" ] || executions=$(grep -oE '^#[0-9]+' "$log" | tail -n 1 | tr -d '#' || true)
   crashes=$(find "$artifacts" -type f -newer "$marker" \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
   line="$target: ${executions:-0} executions in ${seconds} s, crashes: $crashes"
   if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
