@@ -2,7 +2,8 @@
 # Installs the build and test tools this project needs, skipping what is already there:
 # the wasm32 target, nightly's rust-src, wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen,
 # npm packages, Debian's chromium, firefox-esr and WebKitGTK with their drivers, a CJK font (Noto),
-# geckodriver, and Debian's postgresql (server binaries only: the tests run their own cluster).
+# geckodriver, Debian's postgresql (server binaries only: the tests run their own cluster), and a
+# JDK and Python 3 for the forwarded-callback verifiers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,5 +45,9 @@ fi
 # starts a throwaway cluster of its own on loopback and stops it; no system service is used.
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
   || { apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+# A JDK (17+, single-file launch) and Python 3: tests/forward.rs runs the README's Java and Python
+# verifiers of forwarded callbacks (examples/) on real deliveries.
+{ command -v java >/dev/null && command -v python3 >/dev/null; } \
+  || { apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless python3 >/dev/null; }
 # No Debian package; from crates.io (about 80 s).
 command -v geckodriver >/dev/null || cargo install -q --locked geckodriver

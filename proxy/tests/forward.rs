@@ -178,7 +178,10 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
     hex.len() == 64 && mac.verify_slice(&given).is_ok()
 }
 
-async fn hook(State(b): State<(Arc<Mutex<Seen>>, Arc<RwLock<FailRule>>)>, headers: HeaderMap, body: Bytes) -> StatusCode {
+/// The receiver's state: what it saw, and when it fails.
+type HookState = (Arc<Mutex<Seen>>, Arc<RwLock<FailRule>>);
+
+async fn hook(State(b): State<HookState>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let (seen, fail) = b;
     let ok = verify(&headers, &body) && headers.get("content-type").is_some_and(|v| v == "application/json");
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -707,4 +710,51 @@ async fn failing_entries_are_parked_dead_then_replayed() {
     assert_eq!((body["verified"].clone(), body["passed"].clone()), (json!(false), Value::Null), "{body}");
     assert!(body["reason"].as_str().unwrap().starts_with("the platform refused the question: code 1604"), "{body}");
     drop(proxy);
+}
+
+/// Forwarding settings are checked before anything starts; the secret never appears in `--help`.
+#[test]
+fn forwarding_misconfiguration_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("callbacks.sqlite3");
+    let base = [("QYS_DATABASE", db.to_str().unwrap()), ("QYS_LISTEN", "127.0.0.1:0"), ("QYS_SANDBOX_LISTEN", "127.0.0.1:0")];
+    let url = ("QYS_FORWARD_URL", "http://127.0.0.1:9/hook");
+    let secret = ("QYS_FORWARD_SECRET", SECRET);
+    for (extra, needle) in [
+        (vec![url], "QYS_FORWARD_SECRET is required with QYS_FORWARD_URL"),
+        (vec![url, ("QYS_FORWARD_SECRET", "too-short")], "QYS_FORWARD_SECRET must be at least 32 characters"),
+        (vec![("QYS_FORWARD_URL", "ftp://backend"), secret], "QYS_FORWARD_URL \"ftp://backend\" must be an absolute http(s) URL"),
+        (vec![url, secret, ("QYS_FORWARD_RETRY_CAP_MS", "10")], "QYS_FORWARD_RETRY_CAP_MS at least as large"),
+        (vec![url, secret, ("QYS_FORWARD_GIVE_UP_HOURS", "0")], "QYS_FORWARD_GIVE_UP_HOURS must be greater than 0"),
+        (vec![url, secret, ("QYS_FORWARD_TIMEOUT_MS", "0")], "QYS_FORWARD_TIMEOUT_MS must be greater than 0"),
+        (vec![url, secret, ("QYS_FORWARD_CONCURRENCY", "0")], "QYS_FORWARD_CONCURRENCY must be between 1 and 1024"),
+    ] {
+        let mut env = base.to_vec();
+        env.extend(extra.iter().copied());
+        let mut child = command(&[], &env).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{extra:?}: started instead of refusing");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+    }
+    let help = command(&["--help"], &[secret]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("QYS_FORWARD_SECRET") && !help.contains(SECRET), "{help}");
+    // `callbacks` on a database without forwarding: nothing queued, and `replay` queues it.
+    let out = callbacks_cli(&db, &["list"]);
+    assert!(out.contains("pending 0, delivered 0, dead 0, stored without an outbox entry 0"), "{out}");
+    let missing = command(&["callbacks", "show", "7"], &[("QYS_DATABASE", db.to_str().unwrap())]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("callback 7 has no outbox entry"));
 }
