@@ -43,14 +43,43 @@ fn open_files_limit() -> Option<u64> {
     line.split_whitespace().next()?.parse().ok()
 }
 
-/// Warns when `QYS_MAX_CONNECTIONS` does not fit the open-files limit: the process would run out
-/// of files (and stop accepting) before it refuses connections.
-fn check_open_files(limits: &ServerLimits) {
-    let needed = limits.max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+/// Raises the soft limit on open files to the hard one, so a low default `ulimit -n` (often
+/// 1,024) does not cap the connections before `QYS_MAX_CONNECTIONS` does; logs the limit once.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: both calls only read or write the `rlimit` passed, which outlives them.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let raised = limit.rlim_cur < limit.rlim_max
+            && libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: limit.rlim_max, ..limit }) == 0;
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        raised
+    };
+    let shown = |n: libc::rlim_t| if n == libc::RLIM_INFINITY { "unlimited".to_owned() } else { n.to_string() };
+    tracing::info!(
+        "open files: at most {} (ulimit -n{}; hard limit {})",
+        shown(limit.rlim_cur),
+        if raised { ", raised to the hard limit" } else { "" },
+        shown(limit.rlim_max)
+    );
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() {}
+
+/// Warns when `QYS_MAX_CONNECTIONS` on each of `listeners` does not fit the open-files limit:
+/// the process would run out of files (and stop accepting) before it refuses connections.
+fn check_open_files(limits: &ServerLimits, listeners: u64) {
+    let needed = listeners * limits.max_connections as u64 + FILES_BESIDES_CONNECTIONS;
     if let Some(allowed) = open_files_limit().filter(|&allowed| allowed < needed) {
         tracing::warn!(
-            "QYS_MAX_CONNECTIONS={} needs about {needed} open files but only {allowed} are allowed (ulimit -n): \
-             raise the limit or lower QYS_MAX_CONNECTIONS",
+            "QYS_MAX_CONNECTIONS={} on {listeners} listener(s) needs about {needed} open files but only {allowed} are \
+             allowed (ulimit -n): raise the limit or lower QYS_MAX_CONNECTIONS",
             limits.max_connections
         );
     }
@@ -61,7 +90,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         return qys_proxy::forward::admin::run(&cli, command);
     }
     let limits = cli.server_limits()?;
-    check_open_files(&limits);
+    raise_open_files_limit();
+    // The proxy's, and the embedded sandbox's when there is no QYS_SERVER_URL, each up to the cap.
+    let listeners = match (&cli.command, &cli.server_url) {
+        (Some(Command::Sandbox), _) | (_, Some(_)) => 1,
+        _ => 2,
+    };
+    check_open_files(&limits, listeners);
     tracing::info!(
         "connections: headers within {} ms, answers within {} ms, idle for at most {} ms, at most {} at once",
         limits.header_timeout.as_millis(),

@@ -20,6 +20,21 @@ struct Running {
     log: Arc<Mutex<String>>,
 }
 
+impl Running {
+    /// The captured log once `ready` holds for it, or after 10 s (the caller's asserts then say
+    /// what is missing): no sleep that a loaded machine could outlast.
+    fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if ready(&log) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -343,8 +358,10 @@ fn untrusted_text_reaches_the_log_escaped() {
     const CLEANED: &str = "NO VIEW forged: INFO qys_proxy: flow started [31m";
     assert_eq!((answers[0]["code"].clone(), answers[0]["message"].as_str()), (json!(1110), Some(CLEANED)), "screened");
     assert_eq!(answers[1]["code"], 40002);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let log = proxy.log.lock().unwrap().clone();
+    // The escaped action name is in the last line the requests log.
+    let log = proxy.log_when(|log| {
+        log.contains("platform call failed") && log.contains(CLEANED) && log.contains(r"evil\\nforged")
+    });
     assert!(log.contains("platform call failed") && log.contains("refused SDK request"), "{log}");
     assert!(log.contains(CLEANED), "the platform's message, screened: {log}");
     assert!(log.contains(r"evil\\nforged"), "the browser's action name, escaped: {log}");

@@ -74,6 +74,21 @@ struct Running {
     _dir: tempfile::TempDir,
 }
 
+impl Running {
+    /// The captured log once `ready` holds for it, or after 10 s (the caller's asserts then say
+    /// what is missing): no sleep that a loaded machine could outlast.
+    fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if ready(&log) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -183,8 +198,13 @@ fn the_platform_echoing_our_headers_reaches_neither_the_browser_nor_the_log() {
         assert!(!message.chars().any(|c| c.is_control() || c == '\u{202e}'), "{message:?}");
         assert_eq!(message.chars().count(), TEXT_MAX + 1, "cut, with …");
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let log = proxy.log.lock().unwrap().clone();
+    // The last request's line, and the lines asserted on.
+    let log = proxy.log_when(|log| {
+        log.contains("INVALID TOKEN: [redacted]")
+            && log.contains("request was {")
+            && log.contains("could not confirm the outcome")
+            && log.contains("PERMISSION[2J")
+    });
     assert!(log.contains("INVALID TOKEN: [redacted]"), "the log keeps the rest of the platform's text: {log}");
     assert!(log.contains("request was {") && log.contains("could not confirm the outcome"), "{log}");
     let seen = seen.lock().unwrap().clone();

@@ -280,6 +280,8 @@ async fn a_token_whose_origin_is_not_an_allowed_origin_gets_the_invalid_link_pag
         (&format!("{PAGE_ORIGIN} https://evil.example; script-src *"), None),
         (&format!("{PAGE_ORIGIN}'"), None),
         ("https://evil.example", Some(allowed_page.as_str())),
+        // An allowed origin does not make any returnUrl allowed.
+        (PAGE_ORIGIN, Some("https://evil.example/x")),
     ] {
         let (status, headers, html) = load(&stack.client, &forged_link(&stack, origin, return_url)).await;
         assert_eq!(status, 400, "{origin:?}: {html}");

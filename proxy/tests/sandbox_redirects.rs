@@ -330,6 +330,19 @@ async fn plugin_pages_never_redirect() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_form_is_refused_before_it_is_read() {
+    let sb = Sandbox::allowing(ALLOWED_ORIGIN).await;
+    let post = |padding: usize| {
+        let form = [("ticket", "t".to_owned()), ("op", "sign".to_owned()), ("pad", "x".repeat(padding))];
+        sb.http.post(format!("{}/h5/action", sb.url)).form(&form).send()
+    };
+    assert_eq!(post(32 * 1024).await.unwrap().status(), 413, "32 KiB");
+    let small = post(1024).await.unwrap();
+    assert_ne!(small.status(), 413, "a small form is read (and refused for its unknown ticket)");
+    assert_eq!(sandbox::BODY_MAX, 16 * 1024);
+}
+
 /// The binary's embedded sandbox: it redirects to the proxy's origin, and not to another loopback
 /// origin (which the stand-alone sandbox's default would allow).
 #[test]

@@ -100,6 +100,10 @@ enum Kept {
     Other(Result<Confirmed, PlatformError>, Instant),
 }
 
+/// How many of the least recently used flows are searched for an expired one before the least
+/// recently used is forgotten.
+const EXPIRED_SCAN: usize = 64;
+
 /// The remembered flows, least recently used first in `order`.
 #[derive(Default)]
 struct Flows {
@@ -154,14 +158,23 @@ impl Confirmations {
             order.insert(tick, key);
             return entry.slot.clone();
         }
-        // Make room: the least recently used goes while full, or while it has expired.
+        // Make room: expired ones go from the old end; then, while full, an expired one among the
+        // `EXPIRED_SCAN` least recently used, else the least recently used.
         let now = unix_millis() / 1000;
+        let expired = |map: &HashMap<Key, Entry>, key: &Key| map.get(key).is_none_or(|entry| entry.expires < now);
         while let Some((&used, oldest)) = order.first_key_value() {
-            let expired = map.get(oldest).is_none_or(|entry| entry.expires < now);
-            if !expired && map.len() < self.limits.entries {
+            if !expired(map, oldest) {
                 break;
             }
             map.remove(oldest);
+            order.remove(&used);
+        }
+        while map.len() >= self.limits.entries {
+            let mut oldest = order.iter().take(EXPIRED_SCAN);
+            let Some((&used, &gone)) = oldest.clone().find(|(_, key)| expired(map, key)).or_else(|| oldest.next()) else {
+                break;
+            };
+            map.remove(&gone);
             order.remove(&used);
         }
         let slot = Arc::new(Slot::default());
@@ -181,10 +194,13 @@ impl Confirmations {
 
     /// One platform call's worth of the per-second budget, if there is one left.
     fn spend(&self) -> bool {
+        self.spend_at(Instant::now())
+    }
+
+    fn spend_at(&self, now: Instant) -> bool {
         let rate = f64::from(self.limits.per_second);
         let mut budget = self.budget.lock().expect("not poisoned");
-        let now = Instant::now();
-        budget.tokens = (budget.tokens + now.duration_since(budget.at).as_secs_f64() * rate).min(rate);
+        budget.tokens = (budget.tokens + now.saturating_duration_since(budget.at).as_secs_f64() * rate).min(rate);
         budget.at = now;
         if budget.tokens >= 1.0 {
             budget.tokens -= 1.0;
@@ -336,12 +352,31 @@ mod tests {
     }
 
     #[test]
+    fn when_full_an_expired_flow_goes_before_the_least_recently_used() {
+        let now = unix_millis() / 1000;
+        let c = Confirmations::new(ConfirmLimits { entries: 3, ..ConfirmLimits::default() });
+        let a = c.slot(&flow("a", now + 600));
+        c.slot(&flow("old", now - 1));
+        let third = c.slot(&flow("c", now + 600));
+        c.slot(&flow("d", now + 600));
+        assert_eq!(c.len(), 3);
+        assert!(Arc::ptr_eq(&a, &c.slot(&flow("a", now + 600))), "the expired flow went, not the least recently used a");
+        c.slot(&flow("e", now + 600));
+        assert_eq!(c.len(), 3);
+        assert!(!Arc::ptr_eq(&third, &c.slot(&flow("c", now + 600))), "then the least recently used, c");
+    }
+
+    #[test]
     fn the_budget_refills_at_its_rate() {
         let c = Confirmations::new(ConfirmLimits { per_second: 2, ..ConfirmLimits::default() });
-        assert!(c.spend() && c.spend());
-        assert!(!c.spend(), "a burst of two at most");
-        std::thread::sleep(Duration::from_millis(550));
-        assert!(c.spend(), "one more after half a second");
-        assert!(!c.spend());
+        let start = c.budget.lock().unwrap().at;
+        assert!(c.spend_at(start) && c.spend_at(start));
+        assert!(!c.spend_at(start), "a burst of two at most");
+        let later = start + Duration::from_millis(550);
+        assert!(c.spend_at(later), "one more after half a second");
+        assert!(!c.spend_at(later));
+        let much_later = start + Duration::from_secs(60);
+        assert!(c.spend_at(much_later) && c.spend_at(much_later), "refilled to the burst");
+        assert!(!c.spend_at(much_later), "and no more");
     }
 }

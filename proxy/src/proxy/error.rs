@@ -51,7 +51,8 @@ impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Protocol(e) => write!(f, "{} {}", e.code, e.message),
-            Self::OriginNotAllowed(origin) => write!(f, "origin {origin} is not allowed"),
+            // Debug-escaped: the browser's text, and this may reach a log.
+            Self::OriginNotAllowed(origin) => write!(f, "origin {origin:?} is not allowed"),
             Self::FlowTokenInvalid => f.write_str("the flow token is invalid or has expired"),
             Self::Platform(e) => {
                 let (code, message) = e.code_and_message();
@@ -86,12 +87,6 @@ impl From<Unconfirmed> for ProxyError {
             Unconfirmed::Platform(e) => Self::Platform(e),
             Unconfirmed::Busy => Self::Busy,
         }
-    }
-}
-
-impl From<rusqlite::Error> for ProxyError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Storage(e.to_string())
     }
 }
 

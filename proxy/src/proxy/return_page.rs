@@ -75,25 +75,29 @@ pub(super) fn busy() -> Response {
 /// may have changed since the flow started, and a token made with a leaked key must not choose
 /// where the page posts or sends the browser.
 fn allowed_origin(app: &App, url: &str) -> Option<String> {
+    allowed_url(app, url).map(|(_, origin)| origin)
+}
+
+/// [`allowed_origin`], with the parsed URL: what is sent is what was checked.
+fn allowed_url(app: &App, url: &str) -> Option<(url::Url, String)> {
     let url = url::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())?;
     let origin = url.origin().ascii_serialization();
-    app.origin_allowed(&origin).then_some(origin)
+    app.origin_allowed(&origin).then_some((url, origin))
 }
 
 /// A redirect flow's way back: `303` to the calling page with `qys_state`, no platform call —
 /// the page asks `outcome` itself, so the one confirmation happens where the answer is used.
 fn back_to_page(app: &App, flow: &FlowToken, return_url: &str) -> Result<Response, ProxyError> {
-    if allowed_origin(app, return_url).is_none() {
+    let Some((mut url, _)) = allowed_url(app, return_url) else {
         let origin = url::Url::parse(return_url).map(|u| u.origin().ascii_serialization()).ok();
         tracing::info!(action = flow.action.name(), origin = ?origin, "return page refused a returnUrl that is no longer allowed");
         return Err(ProxyError::ReturnLinkInvalid);
-    }
+    };
     // The user is back: `outcome` asks the platform again rather than reuse a "not yet".
     app.cfg.platform.confirmations().returned(flow);
-    let separator = if return_url.contains('?') { '&' } else { '?' };
-    let state: String = form_urlencoded::byte_serialize(flow.state.as_bytes()).collect();
-    let location = HeaderValue::from_str(&format!("{return_url}{separator}qys_state={state}"))
-        .map_err(|_| ProxyError::ReturnLinkInvalid)?;
+    // Appended to the query as it is (not re-encoded), before any fragment.
+    url.query_pairs_mut().append_pair("qys_state", &flow.state);
+    let location = HeaderValue::from_str(url.as_str()).map_err(|_| ProxyError::ReturnLinkInvalid)?;
     tracing::info!(action = flow.action.name(), contact = %Masked(&flow.contact), "return page sent the browser back");
     let mut response = locked_down(StatusCode::SEE_OTHER.into_response(), RETURN_CSP);
     response.headers_mut().insert(header::LOCATION, location);

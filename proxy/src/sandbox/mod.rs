@@ -11,7 +11,7 @@ pub mod world;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -234,8 +234,13 @@ pub fn router(cfg: SandboxConfig) -> Router {
         .route("/plugin/action", post(pages::plugin_act))
         .route("/plugin/{page}", get(pages::plugin_show))
         .merge(apis)
+        // Its forms and API bodies are a few hundred bytes; axum's default would buffer 2 MB.
+        .layer(DefaultBodyLimit::max(BODY_MAX))
         .with_state(state)
 }
+
+/// The largest request body the sandbox reads: larger ones get 413.
+pub const BODY_MAX: usize = 16 * 1024;
 
 fn reject(status: StatusCode, code: i64, message: &str) -> Response {
     (status, Json(json!({"code": code, "message": message}))).into_response()
