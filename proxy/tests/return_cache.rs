@@ -147,7 +147,8 @@ async fn reloads_and_outcome_repeats_cost_one_platform_call_per_flow() {
 #[tokio::test(flavor = "multi_thread")]
 async fn not_yet_is_reused_briefly_and_the_first_return_asks_again() {
     let (url, platform) = CountingPlatform::start().await;
-    let limits = ConfirmLimits { recheck: Duration::from_millis(1_000), ..ConfirmLimits::default() };
+    // Long enough that each burst of local requests below fits in it on a loaded CI machine.
+    let limits = ConfirmLimits { recheck: Duration::from_millis(3_000), ..ConfirmLimits::default() };
     let stack = stack(&url, limits).await;
 
     // A redirect flow: the page asks before the user is done.
@@ -183,7 +184,7 @@ async fn not_yet_is_reused_briefly_and_the_first_return_asks_again() {
         assert_eq!(event_of(&load(&stack.client, &frame).await.2), "authFail");
     }
     assert_eq!(platform.confirmations(), 4);
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     platform.signed.store(true, Ordering::SeqCst);
     assert_eq!(event_of(&load(&stack.client, &frame).await.2), "signSuccess", "asked again after the interval");
     assert_eq!(platform.confirmations(), 5);
