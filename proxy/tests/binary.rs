@@ -4,87 +4,23 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 
+use common::binary::{self, Running};
 use common::{click, open, posted_message, state, PAGE_ORIGIN};
 use serde_json::{json, Value};
 
 const SECRET: &str = "binary-test-secret-8c1e77a9";
 const TOKEN: &str = "binary-test-token";
 
-struct Running {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Running {
-    /// The captured log once `ready` holds for it, or after 10 s (the caller's asserts then say
-    /// what is missing): no sleep that a loaded machine could outlast.
-    fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let log = self.log.lock().unwrap().clone();
-            if ready(&log) || std::time::Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The binary with `RUST_LOG=trace`: every log line is checked for secrets.
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qys-proxy"));
-    cmd.args(args).env_clear().env("RUST_LOG", "trace");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
+    binary::command("trace", args, env)
 }
 
 /// Starts the binary and waits for the line announcing `label`; stdout and stderr are collected.
 fn start(args: &[&str], env: &[(&str, &str)], label: &str) -> Running {
-    start_command(command(args, env), label)
-}
-
-fn start_command(mut cmd: Command, label: &str) -> Running {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().unwrap();
-    let err_log = log.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            err_log.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("binary announces its URLs").unwrap();
-        log.lock().unwrap().push_str(&line);
-        if let Some(rest) = line.strip_prefix(label) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    let out_log = log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            out_log.lock().unwrap().push_str(&line);
-        }
-    });
-    Running { child, url, log }
+    binary::start("trace", args, env, label)
 }
 
 #[test]
@@ -269,7 +205,7 @@ fn server_url_and_credentials_alone_serve_every_action_through_the_page_url_apis
         ],
     );
     cmd.current_dir(dir.path());
-    let proxy = start_command(cmd, "proxy: ");
+    let proxy = binary::start_command(cmd, "proxy: ");
     // The proxy's own origin is always allowed.
     let origin = proxy.url.as_str();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

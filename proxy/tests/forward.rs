@@ -22,6 +22,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
+use common::binary::{self, Running};
 use common::{open, posted_message, state};
 use hmac::{Hmac, Mac};
 use qys_proxy::store::dedup_key;
@@ -40,55 +41,14 @@ fn root() -> PathBuf {
 
 // ---- the binary ----
 
-struct Running {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The binary with `RUST_LOG=warn`.
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qys-proxy"));
-    cmd.args(args).env_clear().env("RUST_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
+    binary::command("warn", args, env)
 }
 
 /// Starts the binary and waits for the line announcing `label`; output is collected.
 fn start(args: &[&str], env: &[(&str, &str)], label: &str) -> Running {
-    let mut child = command(args, env).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().unwrap();
-    let err_log = log.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            err_log.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let _ = child.wait();
-            panic!("the binary stopped before announcing {label:?}: {}", log.lock().unwrap());
-        };
-        if let Some(rest) = line.strip_prefix(label) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-    Running { child, url, log }
+    binary::start("warn", args, env, label)
 }
 
 /// `qys-proxy callbacks …` on `db`; its stdout (it must succeed).

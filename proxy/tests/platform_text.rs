@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::Request;
 use axum::routing::any;
 use axum::{Json, Router};
+use common::binary::{self, Running};
 use common::{state, PAGE_ORIGIN};
 use qys_proxy::platform::{our_message, TEXT_MAX};
 use serde_json::{json, Value};
@@ -67,73 +66,19 @@ async fn echoing_platform() -> (String, Reply, Seen) {
     (url, reply, seen)
 }
 
-struct Running {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    /// The captured log once `ready` holds for it, or after 10 s (the caller's asserts then say
-    /// what is missing): no sleep that a loaded machine could outlast.
-    fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let log = self.log.lock().unwrap().clone();
-            if ready(&log) || std::time::Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The binary in front of `platform`, logging everything (`RUST_LOG=trace`) to a buffer.
 fn start_proxy(platform: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qys-proxy"))
-        .env_clear()
-        .envs([
-            ("RUST_LOG", "trace"),
-            ("QYS_SERVER_URL", platform),
-            ("QYS_ACCESS_TOKEN", TOKEN),
-            ("QYS_ACCESS_SECRET", SECRET),
-            ("QYS_LISTEN", "127.0.0.1:0"),
-            ("QYS_ALLOWED_ORIGINS", PAGE_ORIGIN),
-            ("QYS_DATABASE", dir.path().join("db.sqlite3").to_str().unwrap()),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("the binary announces its URL").unwrap();
-        if let Some(rest) = line.strip_prefix("proxy: ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    Running { child, url, log, _dir: dir }
+    let db = dir.path().join("db.sqlite3");
+    let env = [
+        ("QYS_SERVER_URL", platform),
+        ("QYS_ACCESS_TOKEN", TOKEN),
+        ("QYS_ACCESS_SECRET", SECRET),
+        ("QYS_LISTEN", "127.0.0.1:0"),
+        ("QYS_ALLOWED_ORIGINS", PAGE_ORIGIN),
+        ("QYS_DATABASE", db.to_str().unwrap()),
+    ];
+    binary::start("trace", &[], &env, "proxy: ").keep(dir)
 }
 
 /// `(status, body text)` of an SDK request.

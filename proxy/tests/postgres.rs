@@ -3,6 +3,8 @@
 //! observable behaviour as SQLite (dedup, malformed counters and samples, retention, the outbox
 //! contract), and instances sharing one database (dedup across them, claims never handed out twice).
 
+#[path = "common/binary.rs"]
+mod binary;
 #[path = "common/pg.rs"]
 mod pg;
 
@@ -377,8 +379,6 @@ fn qys_database_takes_a_postgres_url_and_never_shows_its_password() {
 
 mod load {
     use std::collections::{HashMap, HashSet, VecDeque};
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::{Child, Command, Stdio};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex, RwLock};
     use std::time::{Duration, Instant};
@@ -391,56 +391,16 @@ mod load {
     use serde_json::Value;
     use sha2::Sha256;
 
+    use crate::binary::{self, Running};
+
     /// `QYS_FORWARD_SECRET` of these tests.
     pub const SECRET: &str = "postgres-test-forward-secret-0c9e7d51a3";
-
-    pub struct Running {
-        pub child: Child,
-        pub url: String,
-        pub log: Arc<Mutex<String>>,
-    }
-
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 
     /// Starts `qys-proxy` (cargo's, or `QYS_PROXY_BIN`'s) with `env` only; waits for its
     /// `proxy: <url>` line.
     pub fn start(env: &[(String, String)]) -> Running {
-        let bin = std::env::var_os("QYS_PROXY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_qys-proxy").into());
-        let mut cmd = Command::new(bin);
-        cmd.env_clear().env("RUST_LOG", "warn");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (mut stderr, sink) = (child.stderr.take().unwrap(), log.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
-                panic!("qys-proxy stopped before listening: {}", log.lock().unwrap());
-            };
-            if let Some(rest) = line.strip_prefix("proxy: ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-        Running { child, url, log }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        binary::start("warn", &[], &env, "proxy: ")
     }
 
     pub fn env(database: &str, receiver: &str) -> Vec<(String, String)> {

@@ -2,6 +2,8 @@
 //! clicks through the sandbox's H5 pages like a browser and reads the return page's message.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
