@@ -141,7 +141,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         let cfg = cli.proxy_config(&platform_url, &token, secret, bound, embedded)?;
         if let Some(forward) = cli.forward_settings()? {
-            tasks.push(qys_proxy::forward::spawn(forward, cfg.store.clone(), cfg.platform.clone()));
+            tasks.push(qys_proxy::forward::spawn(forward, cfg.store.clone(), cfg.platform.clone(), cfg.token_key.clone()));
         }
         let (public_url, endpoint) = (cfg.public_url.clone(), cfg.paths.proxy.clone());
         let has_www = cfg.static_dirs.iter().any(|(mount, _)| mount == "/");

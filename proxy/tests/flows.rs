@@ -257,7 +257,7 @@ async fn the_platform_calls_back_the_proxy_by_default_and_it_is_stored() {
     }
     assert_eq!(stored.len(), 2, "{stored:?}");
     let personal = stored.iter().find(|c| c.kind == "personal-auth").unwrap();
-    assert_eq!(personal.query, format!("flow={}", state("cbp")));
+    assert!(personal.query.starts_with(&format!("flow={}&t=", state("cbp"))), "{}", personal.query);
     assert!(personal.body.contains("mode=FACE") && personal.body.contains("status=1") && personal.error.is_empty());
     let company = stored.iter().find(|c| c.kind == "company-auth").unwrap();
     assert!(company.body.contains("actionEvent=7") && company.error.is_empty(), "{company:?}");

@@ -510,11 +510,17 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
     };
     let forged_person = forge("personal-auth", &format!("flow={st3}"), &format!("mode=FACE&status=1&authId={auth3}"));
     let forged_company = forge("company-auth", "flow=x", "status=1&actionEvent=7&requestId=forged-request");
+    // A true fact about someone else's flow, posted by anyone: the platform agrees, but nothing
+    // ties it to a flow of this proxy.
+    let replayed_fact = forge("personal-auth", &format!("flow={st1}"), &format!("mode=FACE&status=1&authId={auth1}&x=1"));
 
-    let by_key = accepted(&lines, 4, Duration::from_secs(60));
-    assert_eq!(by_key.len(), 4, "{by_key:?}");
+    let mut by_key = accepted(&lines, 5, Duration::from_secs(60));
+    assert_eq!(by_key.len(), 5, "{by_key:?}");
     let all: Vec<&Value> = by_key.values().flatten().collect();
     assert!(all.iter().all(|t| t["verified"] == true), "the Node verifier accepts every real delivery");
+    let replayed = body_of(&by_key.remove(&replayed_fact).unwrap()[1]);
+    assert_eq!((replayed["verified"].clone(), replayed["passed"].clone()), (json!(false), json!(true)), "{replayed}");
+    assert!(replayed["reason"].as_str().unwrap().contains("no flow token of this proxy"), "{replayed}");
     for tries in by_key.values() {
         let statuses: Vec<i64> = tries.iter().map(|t| t["status"].as_i64().unwrap()).collect();
         assert_eq!(statuses[..2], [500, 204], "retried after a 500, under one key");
@@ -529,7 +535,7 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
         let b = &by_auth[auth.as_str()];
         assert_eq!((b["verified"].clone(), b["passed"].clone(), b["reason"].clone()), (json!(true), json!(true), Value::Null), "{b}");
         assert_eq!(b["callback"], json!({"mode": "FACE", "status": "1", "authId": auth}));
-        assert_eq!((b["kind"].as_str(), b["flow"].as_str(), b["confirmedBy"].as_str()), (Some("personal-auth"), Some(st.as_str()), Some("authId")));
+        assert_eq!((b["kind"].as_str(), b["flow"].as_str(), b["confirmedBy"].as_str()), (Some("personal-auth"), Some(st.as_str()), Some("flow")));
         assert_eq!((b["platform"]["realName"].clone(), b["platform"]["mobile"].clone()), (json!(true), json!(contact)));
     }
     assert!(by_auth[auth2.as_str()]["receivedAt"].as_i64().unwrap() > killed_at, "stored by the restarted proxy");
@@ -542,7 +548,7 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
 
     // The command line: listed, shown, replayed (same key and body again).
     let listed = callbacks_cli(&db, &["list"]);
-    assert!(listed.contains("pending 0, delivered 4, dead 0"), "{listed}");
+    assert!(listed.contains("pending 0, delivered 5, dead 0"), "{listed}");
     let id = body_of(&by_key[&forged_person][1])["id"].as_i64().unwrap().to_string();
     let shown: Value = serde_json::from_str(&callbacks_cli(&db, &["show", &id])).unwrap();
     assert_eq!((shown["state"].as_str(), shown["attempts"].as_i64(), shown["key"].as_str()), (Some("delivered"), Some(2), Some(forged_person.as_str())));

@@ -31,6 +31,7 @@ use sha2::Sha256;
 use tokio::task::JoinSet;
 
 use crate::platform::Platform;
+use crate::token::TokenKey;
 use crate::store::{now, CallbackBackend, CallbackStore, OutboxEntry, StoreError};
 
 pub use settings::{ForwardArgs, ForwardSettings};
@@ -85,13 +86,15 @@ struct Ctx {
     settings: ForwardSettings,
     backend: Arc<dyn CallbackBackend>,
     platform: Platform,
+    /// Opens the flow tokens in the proxy's own callback URLs.
+    key: TokenKey,
     http: reqwest::Client,
     owner: String,
 }
 
 /// Starts this instance's forwarder: it runs until the runtime stops. `store` must be the
 /// handle the receivers record through (it wakes the forwarder at once on a new entry).
-pub fn spawn(settings: ForwardSettings, store: CallbackStore, platform: Platform) -> tokio::task::JoinHandle<()> {
+pub fn spawn(settings: ForwardSettings, store: CallbackStore, platform: Platform, key: TokenKey) -> tokio::task::JoinHandle<()> {
     let http = reqwest::Client::builder()
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout)
@@ -100,7 +103,7 @@ pub fn spawn(settings: ForwardSettings, store: CallbackStore, platform: Platform
         .build()
         .expect("TLS backend initialises");
     let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-    let ctx = Arc::new(Ctx { settings, backend: store.backend(), platform, http, owner });
+    let ctx = Arc::new(Ctx { settings, backend: store.backend(), platform, key, http, owner });
     tracing::info!(
         url = %ctx.settings.url,
         owner = %ctx.owner,
@@ -172,7 +175,7 @@ async fn attempt(ctx: Arc<Ctx>, entry: OutboxEntry) {
     let payload = match entry.payload.clone() {
         Some(payload) => payload,
         None => {
-            let body = match payload::build(&ctx.platform, &entry).await {
+            let body = match payload::build(&ctx.platform, &ctx.key, &entry).await {
                 Ok(body) => body,
                 Err(why) if entry.attempts + 1 < CONFIRM_TRIES => {
                     failed(&ctx, &entry, format!("confirmation: the platform could not be asked: {why}"), None).await;

@@ -1,19 +1,23 @@
 //! The forwarded body: the callback's fields as received, beside what the platform says.
 //!
-//! Callbacks carry no signature, so the proxy asks the platform before forwarding, with the
-//! identifier the callback names (issue 9, docs/protocol.md §8.1): personal auth by `authId`
-//! (`/v2/personalauth/result?authId=`), company auth by `requestId`
-//! (`/companyauth/result?requestId=`). A callback without one cannot be asked about.
+//! Callbacks carry no signature, so the proxy asks the platform before forwarding (issue 9,
+//! docs/protocol.md §8.1). The proxy's own callback URL carries the flow's sealed token (`t`):
+//! when it opens with this proxy's key and fits the callback, the platform is asked about the
+//! flow's own person or company, as the return page does (`/v2/personalauth/result?contact=`,
+//! `/companyauth/result?companyName=`). Without it the platform is asked by the identifier the
+//! callback names (`authId`, `requestId`), but the callback cannot be verified: anyone can post
+//! a true fact about someone else's `authId`.
 //!
-//! `verified` is true only when the platform answered and agrees with the callback's claim
-//! (passed or not passed). `passed` is the platform's own word (`null` when it was not asked).
-//! What `verified` does not vouch for: that the `flow=` in the query (the SDK call's state, chosen
-//! by the browser) belongs with that `authId` / `requestId` — the platform knows nothing of it.
+//! `verified` is true only when the token ties the callback to a flow of this proxy and the
+//! platform agrees with the callback's claim (passed or not passed). `passed` is the platform's
+//! own word (`null` when it was not asked).
 
 use serde_json::{json, Map, Value};
 
 use crate::platform::{Platform, PlatformError};
+use crate::protocol::{is_mobile, Action};
 use crate::store::OutboxEntry;
+use crate::token::{FlowToken, TokenKey};
 
 /// What the platform is asked.
 enum Question {
@@ -21,6 +25,10 @@ enum Question {
     PersonByAuthId(String),
     /// `/companyauth/result?requestId=`.
     CompanyByRequestId(String),
+    /// `/v2/personalauth/result?contact=&contactType=`: the flow's own person.
+    PersonByContact(String),
+    /// `/companyauth/result?companyName=`: the flow's own company.
+    CompanyByName(String),
 }
 
 /// The platform's answer, reduced to what the forwarded body carries.
@@ -33,10 +41,11 @@ struct Answer {
 /// Builds the forwarded body of `entry`. `Err` (with why) when the platform could not be asked
 /// right now (timeout, unreachable, not understood): the caller retries the confirmation later
 /// or, after a few attempts, forwards [`unconfirmed`].
-pub async fn build(platform: &Platform, entry: &OutboxEntry) -> Result<String, String> {
+pub async fn build(platform: &Platform, key: &TokenKey, entry: &OutboxEntry) -> Result<String, String> {
     let fields = form_fields(&entry.body);
     let claimed = fields.get("status").and_then(Value::as_str) == Some("1");
-    let question = match question(&entry.kind, &fields) {
+    let flow = own_flow(key, &entry.kind, &entry.query);
+    let question = match flow.as_ref().map(|f| Ok(flow_question(f))).unwrap_or_else(|| question(&entry.kind, &fields)) {
         Ok(q) => q,
         Err(reason) => return Ok(body(entry, &fields, None, Some(reason))),
     };
@@ -49,14 +58,39 @@ pub async fn build(platform: &Platform, entry: &OutboxEntry) -> Result<String, S
         Err(e) => return Err(e.logged().1),
     };
     let status = fields.get("status").and_then(Value::as_str).unwrap_or("");
-    let reason = (answer.passed != claimed).then(|| {
-        format!(
+    let reason = if answer.passed != claimed {
+        Some(format!(
             "the callback says status={status} ({}), the platform says {}",
             if claimed { "passed" } else { "not passed" },
             if answer.passed { "passed" } else { "not passed" },
-        )
-    });
+        ))
+    } else if flow.is_none() {
+        Some("the callback URL carries no flow token of this proxy: the callback is not tied to a flow".to_owned())
+    } else {
+        None
+    };
     Ok(body(entry, &fields, Some(answer), reason))
+}
+
+/// The flow behind the callback: the sealed token in the proxy's own callback URL, opened with
+/// this proxy's key (authenticity, not age: a callback may be forwarded long after the flow),
+/// of the callback's kind and with the `flow=` state beside it.
+fn own_flow(key: &TokenKey, kind: &str, query: &str) -> Option<FlowToken> {
+    let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let flow = key.unseal(&param("t")?, 0).ok()?;
+    let fits = match kind {
+        "personal-auth" => flow.action == Action::PersonalAuth,
+        "company-auth" => flow.action == Action::EnterpriseAuth,
+        _ => false,
+    };
+    (fits && param("flow").as_deref() == Some(flow.state.as_str())).then_some(flow)
+}
+
+fn flow_question(flow: &FlowToken) -> Question {
+    match flow.action {
+        Action::EnterpriseAuth => Question::CompanyByName(flow.subject.clone()),
+        _ => Question::PersonByContact(flow.contact.clone()),
+    }
 }
 
 /// The forwarded body when the platform could not be asked at all (after the confirmation
@@ -88,6 +122,15 @@ async fn ask(platform: &Platform, question: &Question) -> Result<Answer, Platfor
         Question::CompanyByRequestId(id) => {
             let r = platform.get("/companyauth/result", &[("requestId", id)]).await?;
             Ok(Answer { by: "requestId", passed: r["status"] == 2, result: r })
+        }
+        Question::PersonByContact(contact) => {
+            let contact_type = if is_mobile(contact) { "MOBILE" } else { "EMAIL" };
+            let r = platform.get("/v2/personalauth/result", &[("contact", contact), ("contactType", contact_type)]).await?;
+            Ok(Answer { by: "flow", passed: r["realName"] == true, result: r })
+        }
+        Question::CompanyByName(name) => {
+            let r = platform.get("/companyauth/result", &[("companyName", name)]).await?;
+            Ok(Answer { by: "flow", passed: r["status"] == 2, result: r })
         }
     }
 }

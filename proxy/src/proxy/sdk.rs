@@ -22,8 +22,13 @@ impl App {
     /// The `callbackUrl` sent to the platform: the proxy's own receiver, or a browser-supplied
     /// one under an allow-list entry, forwarded exactly in the normalised form that was checked
     /// (never the raw text, which the platform or a server behind it might read otherwise).
-    fn callback_url(&self, requested: Option<&str>, default_path: &str, state: &str) -> Result<String, ProtocolError> {
-        let Some(requested) = requested else { return Ok(format!("{}{default_path}?flow={state}", self.cfg.public_url)) };
+    /// The proxy's own receiver carries the flow's state and its sealed flow token (`t`): the
+    /// forwarder verifies a callback through that token, so a callback nobody sent through a
+    /// flow of this proxy can never be forwarded as verified (issue 9).
+    fn callback_url(&self, requested: Option<&str>, default_path: &str, state: &str, flow: &str) -> Result<String, ProtocolError> {
+        let Some(requested) = requested else {
+            return Ok(format!("{}{default_path}?flow={state}&t={flow}", self.cfg.public_url));
+        };
         let invalid = |message: String| ProtocolError { code: codes::INVALID_PARAM, message };
         let url = normalise_callback_url(requested).map_err(|why| invalid(format!("callbackUrl {why}")))?;
         if !self.callback_prefixes.iter().any(|prefix| url_under(&url, prefix)) {
@@ -140,17 +145,22 @@ impl App {
             }
             .into());
         }
+        // The callback URL's own token leaves out the return URL: it stays short (callback
+        // queries are ≤ 1 KiB) and tells the platform nothing about the calling page.
+        let callback_flow = self.cfg.token_key.seal(&FlowToken { return_url: None, ..token.clone() });
         let callback_url = match &sdk.params {
             Params::Sign(_) => None,
             Params::PersonalAuth(p) => Some(self.callback_url(
                 p.callback_url.as_deref(),
                 &self.cfg.paths.personal_callback,
                 &sdk.state,
+                &callback_flow,
             )),
             Params::EnterpriseAuth(p) => Some(self.callback_url(
                 p.callback_url.as_deref(),
                 &self.cfg.paths.company_callback,
                 &sdk.state,
+                &callback_flow,
             )),
         }
         .transpose()?;
