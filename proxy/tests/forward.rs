@@ -24,10 +24,8 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use common::binary::{self, Running};
 use common::{open, posted_message, state};
-use hmac::{Hmac, Mac};
 use qys_proxy::store::dedup_key;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 /// `QYS_FORWARD_SECRET` of these tests (at least 32 characters).
 const SECRET: &str = "forward-test-secret-6b0f2e1c9d8a7f65";
@@ -118,32 +116,13 @@ struct Backend {
     fail: Arc<RwLock<FailRule>>,
 }
 
-/// Independent of the proxy's code: HMAC-SHA256 over `timestamp "." body`, and a fresh timestamp.
-fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (timestamp, signature) = (header("x-qys-timestamp"), header("x-qys-signature"));
-    let Ok(ms) = timestamp.parse::<u64>() else { return false };
-    if ms.abs_diff(qys_proxy::unix_millis()) > 300_000 {
-        return false;
-    }
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let Some(hex) = signature.strip_prefix("sha256=") else { return false };
-    let Ok(given) = (0..hex.len() / 2).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("x"), 16)).collect::<Result<Vec<u8>, _>>()
-    else {
-        return false;
-    };
-    hex.len() == 64 && mac.verify_slice(&given).is_ok()
-}
 
 /// The receiver's state: what it saw, and when it fails.
 type HookState = (Arc<Mutex<Seen>>, Arc<RwLock<FailRule>>);
 
 async fn hook(State(b): State<HookState>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let (seen, fail) = b;
-    let ok = verify(&headers, &body) && headers.get("content-type").is_some_and(|v| v == "application/json");
+    let ok = common::signature::verify(SECRET, &headers, &body) && headers.get("content-type").is_some_and(|v| v == "application/json");
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let mut seen = seen.lock().unwrap();
     if !ok || key.is_empty() {

@@ -5,6 +5,8 @@
 
 #[path = "common/binary.rs"]
 mod binary;
+#[path = "common/signature.rs"]
+mod signature;
 #[path = "common/pg.rs"]
 mod pg;
 
@@ -386,10 +388,8 @@ mod load {
     use axum::body::Bytes;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
-    use hmac::{Hmac, Mac};
     use qys_proxy::store::dedup_key;
     use serde_json::Value;
-    use sha2::Sha256;
 
     use crate::binary::{self, Running};
 
@@ -444,21 +444,6 @@ mod load {
         pub seen: Arc<Mutex<Seen>>,
     }
 
-    /// HMAC-SHA256 over `timestamp "." body`, recomputed here, and a timestamp within 5 minutes.
-    fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let (timestamp, signature) = (header("x-qys-timestamp"), header("x-qys-signature"));
-        let Ok(ms) = timestamp.parse::<u64>() else { return false };
-        if ms.abs_diff(qys_proxy::unix_millis()) > 300_000 {
-            return false;
-        }
-        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-        mac.update(timestamp.as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        signature == format!("sha256={expected}")
-    }
 
     type Shared = (Arc<Mutex<Seen>>, Instant, Duration);
 
@@ -483,7 +468,7 @@ mod load {
     async fn hook(State((seen, epoch, work)): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
         let start = epoch.elapsed().as_millis();
         let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        if !verify(&headers, &body) || key.is_empty() {
+        if !crate::signature::verify(SECRET, &headers, &body) || key.is_empty() {
             seen.lock().unwrap().bad += 1;
             return StatusCode::UNAUTHORIZED;
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod signature;
 
 use std::path::PathBuf;
 use std::time::Duration;
