@@ -1,6 +1,7 @@
 //! `qys-proxy`: the reference integrator proxy of qys-sdk-wasm, and a loopback sandbox of the
 //! 契约锁 open platform. See `docs/protocol.md` for the wire protocol.
 
+pub mod bucket;
 pub mod cli;
 pub mod forward;
 pub mod html;

@@ -82,19 +82,7 @@ fn free_port() -> u16 {
 }
 
 fn forward_env<'a>(db: &'a str, listen: &'a str, receiver: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("QYS_DATABASE", db),
-        ("QYS_LISTEN", listen),
-        ("QYS_SANDBOX_LISTEN", "127.0.0.1:0"),
-        ("QYS_CALLBACK_RATE", "0"),
-        ("QYS_FORWARD_URL", receiver),
-        ("QYS_FORWARD_SECRET", SECRET),
-        ("QYS_FORWARD_RETRY_BASE_MS", "100"),
-        ("QYS_FORWARD_RETRY_CAP_MS", "800"),
-        ("QYS_FORWARD_TIMEOUT_MS", "3000"),
-        ("QYS_CONNECT_TIMEOUT_MS", "1000"),
-        ("QYS_TIMEOUT_MS", "3000"),
-    ]
+    common::forwarding::forwarding_env(db, listen, receiver, SECRET)
 }
 
 // ---- a backend in Rust: verifies, counts, fails some first tries ----
@@ -122,7 +110,7 @@ type HookState = (Arc<Mutex<Seen>>, Arc<RwLock<FailRule>>);
 
 async fn hook(State(b): State<HookState>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let (seen, fail) = b;
-    let ok = common::signature::verify(SECRET, &headers, &body) && headers.get("content-type").is_some_and(|v| v == "application/json");
+    let ok = common::forwarding::verify(SECRET, &headers, &body) && headers.get("content-type").is_some_and(|v| v == "application/json");
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let mut seen = seen.lock().unwrap();
     if !ok || key.is_empty() {

@@ -5,8 +5,8 @@
 
 #[path = "common/binary.rs"]
 mod binary;
-#[path = "common/signature.rs"]
-mod signature;
+#[path = "common/forwarding.rs"]
+mod forwarding;
 #[path = "common/pg.rs"]
 mod pg;
 
@@ -404,22 +404,10 @@ mod load {
     }
 
     pub fn env(database: &str, receiver: &str) -> Vec<(String, String)> {
-        [
-            ("QYS_DATABASE", database),
-            ("QYS_LISTEN", "127.0.0.1:0"),
-            ("QYS_SANDBOX_LISTEN", "127.0.0.1:0"),
-            ("QYS_CALLBACK_RATE", "0"),
-            ("QYS_FORWARD_URL", receiver),
-            ("QYS_FORWARD_SECRET", SECRET),
-            ("QYS_FORWARD_RETRY_BASE_MS", "100"),
-            ("QYS_FORWARD_RETRY_CAP_MS", "800"),
-            ("QYS_FORWARD_TIMEOUT_MS", "3000"),
-            ("QYS_CONNECT_TIMEOUT_MS", "1000"),
-            ("QYS_TIMEOUT_MS", "3000"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+        crate::forwarding::forwarding_env(database, "127.0.0.1:0", receiver, SECRET)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
     }
 
     /// One request as the receiver saw it.
@@ -468,7 +456,7 @@ mod load {
     async fn hook(State((seen, epoch, work)): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
         let start = epoch.elapsed().as_millis();
         let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        if !crate::signature::verify(SECRET, &headers, &body) || key.is_empty() {
+        if !crate::forwarding::verify(SECRET, &headers, &body) || key.is_empty() {
             seen.lock().unwrap().bad += 1;
             return StatusCode::UNAUTHORIZED;
         }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::bucket::TokenBucket;
 use crate::platform::{Platform, PlatformError};
 use crate::protocol::{self, Action};
 use crate::token::FlowToken;
@@ -122,8 +123,7 @@ struct Entry {
 }
 
 struct Budget {
-    tokens: f64,
-    at: Instant,
+    bucket: TokenBucket,
     refused: u64,
     warned: Option<Instant>,
 }
@@ -132,7 +132,7 @@ impl Confirmations {
     /// Empty, with these bounds.
     pub fn new(limits: ConfirmLimits) -> Self {
         let limits = ConfirmLimits { entries: limits.entries.max(1), per_second: limits.per_second.max(1), ..limits };
-        let budget = Budget { tokens: f64::from(limits.per_second), at: Instant::now(), refused: 0, warned: None };
+        let budget = Budget { bucket: TokenBucket::full(f64::from(limits.per_second), Instant::now()), refused: 0, warned: None };
         Self { limits, flows: Mutex::default(), budget: Mutex::new(budget) }
     }
 
@@ -200,10 +200,7 @@ impl Confirmations {
     fn spend_at(&self, now: Instant) -> bool {
         let rate = f64::from(self.limits.per_second);
         let mut budget = self.budget.lock().expect("not poisoned");
-        budget.tokens = (budget.tokens + now.saturating_duration_since(budget.at).as_secs_f64() * rate).min(rate);
-        budget.at = now;
-        if budget.tokens >= 1.0 {
-            budget.tokens -= 1.0;
+        if budget.bucket.take(now, rate, rate) {
             return true;
         }
         budget.refused += 1;
@@ -369,7 +366,8 @@ mod tests {
     #[test]
     fn the_budget_refills_at_its_rate() {
         let c = Confirmations::new(ConfirmLimits { per_second: 2, ..ConfirmLimits::default() });
-        let start = c.budget.lock().unwrap().at;
+        // Full at construction; refilling is capped at the burst, so a later start sees the same.
+        let start = Instant::now();
         assert!(c.spend_at(start) && c.spend_at(start));
         assert!(!c.spend_at(start), "a burst of two at most");
         let later = start + Duration::from_millis(550);

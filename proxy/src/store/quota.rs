@@ -11,6 +11,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::bucket::TokenBucket;
+
 /// Default sustained deliveries per second from one source.
 pub const DEFAULT_PER_SECOND: f64 = 5.0;
 /// Default bucket size: deliveries one source may send at once.
@@ -91,8 +93,7 @@ struct Sources {
 }
 
 struct Bucket {
-    tokens: f64,
-    at: Instant,
+    tokens: TokenBucket,
     used: u64,
     refused: u64,
     reported_at: Option<Instant>,
@@ -141,16 +142,13 @@ impl SourceQuota {
                 let Some((_, oldest)) = by_use.pop_first() else { break };
                 buckets.remove(&oldest);
             }
-            buckets.insert(source, Bucket { tokens: burst, at: now, used: tick, refused: 0, reported_at: None });
+            buckets.insert(source, Bucket { tokens: TokenBucket::full(burst, now), used: tick, refused: 0, reported_at: None });
         }
         let bucket = buckets.get_mut(&source).expect("inserted above");
         by_use.remove(&bucket.used);
         by_use.insert(tick, source);
         bucket.used = tick;
-        bucket.tokens = (bucket.tokens + now.saturating_duration_since(bucket.at).as_secs_f64() * rate).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens.take(now, rate, burst) {
             return Ok(());
         }
         bucket.refused += 1;
@@ -159,7 +157,7 @@ impl SourceQuota {
             bucket.reported_at = Some(now);
             std::mem::take(&mut bucket.refused)
         });
-        let retry_after = ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64;
+        let retry_after = bucket.tokens.retry_after(rate);
         Err(Refused { retry_after, report })
     }
 

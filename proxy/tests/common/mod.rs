@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
-pub mod signature;
+pub mod forwarding;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,5 +1,6 @@
-//! The backend's side of a forwarded callback's signature, written independently of the
-//! proxy's code: HMAC-SHA256 over `timestamp "." body`, and a timestamp within 5 minutes.
+//! Forwarding under test: the settings a forwarding proxy runs with (quick retries, short
+//! timeouts), and the backend's side of a forwarded callback's signature, written independently
+//! of the proxy's code.
 //!
 //! Declared from `common/mod.rs`; `tests/postgres.rs` includes it with `#[path]`.
 #![allow(dead_code)]
@@ -22,4 +23,22 @@ pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
     mac.update(body);
     let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
     signature == format!("sha256={expected}")
+}
+
+/// The environment of a proxy storing in `db`, listening on `listen`, forwarding to `receiver`
+/// signed with `secret`: no callback rate limit, retries from 100 ms up to 800 ms.
+pub fn forwarding_env<'a>(db: &'a str, listen: &'a str, receiver: &'a str, secret: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("QYS_DATABASE", db),
+        ("QYS_LISTEN", listen),
+        ("QYS_SANDBOX_LISTEN", "127.0.0.1:0"),
+        ("QYS_CALLBACK_RATE", "0"),
+        ("QYS_FORWARD_URL", receiver),
+        ("QYS_FORWARD_SECRET", secret),
+        ("QYS_FORWARD_RETRY_BASE_MS", "100"),
+        ("QYS_FORWARD_RETRY_CAP_MS", "800"),
+        ("QYS_FORWARD_TIMEOUT_MS", "3000"),
+        ("QYS_CONNECT_TIMEOUT_MS", "1000"),
+        ("QYS_TIMEOUT_MS", "3000"),
+    ]
 }
