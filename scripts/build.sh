@@ -12,10 +12,10 @@ rm -rf pkg
 # No default .wasm URL in the glue: both entries pass their own.
 wasm-bindgen --target web --omit-default-module-path --out-dir pkg --out-name qys_sdk_wasm \
   target/mvp/wasm32-unknown-unknown/release/qys_sdk_wasm.wasm
+node scripts/short-names.mjs pkg/qys_sdk_wasm_bg.wasm pkg/qys_sdk_wasm.js
 # --converge: -Oz again until nothing changes (−0.2 KB gzip).
 node_modules/.bin/wasm-opt -Oz --converge $WASM_OPT_FEATURES --strip-debug --strip-producers \
   pkg/qys_sdk_wasm_bg.wasm -o pkg/qys_sdk_wasm_bg.wasm
-node scripts/short-names.mjs pkg/qys_sdk_wasm_bg.wasm pkg/qys_sdk_wasm.js
 echo '{ "type": "module" }' > pkg/package.json
 # The seed's constructor name, `qysSdk`, next to the class name.
 cat > pkg/index.js <<'JS'

@@ -2,7 +2,8 @@
 // alike. wasm-bindgen names each import `__wbg_<name>_<16 hex digits>` and the module
 // `./qys_sdk_wasm_bg.js`; those names sit in both files and hardly compress (−1.4 KB gzip,
 // measured in docs/decisions.md). Fails when the glue still mentions an old name afterwards.
-// Usage: node scripts/short-names.mjs <file.wasm> <glue.js>   (both rewritten in place)
+// Usage: node scripts/short-names.mjs <file.wasm> <glue.js>   (both rewritten in place; run it
+// before wasm-opt)
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const [wasmPath, gluePath] = process.argv.slice(2);
@@ -46,6 +47,7 @@ function readName(bytes, at) {
   return [bytes.toString('utf8', start, start + len), start + len];
 }
 
+const usedExports = new Set([...glue.matchAll(/\bwasm\.([A-Za-z_$][\w$]*)/g)].map((m) => m[1]));
 const MODULE = 'a';
 let oldModule = null;
 const imports = new Map();
@@ -74,14 +76,19 @@ while (at < wasm.length) {
       return descEnd;
     });
   } else if (id === 7) {
-    body = renameSection(body, (b, p, parts, i) => {
+    // Exports the glue never reads (`memcpy`, `__abort_handler`, …) are dropped, so that
+    // wasm-opt can remove what only they kept.
+    body = renameSection(body, (b, p, parts) => {
       let field;
       [field, p] = readName(b, p);
-      exports.set(field, shortName(i));
       const end = leb(b, p + 1)[1];
-      parts.push(name(shortName(i)), b.subarray(p, end));
+      if (usedExports.has(field)) {
+        exports.set(field, shortName(exports.size));
+        parts.push(name(exports.get(field)), b.subarray(p, end));
+      }
       return end;
     });
+    body = Buffer.concat([encodeLeb(exports.size), body.subarray(leb(body, 0)[1])]);
   }
   sections.push(Buffer.from([id]), encodeLeb(body.length), body);
   at = start + size;

@@ -71,6 +71,25 @@ fn check_frame(frame: &HtmlIFrameElement, camera: bool) {
     assert_eq!(frame.style().get_property_value("height").unwrap(), "100%");
 }
 
+/// The SDK's own byte-wise `memmove`/`memcpy` (src/mem.rs): overlapping copies either way, of
+/// every length and offset up to 40 bytes, as the standard library would make them.
+#[wasm_bindgen_test]
+fn overlapping_copies_are_exact() {
+    for len in 0..40usize {
+        for shift in 1..8usize {
+            let original: Vec<u8> = (0..48u8).collect();
+            let mut forward = original.clone();
+            forward.copy_within(shift..shift + len, 0);
+            assert_eq!(&forward[..len], &original[shift..shift + len]);
+            assert_eq!(&forward[len..], &original[len..]);
+            let mut backward = original.clone();
+            backward.copy_within(0..len, shift);
+            assert_eq!(&backward[shift..shift + len], &original[..len]);
+            assert_eq!(&backward[..shift], &original[..shift]);
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 async fn personal_sign_resolves_to_a_camera_enabled_iframe() {
     let sdk = sdk(PROXY, r#"{"query":{"a":1,"token":"ab1234"}}"#);
