@@ -61,9 +61,12 @@ pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, 
         }
     };
     inner.log(&[action.name(), ": opening the mini-program page ", &inner.options.mini_program_page]);
-    // `complete` always runs in WeChat (so the closure is freed); it carries `errMsg`.
+    // `complete` runs once in WeChat and carries `errMsg`. The page owns the callback (one
+    // closure type for every callback: `FnMut`, run once through `take`).
     let weak = Rc::downgrade(inner);
-    let completed = Closure::once_into_js(move |result: JsValue| {
+    let mut once = Some((weak, fail_callback));
+    let completed = Closure::<dyn FnMut(JsValue)>::new(move |result: JsValue| {
+        let Some((weak, fail_callback)) = once.take() else { return };
         let why = string(&get(&result, "errMsg"));
         if why.ends_with(":ok") {
             return;
@@ -76,7 +79,8 @@ pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, 
                 fire(&inner, action, &Callbacks { success: None, fail: fail_callback }, &Event::AuthFail);
             }
         }
-    });
+    })
+    .into_js_value();
     if !navigate(&mp, &url, completed) {
         return Err(QysError::new(
             ErrorKind::Network,

@@ -27,8 +27,11 @@ pub type OnAnswer = Box<dyn FnOnce(&Rc<Inner>, Result<Answer, QysError>)>;
 pub fn send(inner: &Rc<Inner>, body: &str, next: OnAnswer) {
     let id = inner.next_id();
     let owner = inner.clone();
-    let done = Closure::once_into_js(move |outcome: JsValue| {
-        let inner = owner;
+    // The page owns `done` (run once through `take`: one closure type, `FnMut`, for every
+    // callback keeps a single set of wasm-bindgen shims).
+    let mut once = Some((owner, next));
+    let done = Closure::<dyn FnMut(JsValue)>::new(move |outcome: JsValue| {
+        let Some((inner, next)) = once.take() else { return };
         let posted = {
             let mut requests = inner.requests.borrow_mut();
             requests.iter().position(|(r, _)| *r == id).map(|at| requests.swap_remove(at))
@@ -36,7 +39,7 @@ pub fn send(inner: &Rc<Inner>, body: &str, next: OnAnswer) {
         drop(posted);
         let answer = if inner.destroyed.get() { Err(destroyed()) } else { read(&inner, &text(&outcome)) };
         next(&inner, answer);
-    });
+    }).into_js_value();
     let posted = Posted(post(&inner.proxy_url, body, inner.options.timeout_ms, done));
     inner.requests.borrow_mut().push((id, posted));
 }
