@@ -20,14 +20,44 @@ export function set(o, k, v) { o[k] = v; }
 
 export function text(v) { return String(v); }
 
-/** `JSON.stringify(v)`; `undefined` when it throws (cycles, BigInt) or has nothing to write. */
-export function json(v) {
-  try { return JSON.stringify(v); } catch (e) {}
+var bits = new DataView(new ArrayBuffer(8));
+
+function hex(n) { return ('0000000' + n.toString(16)).slice(-8); }
+
+/** A value `JSON.parse` made, as flat text (`Value::from_flat` in src/value.rs: the wasm reads
+ * that instead of JSON); throws deeper than 64 levels, like the core's own JSON reader. */
+function walk(v, depth) {
+  if (depth > 64) throw 0;
+  if (v === null) return 'n';
+  if (typeof v == 'boolean') return v ? 't' : 'f';
+  if (typeof v == 'number') {
+    bits.setFloat64(0, v);
+    return 'd' + hex(bits.getUint32(0)) + hex(bits.getUint32(4));
+  }
+  if (typeof v == 'string') return 's' + v.length + ':' + v;
+  var keys = Array.isArray(v) ? null : Object.keys(v);
+  var out = (keys ? 'o' : 'a') + (keys || v).length + ':';
+  (keys || v).forEach(function (k) {
+    out += keys ? k.length + ':' + k + walk(v[k], depth + 1) : walk(k, depth + 1);
+  });
+  return out;
+}
+
+/** JSON text as flat text; `undefined` when it is not JSON. */
+export function fromJson(s) {
+  try { return walk(JSON.parse(s), 0); } catch (e) {}
+}
+
+/** `v` as `JSON.stringify` writes it, as flat text; `undefined` when JSON cannot write it
+ * (cycles, BigInt, functions). */
+export function flat(v) {
+  try { var s = JSON.stringify(v); } catch (e) {}
+  return s === undefined ? s : fromJson(s);
 }
 
 export function parse(s) { return JSON.parse(s); }
 
-export function keys(o) { return JSON.stringify(Object.keys(o)); }
+export function keys(o) { return flat(Object.keys(o)); }
 
 /** Whether `a` is `b`, neither being null or undefined. */
 export function same(a, b) { return a != null && a === b; }
@@ -105,7 +135,8 @@ export function on(t, kind, f) { t.addEventListener(kind, f); }
 
 export function off(t, kind, f) { t.removeEventListener(kind, f); }
 
-/** POSTs a form body, aborted after `ms`; calls `done` once with `<status>:<body>`, or
+/** POSTs a form body, aborted after `ms`; calls `done` once with `<status>:<body as flat text,
+ * or nothing when it is not JSON>`, or
  * `T:` (timed out) or `N:<reason>` (no answer). Returns the handle `abort` takes. */
 export function post(url, body, ms, done) {
   var h = {};
@@ -119,7 +150,7 @@ export function post(url, body, ms, done) {
       signal: h.c.signal,
     }));
   }).then(function (r) {
-    return r.text().then(function (t) { return r.status + ':' + t; });
+    return r.text().then(function (t) { return r.status + ':' + (fromJson(t) || ''); });
   }).catch(function (e) {
     return h.o ? 'T:' : 'N:' + (e instanceof Error ? e.message : '');
   }).then(function (s) {

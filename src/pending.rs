@@ -26,9 +26,10 @@ pub struct PendingFlow {
     pub proxy: String,
 }
 
-/// Reads the stored list; anything malformed is skipped (the storage is the page's, not ours).
-pub fn parse_list(text: &str) -> Vec<PendingFlow> {
-    let Ok(Value::Array(items)) = Value::parse(text) else { return Vec::new() };
+/// Reads the stored list (as read from its JSON); anything malformed is skipped (the storage is
+/// the page's, not ours).
+pub fn parse_list(list: &Value) -> Vec<PendingFlow> {
+    let Value::Array(items) = list else { return Vec::new() };
     items
         .iter()
         .filter_map(|item| {

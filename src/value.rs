@@ -503,6 +503,108 @@ impl Reader<'_> {
     }
 }
 
+/// The flat text `js/bridge.js` makes of a JSON value (what the page hands the wasm instead of
+/// JSON text, so the wasm needs no JSON reader): `n`, `t`, `f`; `d` and the number's 64 bits in
+/// 16 hex digits; `s<len>:<text>` with the length in UTF-16 units; `a<count>:` and the items;
+/// `o<count>:` and for each member `<len>:<key>` and the value.
+impl Value {
+    /// Reads flat text; `None` when it is not exactly one well-formed value nested at most
+    /// [`MAX_DEPTH`] deep.
+    pub fn from_flat(text: &str) -> Option<Value> {
+        let mut at = 0;
+        let value = flat_value(text, &mut at, 0)?;
+        (at == text.len()).then_some(value)
+    }
+
+    /// The flat text of this value (as `js/bridge.js` writes it; for tests and fuzzing).
+    #[doc(hidden)]
+    pub fn to_flat(&self) -> String {
+        let string = |s: &str| format!("{}:{s}", s.encode_utf16().count());
+        match self {
+            Value::Null => "n".into(),
+            Value::Bool(b) => (if *b { "t" } else { "f" }).into(),
+            Value::Number(n) => format!("d{:016x}", n.to_bits()),
+            Value::String(s) => format!("s{}", string(s)),
+            Value::Array(items) => items.iter().fold(format!("a{}:", items.len()), |out, item| out + &item.to_flat()),
+            Value::Object(members) => members
+                .iter()
+                .fold(format!("o{}:", members.len()), |out, (key, value)| out + &string(key) + &value.to_flat()),
+        }
+    }
+}
+
+fn flat_value(text: &str, at: &mut usize, depth: usize) -> Option<Value> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let tag = *bytes.get(*at)?;
+    *at += 1;
+    Some(match tag {
+        b'n' => Value::Null,
+        b't' => Value::Bool(true),
+        b'f' => Value::Bool(false),
+        b'd' => {
+            let mut bits = 0u64;
+            for &digit in bytes.get(*at..*at + 16)? {
+                bits = bits << 4 | u64::from(char::from(digit).to_digit(16)?);
+            }
+            *at += 16;
+            Value::Number(f64::from_bits(bits))
+        }
+        b's' => Value::String(flat_string(text, at)?),
+        b'a' | b'o' => {
+            let count = flat_count(bytes, at)?;
+            if tag == b'a' {
+                let mut items = Vec::new();
+                for _ in 0..count {
+                    items.push(flat_value(text, at, depth + 1)?);
+                }
+                Value::Array(items)
+            } else {
+                let mut members = Vec::new();
+                for _ in 0..count {
+                    members.push((flat_string(text, at)?, flat_value(text, at, depth + 1)?));
+                }
+                Value::Object(members)
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Decimal digits up to `:`.
+fn flat_count(bytes: &[u8], at: &mut usize) -> Option<usize> {
+    let mut count = 0usize;
+    loop {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        match b {
+            b':' => return Some(count),
+            b'0'..=b'9' => count = count.checked_mul(10)?.checked_add(usize::from(b - b'0'))?,
+            _ => return None,
+        }
+    }
+}
+
+/// `<len>:<text>`, `len` in UTF-16 units (four-byte UTF-8 sequences are two units).
+fn flat_string(text: &str, at: &mut usize) -> Option<String> {
+    let mut units = flat_count(text.as_bytes(), at)?;
+    let start = *at;
+    while units > 0 {
+        let lead = *text.as_bytes().get(*at)?;
+        let (len, width) = match lead {
+            0..=0x7f => (1, 1),
+            0xe0..=0xef => (3, 1),
+            0xf0..=0xff => (4, 2),
+            _ => (2, 1),
+        };
+        units = units.checked_sub(width)?;
+        *at += len;
+    }
+    text.get(start..*at).map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

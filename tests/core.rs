@@ -469,17 +469,18 @@ fn pending_redirect_flows_survive_only_as_state_action_and_token() {
     let list: Vec<PendingFlow> = (0..MAX_PENDING + 2).map(flow).collect();
     let stored = list_json(&list);
     assert_eq!(stored.matches("\"s\"").count(), MAX_PENDING, "only the newest are kept");
-    assert_eq!(parse_list(&stored), list[2..].to_vec());
+    assert_eq!(parse_list(&v(&stored)), list[2..].to_vec());
     assert!(!stored.contains("contact") && !stored.contains("1390"), "{stored}");
     // The storage belongs to the page: anything malformed is skipped, never trusted.
-    assert_eq!(parse_list("not json"), vec![]);
+    assert_eq!(parse_list(&Value::Null), vec![]);
+    assert_eq!(parse_list(&v(r#"{"s":"x"}"#)), vec![]);
     let mixed = format!(
         r#"[{{"s":"short","a":"personalAuth","f":"t","p":"x"}},{{"s":"{STATE}","a":"uniformapi","f":"t","p":"x"}},
             {{"s":"{STATE}","a":"personalSign","f":"t k","p":"x"}},{{"s":"{STATE}","a":"personalSign","f":"t"}},
             {{"s":"{STATE}","a":"personalSign","f":"t","p":"x"}}]"#
     );
     let only = PendingFlow { state: STATE.into(), action: Action::PersonalSign, flow: "t".into(), proxy: "x".into() };
-    assert_eq!(parse_list(&mixed), vec![only]);
+    assert_eq!(parse_list(&v(&mixed)), vec![only]);
 
     assert_eq!(returned_state(&format!("?a=1&qys_state={STATE}&b=2")), Some(STATE));
     assert_eq!(returned_state(&format!("qys_state={STATE}")), Some(STATE));
@@ -509,4 +510,31 @@ fn outcome_answers_tell_unknown_flows_from_errors() {
     let pairs = [("a b".to_owned(), "1&2".to_owned()), ("t".to_owned(), "x".to_owned())];
     assert_eq!(append_query("", &pairs), "?a+b=1%262&t=x");
     assert_eq!(append_query("?k=%7e", &pairs[1..]), "?k=%7e&t=x");
+}
+
+#[test]
+fn flat_text_reads_back_every_json_value() {
+    let docs = [
+        r#"{"a":[1,2.5,-3,1e300,5e-324,true,false,null,"x\"\n\u2028😀"],"b":{"c":"张三","":{}},"":[]}"#,
+        "[]",
+        r#""""#,
+        "0",
+        "9007199254740993",
+    ];
+    for doc in docs {
+        let value = v(doc);
+        assert_eq!(Value::from_flat(&value.to_flat()), Some(value), "{doc}");
+    }
+    // Lengths are JavaScript's, in UTF-16 units: an emoji is two, a Chinese character one.
+    assert_eq!(Value::from_flat("s2:😀"), Some(Value::String("😀".into())));
+    assert_eq!(Value::from_flat("o1:1:张s0:"), Some(v(r#"{"张":""}"#)));
+    assert_eq!(Value::from_flat("d3ff8000000000000"), Some(Value::Number(1.5)));
+    for bad in ["", "x", "nn", "s3:ab", "s1:😀", "s2:张", "d3ff80000", "d3ff800000000000g", "a2:n", "o1:an", "o1:1:a", "s99999999999999999999999:"] {
+        assert_eq!(Value::from_flat(bad), None, "{bad:?}");
+    }
+    // Nesting is bounded exactly as in the JSON reader.
+    let flat = |n: usize| format!("{}n", "a1:".repeat(n));
+    let json = |n: usize| format!("{}null{}", "[".repeat(n), "]".repeat(n));
+    assert!(Value::from_flat(&flat(64)).is_some() && Value::parse(&json(64)).is_ok());
+    assert!(Value::from_flat(&flat(65)).is_none() && Value::parse(&json(65)).is_err());
 }

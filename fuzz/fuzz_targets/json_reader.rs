@@ -9,7 +9,9 @@
 //!   serde_json refuses by design: numbers beyond f64 (the reader gives ±infinity) and lone
 //!   surrogates (the reader gives U+FFFD);
 //! - `to_json()` writes JSON that reads back to the same value (numbers as the writer documents:
-//!   nine decimals below 1e19, 17 significant digits above; ±infinity as `null`).
+//!   nine decimals below 1e19, 17 significant digits above; ±infinity as `null`);
+//! - the flat text the page hands the wasm (`Value::from_flat`) reads any input without panic,
+//!   and reads every value back exactly.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +20,7 @@ use qys_sdk_wasm::value::Value;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = Value::from_flat(text);
     let ours = Value::parse(text);
     let grammar = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
     let depth = nesting(text);
@@ -44,6 +47,8 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
+
+    assert_eq!(Value::from_flat(&value.to_flat()).as_ref(), Some(&value), "flat text of {value:?}");
 
     let written = value.to_json();
     let back = Value::parse(&written).unwrap_or_else(|e| panic!("the writer's {written:?} does not read back (at {})", e.at));

@@ -24,7 +24,9 @@ extern "C" {
     pub fn get(o: &JsValue, k: &str) -> JsValue;
     pub fn set(o: &JsValue, k: &str, v: &str);
     pub fn text(v: &JsValue) -> String;
-    pub fn json(v: &JsValue) -> Option<String>;
+    pub fn flat(v: &JsValue) -> Option<String>;
+    #[wasm_bindgen(js_name = fromJson)]
+    pub fn from_json(s: &str) -> Option<String>;
     pub fn parse(s: &str) -> JsValue;
     pub fn keys(o: &JsValue) -> String;
     pub fn same(a: &JsValue, b: &JsValue) -> bool;

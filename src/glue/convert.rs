@@ -2,19 +2,19 @@
 
 use wasm_bindgen::JsValue;
 
-use super::bridge::{error, get, json, ty, typ};
+use super::bridge::{error, flat, get, ty, typ};
 use crate::error::QysError;
 use crate::value::Value;
 
-/// Reads a JS value into the core's [`Value`] through `JSON.stringify` (`undefined` → `Null`);
+/// Reads a JS value into the core's [`Value`] as `JSON.stringify` sees it (`undefined` → `Null`);
 /// `what` names it in the error.
 pub fn to_value(js: &JsValue, what: &str) -> Result<Value, QysError> {
     if typ(js) == ty::UNDEFINED {
         return Ok(Value::Null);
     }
     // Functions, symbols, bigints and cycles have no JSON text.
-    json(js)
-        .and_then(|text| Value::parse(&text).ok())
+    flat(js)
+        .and_then(|text| Value::from_flat(&text))
         .ok_or_else(|| QysError::invalid_at(what, &[" must be plain data (no functions, symbols, bigints or cycles)"]))
 }
 

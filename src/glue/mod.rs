@@ -244,7 +244,7 @@ impl QysSdk {
                 finite(&get(&options, "timeoutMs"), "timeoutMs")?;
                 let query = get(&options, "query");
                 if typ(&query) == ty::OBJECT {
-                    if let Ok(Value::Array(names)) = Value::parse(&keys(&query)) {
+                    if let Some(Value::Array(names)) = Value::from_flat(&keys(&query)) {
                         for name in names.iter().filter_map(Value::as_str) {
                             finite(&get(&query, name), &concat(&["query.", name]))?;
                         }

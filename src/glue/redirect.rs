@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::JsValue;
 
-use super::bridge::{assign, get, replace, settle, store, text};
+use super::bridge::{assign, from_json, get, replace, settle, store, text};
 use super::convert::to_js_error;
 use super::request::ask_outcome;
 use super::{fire, missing, status_element, Callbacks, Inner};
@@ -14,13 +14,14 @@ use crate::error::{ErrorKind, QysError};
 use crate::message::Event;
 use crate::params::Action;
 use crate::pending::{self, PendingFlow};
-use crate::value::concat;
+use crate::value::{concat, Value};
 use crate::wire::PageGrant;
 
 /// The tab's pending flows as stored; an error when the page has no usable `sessionStorage`
 /// (checked before a redirect flow sends anything).
 pub fn stored() -> Result<Vec<PendingFlow>, QysError> {
-    store(pending::STORAGE_KEY, None).map(|text| pending::parse_list(&text)).ok_or_else(|| missing("sessionStorage"))
+    let text = store(pending::STORAGE_KEY, None).ok_or_else(|| missing("sessionStorage"))?;
+    Ok(pending::parse_list(&from_json(&text).and_then(|flat| Value::from_flat(&flat)).unwrap_or(Value::Null)))
 }
 
 fn keep(flows: &[PendingFlow]) -> Option<String> {

@@ -64,7 +64,7 @@ pub fn ask_outcome(inner: &Rc<Inner>, action: Action, state: &str, flow: &str, t
     }));
 }
 
-/// Reads `post`'s report: `<status>:<body>`, `T:` or `N:<reason>`.
+/// Reads `post`'s report: `<status>:<body as flat text>`, `T:` or `N:<reason>`.
 fn read(inner: &Inner, outcome: &str) -> Result<Answer, QysError> {
     let (head, rest) = outcome.split_once(':').unwrap_or(("N", ""));
     match head {
@@ -84,7 +84,7 @@ fn read(inner: &Inner, outcome: &str) -> Result<Answer, QysError> {
         )),
         status => {
             let status = status.bytes().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-            Ok((status, Value::parse(rest).ok()))
+            Ok((status, Value::from_flat(rest)))
         }
     }
 }
