@@ -3,11 +3,11 @@
 // message to believe, what to show, when to clean up) is taken in Rust. Touches no `window`
 // until called.
 
-/** The value's type, as `Type` in bridge.rs (booleans and non-finite numbers apart). */
+/** The value's type, as `ty` in bridge.rs (booleans apart). */
 export function typ(v) {
   var t = typeof v;
   return v === undefined ? 0 : v === null ? 1 : v === false ? 2 : v === true ? 3
-    : t == 'number' ? (isFinite(v) ? 4 : 5) : t == 'string' ? 6 : t == 'bigint' ? 7
+    : t == 'number' ? 4 : t == 'string' ? 6 : t == 'bigint' ? 7
     : t == 'symbol' ? 8 : t == 'function' ? 9 : 10;
 }
 
@@ -24,40 +24,46 @@ var bits = new DataView(new ArrayBuffer(8));
 
 function hex(n) { return ('0000000' + n.toString(16)).slice(-8); }
 
-/** A value `JSON.parse` made, as flat text (`Value::from_flat` in src/value.rs: the wasm reads
- * that instead of JSON); throws deeper than 64 levels, like the core's own JSON reader. */
-function walk(v, depth) {
+/** `v` as flat text (`Value::from_flat` in src/value.rs: the wasm reads that instead of JSON),
+ * seen as `JSON.stringify` sees it (`toJSON`, boxed primitives; functions, symbols and
+ * `undefined` are nothing: left out of objects, `null` in arrays) except that NaN and ±Infinity
+ * stay numbers, for the core to refuse. Throws on BigInt and deeper than 64 levels (cycles). */
+function walk(v, depth, key) {
   if (depth > 64) throw 0;
+  if (v != null && typeof v.toJSON == 'function') v = v.toJSON(key);
+  if (v instanceof Number || v instanceof String || v instanceof Boolean) v = v.valueOf();
+  var t = typeof v;
   if (v === null) return 'n';
-  if (typeof v == 'boolean') return v ? 't' : 'f';
-  if (typeof v == 'number') {
+  if (t == 'boolean') return v ? 't' : 'f';
+  if (t == 'number') {
     bits.setFloat64(0, v);
     return 'd' + hex(bits.getUint32(0)) + hex(bits.getUint32(4));
   }
-  if (typeof v == 'string') return 's' + v.length + ':' + v;
+  if (t == 'string') return 's' + v.length + ':' + v;
+  if (t == 'bigint') throw 0;
+  if (t != 'object') return;
   var keys = Array.isArray(v) ? null : Object.keys(v);
-  var out = (keys ? 'o' : 'a') + (keys || v).length + ':';
-  (keys || v).forEach(function (k) {
-    out += keys ? k.length + ':' + k + walk(v[k], depth + 1) : walk(k, depth + 1);
-  });
-  return out;
+  var n = (keys || v).length, out = '', count = 0;
+  for (var i = 0; i < n; i++) {
+    var k = keys ? keys[i] : String(i), s = walk(v[k], depth + 1, k);
+    if (!keys) out += s === undefined ? 'n' : s;
+    else if (s !== undefined) out += k.length + ':' + k + s, count++;
+  }
+  return (keys ? 'o' + count : 'a' + n) + ':' + out;
+}
+
+/** `v` as flat text; `undefined` when it is nothing, or cannot be written (BigInt, cycles). */
+export function flat(v) {
+  try { return walk(v, 0, ''); } catch (e) {}
 }
 
 /** JSON text as flat text; `undefined` when it is not JSON. */
 export function fromJson(s) {
-  try { return walk(JSON.parse(s), 0); } catch (e) {}
-}
-
-/** `v` as `JSON.stringify` writes it, as flat text; `undefined` when JSON cannot write it
- * (cycles, BigInt, functions). */
-export function flat(v) {
-  try { var s = JSON.stringify(v); } catch (e) {}
-  return s === undefined ? s : fromJson(s);
+  try { return walk(JSON.parse(s), 0, ''); } catch (e) {}
 }
 
 export function parse(s) { return JSON.parse(s); }
 
-export function keys(o) { return flat(Object.keys(o)); }
 
 /** Whether `a` is `b`, neither being null or undefined. */
 export function same(a, b) { return a != null && a === b; }

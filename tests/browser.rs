@@ -147,6 +147,25 @@ async fn invalid_arguments_reject_and_send_nothing() {
     assert!(QysSdk::new("ftp://x/".into(), None).is_err());
 }
 
+/// Arguments are read as `JSON.stringify` sees them (`toJSON`, boxed strings; members that are
+/// functions or `undefined` left out); cycles and BigInts are refused as not plain data.
+#[wasm_bindgen_test]
+async fn arguments_are_read_as_json_sees_them() {
+    let make = |body: &str| js_sys::Function::new_no_args(body).call0(&JsValue::NULL).unwrap();
+    let sdk = sdk(PROXY, "{}");
+    let boxed = make("return new String('13700000044')");
+    check_frame(&frame(sdk.personal_sign("2603417854124281870".into(), boxed, None)).await, true);
+    let params = make(
+        "return { contact: { toJSON: function () { return '13700000044'; } }, mode: 'BANK', username: undefined, extra: function () {} }",
+    );
+    frame(sdk.personal_auth(params, None)).await;
+    for body in ["var p = { contact: '13700000044' }; p.self = p; return p", "return { contact: '13700000044', manual: BigInt(1) }"] {
+        let (_, kind, _, message) = rejection(sdk.personal_auth(make(body), None)).await;
+        assert_eq!(kind, "invalidArgument", "{message}");
+        assert!(message.contains("plain data"), "{message}");
+    }
+}
+
 #[wasm_bindgen_test]
 async fn unreachable_proxy_is_a_network_error() {
     let sdk = sdk("http://127.0.0.1:9/qys/proxy", "{}");

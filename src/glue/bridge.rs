@@ -9,8 +9,6 @@ pub mod ty {
     pub const UNDEFINED: u8 = 0;
     pub const NULL: u8 = 1;
     pub const TRUE: u8 = 3;
-    /// A number that is NaN or ±Infinity.
-    pub const NON_FINITE: u8 = 5;
     pub const STRING: u8 = 6;
     pub const BIGINT: u8 = 7;
     pub const FUNCTION: u8 = 9;
@@ -28,7 +26,6 @@ extern "C" {
     #[wasm_bindgen(js_name = fromJson)]
     pub fn from_json(s: &str) -> Option<String>;
     pub fn parse(s: &str) -> JsValue;
-    pub fn keys(o: &JsValue) -> String;
     pub fn same(a: &JsValue, b: &JsValue) -> bool;
     pub fn win() -> JsValue;
     pub fn url(input: &str, base: Option<&str>) -> JsValue;

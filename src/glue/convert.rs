@@ -6,7 +6,8 @@ use super::bridge::{error, flat, get, ty, typ};
 use crate::error::QysError;
 use crate::value::Value;
 
-/// Reads a JS value into the core's [`Value`] as `JSON.stringify` sees it (`undefined` → `Null`);
+/// Reads a JS value into the core's [`Value`] as `JSON.stringify` sees it, except that NaN and
+/// ±Infinity stay numbers for validation to refuse (`undefined` → `Null`);
 /// `what` names it in the error.
 pub fn to_value(js: &JsValue, what: &str) -> Result<Value, QysError> {
     if typ(js) == ty::UNDEFINED {

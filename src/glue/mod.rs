@@ -28,7 +28,7 @@ use crate::pending::return_url;
 use crate::presentation::{allow_camera, choose, status_text, Environment, Presentation};
 use crate::value::{concat, object, Value};
 use crate::wire::{answer_result, append_query, page_grant, state_from_random, ticket_grant, Envelope};
-use bridge::{call, defer, get, keys, random, set, settle, string, text, ty, typ, window};
+use bridge::{call, defer, get, random, set, settle, string, text, ty, typ, window};
 use convert::{callback, nullish, to_js_error, to_value};
 use resources::{EventListener, Posted};
 
@@ -159,14 +159,6 @@ fn random_state() -> Result<String, QysError> {
     Ok(state_from_random(&bytes))
 }
 
-/// `JSON.stringify` turns NaN and ±Infinity into `null`; refuse them before it can.
-fn finite(js: &JsValue, param: &str) -> Result<(), QysError> {
-    if typ(js) == ty::NON_FINITE {
-        return Err(QysError::invalid_at(param, &[" must be a finite number"]));
-    }
-    Ok(())
-}
-
 /// The callbacks a flow may fire.
 #[derive(Clone)]
 struct Callbacks {
@@ -239,19 +231,7 @@ impl QysSdk {
         #[wasm_bindgen(unchecked_optional_param_type = "QysSdkOptions")] options: Option<JsValue>,
     ) -> Result<QysSdk, JsValue> {
         let build = || -> Result<QysSdk, QysError> {
-            let options = options.unwrap_or(JsValue::UNDEFINED);
-            if typ(&options) == ty::OBJECT {
-                finite(&get(&options, "timeoutMs"), "timeoutMs")?;
-                let query = get(&options, "query");
-                if typ(&query) == ty::OBJECT {
-                    if let Some(Value::Array(names)) = Value::from_flat(&keys(&query)) {
-                        for name in names.iter().filter_map(Value::as_str) {
-                            finite(&get(&query, name), &concat(&["query.", name]))?;
-                        }
-                    }
-                }
-            }
-            let options = Options::parse(&to_value(&options, "options")?)?;
+            let options = Options::parse(&to_value(&options.unwrap_or(JsValue::UNDEFINED), "options")?)?;
             let (proxy_url, proxy_endpoint, proxy_origin) = resolve_proxy_url(&proxy_url, &options.query)?;
             let inner = Inner {
                 proxy_url,
@@ -349,7 +329,6 @@ impl QysSdk {
     fn sign(&self, action: Action, contract_id: JsValue, contact: JsValue, callbacks: Option<JsValue>) -> Promise {
         let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
         let prepared = (|| {
-            finite(&contract_id, "contractId")?;
             let contract_id = if typ(&contract_id) == ty::BIGINT {
                 // Exact, unlike a number; the core checks the digits like any string.
                 Value::String(text(&contract_id))
