@@ -29,6 +29,8 @@ function load(urls) {
       script.src = url;
       document.head.append(script);
     }).then(function (factory) {
+      // Not loaded, blocked, or not the SDK's file (e.g. a page served in its place).
+      if (!factory) throw 'it did not run';
       return { exports: factory(__wbg_get_imports()) };
     });
   }
