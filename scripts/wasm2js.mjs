@@ -8,6 +8,8 @@
 //     (`document.currentScript.f`), so both entries load it the same way (js/load.js).
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { transformSync } from 'esbuild';
 
 const glue = 'pkg/qys_sdk_wasm.js';
@@ -26,33 +28,48 @@ function replaceOnce(text, from, to) {
   return parts.join(to);
 }
 
-// 1. The two internals of wasm-bindgen 0.2.130's `--target web` glue that `init` runs around
-// WebAssembly.instantiate: the imports object, and the step that adopts the instance's exports.
-const source = readFileSync(glue, 'utf8');
-for (const name of ['__wbg_get_imports', '__wbg_finalize_init']) {
-  if (!source.includes(`\nfunction ${name}(`)) fail(`${glue} has no function ${name} (another wasm-bindgen version?)`);
+/** The wrappers wasm2js writes where an i64 parameter or result of an import or export is split
+ * into two i32 (legalstub$…, legalimport$…): the glue would pass a BigInt there. */
+export function legalised(js) {
+  return [...new Set(js.match(/\blegal(stub|import|func)\$\w+/g) ?? [])];
 }
-appendFileSync(glue, 'export { __wbg_get_imports, __wbg_finalize_init };\n');
 
-// 2. The translation.
-const run = spawnSync('node_modules/.bin/wasm2js', ['-Oz', wasm], { encoding: 'utf8', maxBuffer: 256 << 20 });
-if (run.status !== 0) fail(run.stderr);
-let js = run.stdout;
-// wasm2js splits an i64 parameter or result of an import or export into two i32 (its
-// legalstub$/legalimport$ wrappers); the glue would pass a BigInt. None may cross the boundary.
-const legalised = js.match(/\blegal(stub|import|func)\$\w+/g);
-if (legalised) fail(`i64 crosses the JS boundary, which wasm2js legalises differently from wasm: ${[...new Set(legalised)].join(', ')}`);
-// On memory.grow wasm2js copies memory into a new ArrayBuffer and leaves the old one usable,
-// whereas the glue renews its cached Uint8Array only once it is detached (byteLength 0). Detach
-// it, as WebAssembly.Memory does: a transfer through postMessage detaches at once, in old engines
-// too.
-js = replaceOnce(js, '\n   buffer = newBuffer;\n', '\n   new MessageChannel().port1.postMessage(0, [buffer]);\n   buffer = newBuffer;\n');
-// The ES module wasm2js writes imports the glue's module and instantiates at once; keep its
-// factory, `asmFunc(imports)`, which the entries call with the glue's imports.
-js = replaceOnce(js, "import * as $_qys_sdk_wasm_bg_js from './qys_sdk_wasm_bg.js';\n", '');
-const end = js.indexOf('\nvar retasmFunc = asmFunc(');
-if (end < 0 || !js.includes('\nfunction asmFunc(imports) {')) fail('no asmFunc(imports) in the wasm2js output');
-js = js.slice(0, end);
-const script = `(function () {\n${js}\ndocument.currentScript.f = asmFunc;\n})();\n`;
-const { code } = transformSync(script, { minify: true, target: ['chrome57', 'safari11'], legalComments: 'none' });
-writeFileSync(out, code);
+/** binaryen's wasm2js (ES module output) of the .wasm at `file`. */
+export function wasm2js(file) {
+  const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', '.bin', 'wasm2js');
+  const run = spawnSync(bin, ['-Oz', file], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  if (run.status !== 0) throw new Error(`wasm2js ${file}: ${run.stderr}`);
+  return run.stdout;
+}
+
+function build() {
+  // 1. The two internals of wasm-bindgen 0.2.130's `--target web` glue that `init` runs around
+  // WebAssembly.instantiate: the imports object, and the step that adopts the instance's exports.
+  const source = readFileSync(glue, 'utf8');
+  for (const name of ['__wbg_get_imports', '__wbg_finalize_init']) {
+    if (!source.includes(`\nfunction ${name}(`)) fail(`${glue} has no function ${name} (another wasm-bindgen version?)`);
+  }
+  appendFileSync(glue, 'export { __wbg_get_imports, __wbg_finalize_init };\n');
+
+  // 2. The translation.
+  let js = wasm2js(wasm);
+  // No i64 may cross the boundary: wasm2js would take and give it as two i32.
+  const split = legalised(js);
+  if (split.length) fail(`i64 crosses the JS boundary, which wasm2js splits in two i32: ${split.join(', ')}`);
+  // On memory.grow wasm2js copies memory into a new ArrayBuffer and leaves the old one usable,
+  // whereas the glue renews its cached Uint8Array only once it is detached (byteLength 0). Detach
+  // it, as WebAssembly.Memory does: a transfer through postMessage detaches at once, in old engines
+  // too.
+  js = replaceOnce(js, '\n   buffer = newBuffer;\n', '\n   new MessageChannel().port1.postMessage(0, [buffer]);\n   buffer = newBuffer;\n');
+  // The ES module wasm2js writes imports the glue's module and instantiates at once; keep its
+  // factory, `asmFunc(imports)`, which the entries call with the glue's imports.
+  js = replaceOnce(js, "import * as $_qys_sdk_wasm_bg_js from './qys_sdk_wasm_bg.js';\n", '');
+  const end = js.indexOf('\nvar retasmFunc = asmFunc(');
+  if (end < 0 || !js.includes('\nfunction asmFunc(imports) {')) fail('no asmFunc(imports) in the wasm2js output');
+  js = js.slice(0, end);
+  const script = `(function () {\n${js}\ndocument.currentScript.f = asmFunc;\n})();\n`;
+  const { code } = transformSync(script, { minify: true, target: ['chrome57', 'safari11'], legalComments: 'none' });
+  writeFileSync(out, code);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) build();
