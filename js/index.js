@@ -1,5 +1,6 @@
 // The ES module entry of the npm package: `import { qysSdk } from 'qys-sdk-wasm'`. Importing
-// touches no window; the wasm is fetched and instantiated on the first call, once.
+// touches no window; the wasm is fetched and instantiated on the first call (again at the next
+// call if that failed).
 import { defineQysSdk } from './lazy.js';
 import { loader } from './load.js';
 
