@@ -42,10 +42,10 @@ export function defineQysSdk(whenReady) {
   return qysSdk;
 }
 
-/** The error every call rejects with when the wasm cannot be loaded. */
+/** The error every call rejects with when the wasm (or its wasm2js fallback) cannot be loaded. */
 export function loadError(url, cause) {
   var error = new Error('the SDK could not load ' + url + ' (' + (cause && cause.message || cause) +
-    '); serve it next to the script as application/wasm and allow it in the CSP');
+    '); serve it next to the script and allow it in the CSP');
   error.name = 'QysError';
   error.kind = 'network';
   error.code = null;

@@ -31,6 +31,10 @@ TS
 # (esbuild flags Safari 11 destructuring for edge cases of its test suite; the plain object
 # destructuring the glue uses runs there, so it is declared supported).
 rm -rf dist && mkdir dist
+# --- wasm2js fallback (issue 10): exports the glue's two instantiation internals, and writes
+# dist/qys_sdk_wasm2js.js, the .wasm as JS for pages without WebAssembly (see the script).
+node scripts/wasm2js.mjs
+# --- end of the wasm2js fallback
 esbuild=node_modules/.bin/esbuild
 $esbuild js/index.js --bundle --format=esm --target=chrome61,safari11 --supported:import-meta=true --supported:destructuring=true \
   --minify --legal-comments=none --log-level=warning --outfile=dist/qys-sdk.mjs

@@ -4,8 +4,9 @@
 #  2. the release build of the SDK into pkg/ (npm run build), and its size check
 #  3. wasm-bindgen-test (MVP build) in Chromium, Firefox ESR and WebKitGTK against a running
 #     qys-proxy sandbox + fault server
-#  4. Playwright end-to-end flows (demo page, seed 004's pages, classic script, CSP), the shipping
-#     checks (MVP wasm, ES2017 JS, Node 10), the npm consumers (webpack, Vite, tsc)
+#  4. Playwright end-to-end flows (demo page, seed 004's pages, classic script, CSP; with WebAssembly
+#     and without it, on the wasm2js fallback), the shipping checks (MVP wasm, ES2017 JS, Node 10),
+#     the npm consumers (webpack, Vite, tsc)
 #  5. the demo flows in Firefox ESR and WebKitGTK through WebDriver
 set -euo pipefail
 cd "$(dirname "$0")/.."

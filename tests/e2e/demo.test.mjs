@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startProxy, startForger, launch, stateOf } from './harness.mjs';
+import { DEMO_FLOWS, runDemoFlow, openDemo as openDemoPage, events } from './flows.mjs';
 
 let proxy, forger, browser;
 before(async () => {
@@ -19,68 +20,9 @@ after(async () => {
 
 /** Opens the demo page (of `server`, in a new context with `options`: viewport, user agent…),
  * counting what reaches the proxy endpoint. */
-async function openDemo(options, server = proxy) {
-  const page = await browser.newPage(options);
-  const proxyCalls = [];
-  page.sdkLog = [];
-  page.on('console', (m) => { if (m.text().startsWith('[qys-sdk]')) page.sdkLog.push(m.text()); });
-  page.on('request', (r) => {
-    if (new URL(r.url()).pathname === '/qys/proxy') proxyCalls.push({ method: r.method(), url: r.url() });
-  });
-  await page.goto(`${server.proxy}/`);
-  await page.waitForSelector('body[data-ready=true]');
-  return { page, proxyCalls };
-}
+const openDemo = (options, server = proxy) => openDemoPage(browser, server, options);
 
-async function events(page) {
-  return page.$$eval('#events li', (lis) => lis.map((li) => ({ event: li.dataset.event, text: li.textContent })));
-}
-
-async function run(button, click, expected) {
-  const { page, proxyCalls } = await openDemo();
-  await page.click(`#${button}`);
-  const frame = page.frameLocator('#qys-frame');
-  for (const id of click) await frame.locator(id).click();
-  await page.waitForSelector('#events li');
-  await page.waitForTimeout(200); // a second (wrong) callback would show up here
-  const seen = await events(page);
-  assert.equal(seen.length, 1, JSON.stringify(seen));
-  assert.equal(seen[0].event, expected.event);
-  if (expected.payload) assert.deepEqual(JSON.parse(seen[0].text.slice(expected.event.length + 1)), expected.payload);
-  assert.deepEqual(proxyCalls.map((c) => c.method), ['POST'], 'one request per call, no preflight');
-  assert.match(proxyCalls[0].url, /\?a=1&token=ab1234$/, 'the page query travels with the request');
-  await page.close();
-}
-
-test('personalSign: sign → signSuccess once', () =>
-  run('personalSign', ['#qys-sandbox-sign'], { event: 'signSuccess', payload: { contractId: '2603417854124281870' } }));
-
-test('enterpriseSign: sign → signSuccess once', () =>
-  run('enterpriseSign', ['#qys-sandbox-sign'], { event: 'signSuccess', payload: { contractId: '2603417854124281870' } }));
-
-test('personalAuth: submit → authSuccess with userInfo from the platform', () =>
-  run('personalAuth', ['#qys-sandbox-auth-submit'], {
-    event: 'authSuccess',
-    payload: { username: '李雷', mobile: '13900000001', cardNo: '110101199303033456' },
-  }));
-
-test('enterpriseAuth: submit → authSuccess with the company', () =>
-  run('enterpriseAuth', ['#qys-sandbox-auth-submit'], {
-    event: 'authSuccess',
-    payload: { name: '杭州演示科技有限公司', registerNo: '91330100MA2B000009', legalPerson: '韩梅梅' },
-  }));
-
-test('personalSign by an unauthenticated signer: exit → authFail once', async () => {
-  const { page } = await openDemo();
-  await page.fill('#contractId', '2603417854124281871');
-  await page.fill('#signContact', '13900000066');
-  await page.click('#personalSign');
-  await page.frameLocator('#qys-frame').locator('#qys-sandbox-exit').click();
-  await page.waitForSelector('#events li');
-  await page.waitForTimeout(200);
-  assert.deepEqual((await events(page)).map((e) => e.event), ['authFail']);
-  await page.close();
-});
+for (const flow of DEMO_FLOWS) test(flow.title, () => runDemoFlow(browser, proxy, flow));
 
 test('forged messages fire nothing; replays after the real one fire nothing', async () => {
   const { page } = await openDemo();

@@ -39,6 +39,22 @@ export async function startProxy(env = {}) {
   return { ...urls, stop: () => child.kill() };
 }
 
+/** Starts tests/support/faults.mjs (a "proxy" that hangs, answers HTTP 500 or garbage) on an
+ * ephemeral loopback port; resolves to its URL. */
+export async function startFaults() {
+  const child = spawn(process.execPath, [join(root, 'tests/support/faults.mjs'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  const url = await new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`faults.mjs exited with ${code}: ${out}`)));
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const m = /^faults: (\S+)/m.exec(out);
+      if (m) resolve(m[1]);
+    });
+  });
+  return { url, stop: () => child.kill() };
+}
+
 /** A server on another origin whose page posts forged protocol messages to its parent. */
 export async function startForger() {
   const server = createServer((req, res) => {

@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startProxy, launch } from './harness.mjs';
+import { SEED_PAGES, runSeedPage, classicPage as openClassicPage } from './flows.mjs';
 
 let proxy, browser;
 before(async () => {
@@ -14,107 +15,62 @@ after(async () => {
   proxy?.stop();
 });
 
-/** Opens a page on the proxy with outside requests (the seed's vConsole) refused locally. */
-async function openSeed(path) {
-  const page = await browser.newPage();
-  const logs = [];
-  const types = {};
-  page.on('console', async (m) => {
-    const args = await Promise.all(m.args().map((a) => a.jsonValue().catch(() => null)));
-    logs.push(args);
-  });
-  page.on('response', (r) => { types[new URL(r.url()).pathname] = r.headers()['content-type']; });
-  await page.route('**/*', (route) => {
-    const host = new URL(route.request().url()).hostname;
-    return host === '127.0.0.1' ? route.continue() : route.abort();
-  });
-  await page.goto(`${proxy.proxy}${path}`);
-  return { page, logs, types };
-}
+for (const seed of SEED_PAGES) test(seed.title, () => runSeedPage(browser, proxy, seed));
 
-async function run(path, steps, expected) {
-  const { page, logs, types } = await openSeed(path);
-  const frame = await page.waitForSelector('iframe', { timeout: 10000 });
-  const style = await frame.evaluate((f) => ({ border: f.style.border, position: f.style.position, parent: f.parentElement.tagName }));
-  assert.deepEqual(style, { border: '1px solid red', position: 'fixed', parent: 'BODY' });
-  await steps(page.frameLocator('iframe'));
-  await page.waitForFunction(() => true);
-  for (let i = 0; i < 50 && !logs.some((l) => l[0] === expected[0]); i++) await page.waitForTimeout(100);
-  const hits = logs.filter((l) => l[0] === expected[0]);
-  assert.equal(hits.length, 1, JSON.stringify(logs));
-  assert.deepEqual(hits[0], expected);
-  assert.match(types['/js/index.js'], /javascript/);
-  assert.equal(types['/js/qys_sdk_wasm_bg.wasm'], 'application/wasm');
-  await page.close();
-}
-
-test('seed personalSign page', () =>
-  run('/seed/personal-sign.html', (f) => f.locator('#qys-sandbox-sign').click(), ['签署成功']));
-
-test('seed enterpriseSign page', () =>
-  run('/seed/enterprise-sign.html', (f) => f.locator('#qys-sandbox-sign').click(), ['签署成功']));
-
-test('seed personalAuth page (BANK)', () =>
-  run('/seed/personal-auth.html', async (f) => {
-    await f.locator('#qys-sandbox-username').fill('赵');
-    await f.locator('#qys-sandbox-idCardNo').fill('110101199001011111');
-    await f.locator('#qys-sandbox-bankNo').fill('6222020000000001');
-    await f.locator('#qys-sandbox-bankMobile').fill('13900000049');
-    await f.locator('#qys-sandbox-auth-submit').click();
-  }, ['认证成功 :', { username: '赵', mobile: '13900000041', cardNo: '110101199001011111', bankNo: '6222020000000001', contact: '13900000049' }]));
-
-test('seed enterpriseAuth page', () =>
-  run('/seed/enterprise-auth.html', async (f) => {
-    await f.locator('#qys-sandbox-registerNo').fill('91330100MA2B000077');
-    await f.locator('#qys-sandbox-legalPerson').fill('钱');
-    await f.locator('#qys-sandbox-auth-submit').click();
-  }, ['认证成功 :', { name: '自测JSSDK企业认证x', registerNo: '91330100MA2B000077', legalPerson: '钱' }]));
+const classicPage = (path, options) => openClassicPage(browser, proxy, path, options);
 
 test('the classic script lets a page call a method at once, before the wasm is ready', async () => {
-  const page = await browser.newPage();
-  await page.route(`${proxy.proxy}/immediate.html`, (route) => route.fulfill({
-    contentType: 'text/html',
-    body: `<!doctype html><script src=/js/index.js></script><script>
-      window.result = new qysSdk('/qys/proxy').personalAuth({ contact: '13900000051' })
-        .then(function (el) { return el.tagName; }, function (e) { return e.name + ' ' + e.message; });
-    </script>`,
-  }));
+  const page = await classicPage('/immediate.html');
   await page.goto(`${proxy.proxy}/immediate.html`);
   assert.equal(await page.evaluate(() => window.result), 'IFRAME');
   await page.close();
 });
 
-test('a missing .wasm rejects every call with a QysError saying what to fix', async () => {
-  const page = await browser.newPage();
+test('a missing .wasm rejects every call with a QysError saying what to fix, and no fallback', async () => {
+  const page = await classicPage('/missing.html');
   await page.route('**/qys_sdk_wasm_bg.wasm', (route) => route.fulfill({ status: 404, body: 'no' }));
-  await page.route(`${proxy.proxy}/missing.html`, (route) => route.fulfill({
-    contentType: 'text/html',
-    body: `<!doctype html><script src=/js/index.js></script><script>
-      window.result = new qysSdk('/qys/proxy').personalAuth({ contact: '13900000052' })
-        .then(function () { return 'resolved'; }, function (e) { return [e.name, e.kind, e.message]; });
-    </script>`,
-  }));
   await page.goto(`${proxy.proxy}/missing.html`);
   const [name, kind, message] = await page.evaluate(() => window.result);
   assert.equal(name, 'QysError');
   assert.equal(kind, 'network');
-  assert.match(message, /qys_sdk_wasm_bg\.wasm/);
+  assert.match(message, /qys_sdk_wasm_bg\.wasm \(.*404/);
+  assert.deepEqual(page.modules, ['qys_sdk_wasm_bg.wasm'], 'the wasm2js fallback is not fetched: it would not help');
   await page.close();
 });
 
-test('the CSP the README lists is enough, and without wasm-unsafe-eval the SDK says so', async () => {
-  const page = await browser.newPage();
-  const html = `<!doctype html><script src=/js/index.js></script><script>
-    window.result = new qysSdk('/qys/proxy').personalAuth({ contact: '13900000053' })
-      .then(function (el) { return el.tagName; }, function (e) { return e.name + ' ' + e.kind; });
-  </script>`;
-  const serve = (csp) => (route) => route.fulfill({ contentType: 'text/html', headers: { 'content-security-policy': csp }, body: html });
-  const sandbox = proxy.sandbox;
-  await page.route(`${proxy.proxy}/csp-ok.html`, serve(`default-src 'none'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; connect-src 'self'; frame-src ${sandbox}`));
-  await page.route(`${proxy.proxy}/csp-no-wasm.html`, serve(`default-src 'none'; script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-src ${sandbox}`));
-  await page.goto(`${proxy.proxy}/csp-ok.html`);
-  assert.equal(await page.evaluate(() => window.result), 'IFRAME');
-  await page.goto(`${proxy.proxy}/csp-no-wasm.html`);
-  assert.equal(await page.evaluate(() => window.result), 'QysError network');
+test('the classic script loads the .wasm again at the next call after a failure', async () => {
+  const page = await classicPage('/retry.html');
+  let answered = 0;
+  await page.route('**/qys_sdk_wasm_bg.wasm', (route) => (answered++ === 0
+    ? route.fulfill({ status: 503, body: 'busy' })
+    : route.continue()));
+  await page.goto(`${proxy.proxy}/retry.html`);
+  const [name, kind, message] = await page.evaluate(() => window.result);
+  assert.deepEqual([name, kind], ['QysError', 'network']);
+  assert.match(message, /qys_sdk_wasm_bg\.wasm \(.*503/);
+  assert.equal(await page.evaluate(() => window.again()), 'IFRAME');
+  assert.deepEqual(page.modules, ['qys_sdk_wasm_bg.wasm', 'qys_sdk_wasm_bg.wasm']);
   await page.close();
+});
+
+test('the CSP the README lists is enough; without wasm-unsafe-eval the SDK runs on its wasm2js fallback', async () => {
+  const sandbox = proxy.sandbox;
+  const policy = (script) => `default-src 'none'; script-src ${script}; connect-src 'self'; frame-src ${sandbox}`;
+  const cases = [
+    [policy(`'self' 'unsafe-inline' 'wasm-unsafe-eval'`), 'IFRAME', ['qys_sdk_wasm_bg.wasm']],
+    // WebAssembly refuses to compile the fetched module: the fallback takes over.
+    [policy(`'self' 'unsafe-inline'`), 'IFRAME', ['qys_sdk_wasm_bg.wasm', 'qys_sdk_wasm2js.js']],
+    // Nor may the fallback run (Chromium blocks its request): the SDK says which file to allow.
+    [policy(`'unsafe-inline' ${proxy.proxy}/js/index.js`), /^QysError network the SDK could not load \S+\/js\/qys_sdk_wasm2js\.js /,
+      ['qys_sdk_wasm_bg.wasm', 'qys_sdk_wasm2js.js']],
+  ];
+  for (const [csp, expected, modules] of cases) {
+    const page = await classicPage('/csp.html', { headers: { 'content-security-policy': csp } });
+    await page.goto(`${proxy.proxy}/csp.html`);
+    const result = await page.evaluate(() => window.result);
+    if (expected instanceof RegExp) assert.match(result.join(' '), expected, csp);
+    else assert.equal(result, expected, csp);
+    assert.deepEqual(page.modules, modules, csp);
+    await page.close();
+  }
 });

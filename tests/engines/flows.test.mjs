@@ -1,11 +1,14 @@
 // The demo flows in Firefox ESR and WebKitGTK through WebDriver (Playwright cannot drive Debian's
-// builds). ENGINE=firefox needs GECKODRIVER; ENGINE=webkit needs WebKitWebDriver and a display
+// builds), and the classic script on its wasm2js fallback there. ENGINE=firefox needs GECKODRIVER; ENGINE=webkit needs WebKitWebDriver and a display
 // (run under xvfb-run). The driver is started here and reached with usingServer, so
 // selenium-webdriver never tries to download one.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Builder, By, until } from 'selenium-webdriver';
 import { startProxy } from '../e2e/harness.mjs';
 
@@ -128,3 +131,36 @@ test(`${engine}: redirect personalAuth → back → resume fires authSuccess onc
 
 test(`${engine}: redirect personalAuth exit → back → resume fires authFail once`, () =>
   redirectFlow('13900000202', 'qys-sandbox-exit', 'authFail'));
+
+/** A page with the classic script that records `personalAuth`'s outcome; `head` comes first. */
+const fallbackPage = (head) => `<!doctype html><meta charset=utf-8>${head}<script src=/js/index.js></script><script>
+  window.result = null;
+  new qysSdk('/qys/proxy').personalAuth({ contact: '13900000203' })
+    .then(function (el) { window.result = el.tagName; }, function (e) { window.result = e.kind + ' ' + e.message; });
+</script>`;
+
+/** Opens `file` of a proxy serving the fallback pages; its outcome and the SDK files it fetched. */
+async function fallbackRun(file) {
+  const www = mkdtempSync(join(tmpdir(), 'qys-fallback-'));
+  // As in iOS Lockdown Mode: no WebAssembly at all.
+  writeFileSync(join(www, 'nowasm.html'), fallbackPage('<script>delete window.WebAssembly;</script>'));
+  // A CSP (here in a <meta>) that lets scripts run but not WebAssembly.
+  writeFileSync(join(www, 'csp.html'), fallbackPage(`<meta http-equiv="Content-Security-Policy" content="script-src 'self' 'unsafe-inline'">`));
+  const pages = await startProxy({ QYS_WWW_DIR: www });
+  try {
+    await driver.get(`${pages.proxy}/${file}`);
+    await driver.wait(async () => driver.executeScript(() => window.result), 15000);
+    return driver.executeScript(() => [window.result, performance.getEntriesByType('resource')
+      .map((e) => e.name.split('/').pop()).filter((f) => f.startsWith('qys_sdk_wasm'))]);
+  } finally {
+    pages.stop();
+  }
+}
+
+test(`${engine}: without WebAssembly the classic script runs on the wasm2js fallback`, async () => {
+  assert.deepEqual(await fallbackRun('nowasm.html'), ['IFRAME', ['qys_sdk_wasm2js.js']]);
+});
+
+test(`${engine}: a CSP without wasm-unsafe-eval makes the classic script fall back to wasm2js`, async () => {
+  assert.deepEqual(await fallbackRun('csp.html'), ['IFRAME', ['qys_sdk_wasm_bg.wasm', 'qys_sdk_wasm2js.js']]);
+});
