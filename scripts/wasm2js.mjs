@@ -63,7 +63,10 @@ function build() {
   js = replaceOnce(js, '\n   buffer = newBuffer;\n', '\n   new MessageChannel().port1.postMessage(0, [buffer]);\n   buffer = newBuffer;\n');
   // The ES module wasm2js writes imports the glue's module and instantiates at once; keep its
   // factory, `asmFunc(imports)`, which the entries call with the glue's imports.
-  js = replaceOnce(js, "import * as $_qys_sdk_wasm_bg_js from './qys_sdk_wasm_bg.js';\n", '');
+  // (The import module's name is whatever scripts/short-names.mjs made it.)
+  const imports = js.match(/^import \* as [\w$]+ from '[^']+';\n/gm) ?? [];
+  if (imports.length !== 1) fail(`expected one import line in the wasm2js output, found ${imports.length}`);
+  js = js.replace(imports[0], '');
   const end = js.indexOf('\nvar retasmFunc = asmFunc(');
   if (end < 0 || !js.includes('\nfunction asmFunc(imports) {')) fail('no asmFunc(imports) in the wasm2js output');
   js = js.slice(0, end);
