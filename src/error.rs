@@ -53,7 +53,12 @@ pub struct ErrorFields {
 
 impl QysError {
     fn of(kind: ErrorKind, code: Option<i64>, param: Option<String>, message: String) -> Self {
-        Self(Box::new(ErrorFields { kind, code, param, message }))
+        Self(Box::new(ErrorFields {
+            kind,
+            code,
+            param,
+            message,
+        }))
     }
 
     /// The message, taken out of the error.
@@ -63,7 +68,12 @@ impl QysError {
 
     /// A bad argument at `param`.
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::of(ErrorKind::InvalidArgument, None, Some(param.into()), message.into())
+        Self::of(
+            ErrorKind::InvalidArgument,
+            None,
+            Some(param.into()),
+            message.into(),
+        )
     }
 
     /// A bad argument at `param`; the message is `param` followed by `what`'s parts. (Joining

@@ -51,7 +51,12 @@ const COMPANY_INFO: &[&str] = &["name", "registerNo", "legalPerson"];
 impl MessageGate {
     /// A gate for `action`, expecting messages from `origin` carrying `state`.
     pub fn new(action: Action, origin: String, state: String) -> Self {
-        Self { action, origin, state, done: false }
+        Self {
+            action,
+            origin,
+            state,
+            done: false,
+        }
     }
 
     /// Whether a terminal event was accepted (all later messages are ignored).
@@ -77,7 +82,9 @@ impl MessageGate {
     }
 
     fn parse(&self, data: &Value) -> Option<Event> {
-        if data.get("type")?.as_str()? != "qys-sdk" || !matches!(data.get("v")?, Value::Number(v) if *v == 1.0) {
+        if data.get("type")?.as_str()? != "qys-sdk"
+            || !matches!(data.get("v")?, Value::Number(v) if *v == 1.0)
+        {
             return None;
         }
         if data.get("state")?.as_str()? != self.state {
@@ -99,7 +106,11 @@ pub fn accept(action: Action, event: &str, data: Option<&Value>) -> Option<Event
     match (event, action.is_sign()) {
         ("signSuccess", true) => Some(Event::SignSuccess(strings(payload, &["contractId"])?)),
         ("authSuccess", false) => {
-            let fields = if action == Action::PersonalAuth { PERSONAL_INFO } else { COMPANY_INFO };
+            let fields = if action == Action::PersonalAuth {
+                PERSONAL_INFO
+            } else {
+                COMPANY_INFO
+            };
             Some(Event::AuthSuccess(strings(payload, fields)?))
         }
         ("authFail", _) => Some(Event::AuthFail),
@@ -114,7 +125,9 @@ fn strings(payload: Option<&Value>, keys: &[&str]) -> Option<Value> {
     for key in keys {
         match payload.and_then(|p| p.get(key)) {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) if char_count(s) <= 256 => members.push(((*key).to_owned(), Value::String(s.clone()))),
+            Some(Value::String(s)) if char_count(s) <= 256 => {
+                members.push(((*key).to_owned(), Value::String(s.clone())))
+            }
             Some(_) => return None,
         }
     }

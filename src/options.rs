@@ -29,7 +29,10 @@ pub fn parse_presentation(value: &Value, param: &str) -> Result<Option<Presentat
     match value.as_str() {
         Some("auto") => Ok(None),
         Some(name) if Presentation::from_name(name).is_some() => Ok(Presentation::from_name(name)),
-        _ => Err(QysError::invalid_at(param, &[" must be 'auto', 'iframe', 'redirect' or 'miniProgram'"])),
+        _ => Err(QysError::invalid_at(
+            param,
+            &[" must be 'auto', 'iframe', 'redirect' or 'miniProgram'"],
+        )),
     }
 }
 
@@ -46,7 +49,12 @@ impl Options {
         let members = match value {
             Value::Null => return Ok(options),
             Value::Object(members) => members,
-            other => return Err(QysError::invalid_at("options", &[" must be an object, not ", other.type_name()])),
+            other => {
+                return Err(QysError::invalid_at(
+                    "options",
+                    &[" must be an object, not ", other.type_name()],
+                ))
+            }
         };
         for (key, member) in members {
             match (key.as_str(), member) {
@@ -57,14 +65,21 @@ impl Options {
                             Value::String(s) => s.clone(),
                             Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
                                 let digits = decimal(n.abs() as u64);
-                                if *n < 0.0 { concat(&["-", &digits]) } else { digits }
+                                if *n < 0.0 {
+                                    concat(&["-", &digits])
+                                } else {
+                                    digits
+                                }
                             }
                             Value::Bool(b) => String::from(if *b { "true" } else { "false" }),
                             Value::Null => continue,
                             other => {
                                 return Err(QysError::invalid_at(
                                     &concat(&["query.", name]),
-                                    &[" must be a string, an integer or a boolean, not ", other.type_name()],
+                                    &[
+                                        " must be a string, an integer or a boolean, not ",
+                                        other.type_name(),
+                                    ],
                                 ))
                             }
                         };
@@ -72,9 +87,14 @@ impl Options {
                     }
                 }
                 ("query", other) => {
-                    return Err(QysError::invalid_at("query", &[" must be an object, not ", other.type_name()]))
+                    return Err(QysError::invalid_at(
+                        "query",
+                        &[" must be an object, not ", other.type_name()],
+                    ))
                 }
-                ("timeoutMs", Value::Number(n)) if n.fract() == 0.0 && *n >= 1.0 && *n <= f64::from(MAX_TIMEOUT_MS) => {
+                ("timeoutMs", Value::Number(n))
+                    if n.fract() == 0.0 && *n >= 1.0 && *n <= f64::from(MAX_TIMEOUT_MS) =>
+                {
                     options.timeout_ms = *n as u32;
                 }
                 ("timeoutMs", _) => {
@@ -85,9 +105,14 @@ impl Options {
                 }
                 ("debug", Value::Bool(b)) => options.debug = *b,
                 ("debug", other) => {
-                    return Err(QysError::invalid_at("debug", &[" must be a boolean, not ", other.type_name()]))
+                    return Err(QysError::invalid_at(
+                        "debug",
+                        &[" must be a boolean, not ", other.type_name()],
+                    ))
                 }
-                ("presentation", v) => options.presentation = parse_presentation(v, "presentation")?,
+                ("presentation", v) => {
+                    options.presentation = parse_presentation(v, "presentation")?
+                }
                 ("miniProgramPage", Value::String(page)) if is_mini_program_page(page) => {
                     options.mini_program_page = page.clone();
                 }

@@ -19,7 +19,12 @@ pub enum Action {
 
 impl Action {
     /// All actions, in seed 004's order.
-    pub const ALL: [Action; 4] = [Action::PersonalSign, Action::PersonalAuth, Action::EnterpriseSign, Action::EnterpriseAuth];
+    pub const ALL: [Action; 4] = [
+        Action::PersonalSign,
+        Action::PersonalAuth,
+        Action::EnterpriseSign,
+        Action::EnterpriseAuth,
+    ];
 
     /// Parses the wire name.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -177,7 +182,9 @@ pub fn is_mobile(s: &str) -> bool {
 
 /// Whether `s` looks like an email address (one `@`, a dotted domain, no spaces).
 pub fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && !domain.contains('@')
         && domain.contains('.')
@@ -214,56 +221,353 @@ pub fn contract_id(value: Option<&Value>, param: &str) -> Result<String, QysErro
     }
 }
 
-impl Params {
-    /// Validates the parameters object of `action` (the wire shape, seed 004's names).
-    pub fn parse(action: Action, params: &Value) -> Result<Self, QysError> {
-        let f = Fields::new(params, "")?;
-        Ok(match action {
-            Action::PersonalSign | Action::EnterpriseSign => Params::Sign(SignParams {
-                contract_id: contract_id(params.get("contractId"), "contractId")?,
-                contact: f.contact("contact", "contactType")?,
-            }),
-            Action::PersonalAuth => Params::PersonalAuth(PersonalAuthParams {
-                mode: f.enum_opt("mode", PERSONAL_AUTH_MODES)?.unwrap_or("DEFAULT"),
-                contact: f.contact("contact", "contactType")?,
-                username: f.text_opt("username", limits::NAME)?,
-                id_card_no: f.text_opt("idCardNo", limits::NUMBER)?,
-                bank_no: f.digits_opt("bankNo", limits::NUMBER)?,
-                bank_mobile: f.mobile_opt("bankMobile")?,
-                manual: f.bool_opt("manual")?.unwrap_or(false),
-                callback_url: f.url_opt("callbackUrl")?,
-                modify_fields: f.enum_list("modifyFields", PERSONAL_MODIFY_FIELDS)?,
-            }),
-            Action::EnterpriseAuth => {
-                let company_name = f.text_req("companyName", limits::COMPANY_NAME)?;
-                let bean = f.object_req("companyAuthBean")?;
-                if let Some(inner) = bean.text_opt("companyName", limits::COMPANY_NAME)? {
-                    if inner != company_name {
-                        return Err(QysError::invalid(
-                            "companyAuthBean.companyName",
-                            "companyAuthBean.companyName differs from companyName; give one name",
+/// How one member of the parameters is checked and written on the wire. The four actions'
+/// parameters are tables of these ([`SIGN`], …), read by one small interpreter ([`check`]):
+/// a table is a fraction of the code that hand-written validation of each field was.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// [`contract_id`].
+    ContractId,
+    /// A required mobile number or email address, and its optional stated type at `<key>Type`;
+    /// both are written.
+    Contact,
+    /// Trimmed text of at most this many characters, without control characters; empty text
+    /// counts as absent.
+    Text(usize),
+    /// Required [`Rule::Text`].
+    Required(usize),
+    /// Text of decimal digits.
+    Digits(usize),
+    /// An 11-digit mobile number.
+    Mobile,
+    /// An http(s) URL.
+    Url,
+    /// A boolean, written only when it is not the default.
+    Flag(bool),
+    /// One of these names (not trimmed), else the default.
+    OneOf(&'static [&'static str], &'static str),
+    /// A list of these names, each once; written only when not empty.
+    List(&'static [&'static str]),
+    /// A required object, checked against its own table.
+    Object(&'static [(&'static str, Rule)]),
+    /// The company name again (`companyAuthBean.companyName`): checked, must equal the
+    /// top-level `companyName`, not written.
+    SameCompanyName,
+}
+
+const SIGN: &[(&str, Rule)] = &[("contractId", Rule::ContractId), ("contact", Rule::Contact)];
+const PERSONAL_AUTH: &[(&str, Rule)] = &[
+    ("mode", Rule::OneOf(PERSONAL_AUTH_MODES, "DEFAULT")),
+    ("contact", Rule::Contact),
+    ("username", Rule::Text(limits::NAME)),
+    ("idCardNo", Rule::Text(limits::NUMBER)),
+    ("bankNo", Rule::Digits(limits::NUMBER)),
+    ("bankMobile", Rule::Mobile),
+    ("manual", Rule::Flag(false)),
+    ("callbackUrl", Rule::Url),
+    ("modifyFields", Rule::List(PERSONAL_MODIFY_FIELDS)),
+];
+const APPLICANT: &[(&str, Rule)] = &[
+    ("name", Rule::Text(limits::NAME)),
+    ("contact", Rule::Contact),
+];
+const COMPANY_AUTH_BEAN: &[(&str, Rule)] = &[
+    ("companyName", Rule::SameCompanyName),
+    ("applicant", Rule::Object(APPLICANT)),
+    ("registerNo", Rule::Text(limits::NUMBER)),
+    ("legalPerson", Rule::Text(limits::NAME)),
+    ("callbackUrl", Rule::Url),
+    ("closeButton", Rule::Flag(true)),
+    ("modifyFields", Rule::List(COMPANY_MODIFY_FIELDS)),
+];
+const ENTERPRISE_AUTH: &[(&str, Rule)] = &[
+    ("companyName", Rule::Required(limits::COMPANY_NAME)),
+    ("companyAuthBean", Rule::Object(COMPANY_AUTH_BEAN)),
+];
+
+/// Validates the parameters object of `action` (seed 004's names) and returns its canonical
+/// wire object: what the SDK sends and the proxy reads back (trimmed text, the contact's type,
+/// defaults that matter written, the rest left out).
+pub fn normalize(action: Action, params: &Value) -> Result<Value, QysError> {
+    let rules = match action {
+        Action::PersonalSign | Action::EnterpriseSign => SIGN,
+        Action::PersonalAuth => PERSONAL_AUTH,
+        Action::EnterpriseAuth => ENTERPRISE_AUTH,
+    };
+    let mut out = Vec::new();
+    check(params, "", rules, params, &mut out)?;
+    Ok(Value::Object(out))
+}
+
+/// Checks `object` (at `prefix`, `""` or ending in `.`) against `rules`, in order, pushing the
+/// wire members onto `out`.
+fn check(
+    object: &Value,
+    prefix: &str,
+    rules: &[(&str, Rule)],
+    root: &Value,
+    out: &mut Vec<(String, Value)>,
+) -> Result<(), QysError> {
+    if !matches!(object, Value::Object(_)) {
+        let param = if prefix.is_empty() {
+            "params"
+        } else {
+            prefix.trim_end_matches('.')
+        };
+        return Err(QysError::invalid_at(
+            param,
+            &[" must be an object, not ", object.type_name()],
+        ));
+    }
+    for &(key, rule) in rules {
+        let path = concat(&[prefix, key]);
+        let member = object.get(key).filter(|v| !matches!(v, Value::Null));
+        let err = |what: &[&str]| QysError::invalid_at(&path, what);
+        let wire = match rule {
+            Rule::ContractId => Value::String(contract_id(member, &path)?),
+            Rule::Contact => {
+                let value =
+                    text(member, &path, limits::CONTACT)?.ok_or_else(|| err(&[" is required"]))?;
+                let kind = ContactType::of(&value).ok_or_else(|| {
+                    err(&[" must be an 11-digit mobile number or an email address (not a masked one like 137******44)"])
+                })?;
+                let type_key = concat(&[key, "Type"]);
+                let type_path = concat(&[prefix, &type_key]);
+                if let Some(stated) = one_of(object.get(&type_key), &type_path, CONTACT_TYPES)? {
+                    if stated != kind.as_str() {
+                        return Err(QysError::invalid_at(
+                            &type_path,
+                            &[
+                                " is ",
+                                stated,
+                                " but ",
+                                &path,
+                                " looks like ",
+                                kind.as_str(),
+                            ],
                         ));
                     }
                 }
-                let applicant = bean.object_req("applicant")?;
-                Params::EnterpriseAuth(EnterpriseAuthParams {
-                    company_name,
-                    applicant_name: applicant.text_opt("name", limits::NAME)?,
-                    applicant: applicant.contact("contact", "contactType")?,
-                    register_no: bean.text_opt("registerNo", limits::NUMBER)?,
-                    legal_person: bean.text_opt("legalPerson", limits::NAME)?,
-                    callback_url: bean.url_opt("callbackUrl")?,
-                    close_button: bean.bool_opt("closeButton")?.unwrap_or(true),
-                    modify_fields: bean.enum_list("modifyFields", COMPANY_MODIFY_FIELDS)?,
-                })
+                out.push((key.to_owned(), Value::String(value)));
+                out.push((type_key, kind.as_str().into()));
+                continue;
             }
-        })
+            Rule::Text(max) => text(member, &path, max)?.into(),
+            Rule::Required(max) => {
+                Value::String(text(member, &path, max)?.ok_or_else(|| err(&[" is required"]))?)
+            }
+            Rule::Digits(max) => {
+                let value = text(member, &path, max)?;
+                if value
+                    .as_ref()
+                    .is_some_and(|s| !s.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    return Err(err(&[" must contain digits only"]));
+                }
+                value.into()
+            }
+            Rule::Mobile => {
+                let value = text(member, &path, limits::CONTACT)?;
+                if value.as_deref().is_some_and(|s| !is_mobile(s)) {
+                    return Err(err(&[" must be an 11-digit mobile number"]));
+                }
+                value.into()
+            }
+            Rule::Url => {
+                let value = text(member, &path, limits::URL)?;
+                if value
+                    .as_deref()
+                    .is_some_and(|s| !(s.starts_with("https://") || s.starts_with("http://")))
+                {
+                    return Err(err(&[" must be an http(s) URL"]));
+                }
+                value.into()
+            }
+            Rule::Flag(default) => match member {
+                None => Value::Null,
+                Some(Value::Bool(b)) => (*b != default).then_some(*b).into(),
+                Some(other) => return Err(err(&[" must be a boolean, not ", other.type_name()])),
+            },
+            Rule::OneOf(allowed, default) => {
+                one_of(member, &path, allowed)?.unwrap_or(default).into()
+            }
+            Rule::List(allowed) => {
+                let items = match member {
+                    None => &[][..],
+                    Some(Value::Array(items)) => items,
+                    Some(other) => {
+                        return Err(err(&[" must be an array, not ", other.type_name()]))
+                    }
+                };
+                let mut names: Vec<Value> = Vec::new();
+                for item in items {
+                    let name = item.as_str().filter(|s| allowed.contains(s));
+                    let Some(name) = name else {
+                        return Err(err(&[" items must be among ", &join(allowed, ", ")]));
+                    };
+                    if !names.iter().any(|n| n.as_str() == Some(name)) {
+                        names.push(name.into());
+                    }
+                }
+                if names.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Array(names)
+                }
+            }
+            Rule::Object(rules) => {
+                let member = member.ok_or_else(|| err(&[" is required"]))?;
+                let mut members = Vec::new();
+                check(member, &concat(&[&path, "."]), rules, root, &mut members)?;
+                Value::Object(members)
+            }
+            Rule::SameCompanyName => {
+                let outer = root
+                    .get("companyName")
+                    .and_then(Value::as_str)
+                    .map(str::trim);
+                if text(member, &path, limits::COMPANY_NAME)?
+                    .is_some_and(|inner| Some(inner.as_str()) != outer)
+                {
+                    return Err(QysError::invalid(
+                        &*path,
+                        "companyAuthBean.companyName differs from companyName; give one name",
+                    ));
+                }
+                continue;
+            }
+        };
+        if !matches!(wire, Value::Null) {
+            out.push((key.to_owned(), wire));
+        }
+    }
+    Ok(())
+}
+
+/// A string member, if present (not trimmed).
+fn string<'a>(member: Option<&'a Value>, path: &str) -> Result<Option<&'a str>, QysError> {
+    match member {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(QysError::invalid_at(
+            path,
+            &[" must be a string, not ", other.type_name()],
+        )),
+    }
+}
+
+/// [`Rule::Text`]: trimmed, `None` when absent or empty.
+fn text(member: Option<&Value>, path: &str, max: usize) -> Result<Option<String>, QysError> {
+    let Some(s) = string(member, path)? else {
+        return Ok(None);
+    };
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if char_count(s) > max {
+        return Err(QysError::invalid_at(
+            path,
+            &[" is longer than ", &decimal(max as u64), " characters"],
+        ));
+    }
+    // Control characters: C0, DEL and C1 (U+0080–U+009F, encoded C2 80–C2 9F).
+    if s.bytes().any(|b| b < 0x20 || b == 0x7f)
+        || s.as_bytes().windows(2).any(|w| w[0] == 0xC2 && w[1] < 0xA0)
+    {
+        return Err(QysError::invalid_at(
+            path,
+            &[" contains control characters"],
+        ));
+    }
+    Ok(Some(s.to_owned()))
+}
+
+/// [`Rule::OneOf`] without its default.
+fn one_of(
+    member: Option<&Value>,
+    path: &str,
+    allowed: &[&'static str],
+) -> Result<Option<&'static str>, QysError> {
+    let Some(s) = string(member, path)? else {
+        return Ok(None);
+    };
+    match allowed.iter().find(|a| **a == s) {
+        Some(a) => Ok(Some(a)),
+        None => Err(QysError::invalid_at(
+            path,
+            &[" must be one of ", &join(allowed, ", ")],
+        )),
+    }
+}
+
+impl Params {
+    /// Validates the parameters object of `action` ([`normalize`]) into typed parameters.
+    pub fn parse(action: Action, params: &Value) -> Result<Self, QysError> {
+        Ok(Self::from_wire(action, &normalize(action, params)?))
     }
 
-    /// The canonical wire object (what the SDK sends and the proxy parses back).
+    /// The typed parameters of a canonical wire object ([`normalize`]'s output).
+    fn from_wire(action: Action, wire: &Value) -> Self {
+        let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        let contact = |v: &Value| Contact {
+            value: text(v, "contact").unwrap_or_default(),
+            kind: if text(v, "contactType").as_deref() == Some("MOBILE") {
+                ContactType::Mobile
+            } else {
+                ContactType::Email
+            },
+        };
+        let names = |v: &Value, allowed: &[&'static str]| match v.get("modifyFields") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|item| allowed.iter().copied().find(|a| item.as_str() == Some(*a)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        match action {
+            Action::PersonalSign | Action::EnterpriseSign => Params::Sign(SignParams {
+                contract_id: text(wire, "contractId").unwrap_or_default(),
+                contact: contact(wire),
+            }),
+            Action::PersonalAuth => Params::PersonalAuth(PersonalAuthParams {
+                mode: PERSONAL_AUTH_MODES
+                    .iter()
+                    .find(|m| wire.get("mode").and_then(Value::as_str) == Some(**m))
+                    .unwrap_or(&"DEFAULT"),
+                contact: contact(wire),
+                username: text(wire, "username"),
+                id_card_no: text(wire, "idCardNo"),
+                bank_no: text(wire, "bankNo"),
+                bank_mobile: text(wire, "bankMobile"),
+                manual: wire.get("manual") == Some(&Value::Bool(true)),
+                callback_url: text(wire, "callbackUrl"),
+                modify_fields: names(wire, PERSONAL_MODIFY_FIELDS),
+            }),
+            Action::EnterpriseAuth => {
+                let bean = wire.get("companyAuthBean").unwrap_or(&Value::Null);
+                let applicant = bean.get("applicant").unwrap_or(&Value::Null);
+                Params::EnterpriseAuth(EnterpriseAuthParams {
+                    company_name: text(wire, "companyName").unwrap_or_default(),
+                    applicant_name: text(applicant, "name"),
+                    applicant: contact(applicant),
+                    register_no: text(bean, "registerNo"),
+                    legal_person: text(bean, "legalPerson"),
+                    callback_url: text(bean, "callbackUrl"),
+                    close_button: bean.get("closeButton") != Some(&Value::Bool(false)),
+                    modify_fields: names(bean, COMPANY_MODIFY_FIELDS),
+                })
+            }
+        }
+    }
+
+    /// The canonical wire object ([`normalize`]'s output for these parameters).
     pub fn to_value(&self) -> Value {
         let contact = |c: &Contact| -> [(&'static str, Value); 2] {
-            [("contact", c.value.as_str().into()), ("contactType", c.kind.as_str().into())]
+            [
+                ("contact", c.value.as_str().into()),
+                ("contactType", c.kind.as_str().into()),
+            ]
         };
         let list = |items: &[&str]| {
             if items.is_empty() {
@@ -303,7 +607,10 @@ impl Params {
                     ("closeButton", (!p.close_button).then_some(false).into()),
                     ("modifyFields", list(&p.modify_fields)),
                 ]);
-                object([("companyName", p.company_name.as_str().into()), ("companyAuthBean", bean)])
+                object([
+                    ("companyName", p.company_name.as_str().into()),
+                    ("companyAuthBean", bean),
+                ])
             }
         }
     }
@@ -316,137 +623,12 @@ impl Params {
             Params::EnterpriseAuth(p) => &p.applicant,
         }
     }
-}
 
-/// Typed reads of one object's members, naming the full path in errors.
-struct Fields<'a> {
-    members: &'a Value,
-    prefix: String,
-}
-
-impl<'a> Fields<'a> {
-    fn new(value: &'a Value, prefix: &str) -> Result<Self, QysError> {
-        match value {
-            Value::Object(_) => Ok(Self { members: value, prefix: prefix.to_owned() }),
-            other => {
-                let param = if prefix.is_empty() { "params" } else { prefix.trim_end_matches('.') };
-                Err(QysError::invalid_at(param, &[" must be an object, not ", other.type_name()]))
-            }
+    /// The personal auth mode, for the presentation rules (`None` for the other actions).
+    pub fn mode(&self) -> Option<&'static str> {
+        match self {
+            Params::PersonalAuth(p) => Some(p.mode),
+            _ => None,
         }
-    }
-
-    fn path(&self, key: &str) -> String {
-        concat(&[&self.prefix, key])
-    }
-
-    fn err(&self, key: &str, what: &[&str]) -> QysError {
-        QysError::invalid_at(&self.path(key), what)
-    }
-
-    fn object_req(&self, key: &str) -> Result<Fields<'a>, QysError> {
-        match self.members.get(key) {
-            None | Some(Value::Null) => Err(self.err(key, &[" is required"])),
-            Some(v) => Fields::new(v, &concat(&[&self.path(key), "."])),
-        }
-    }
-
-    fn str_opt(&self, key: &str) -> Result<Option<&'a str>, QysError> {
-        match self.members.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(self.err(key, &[" must be a string, not ", other.type_name()])),
-        }
-    }
-
-    fn text_opt(&self, key: &str, max: usize) -> Result<Option<String>, QysError> {
-        let Some(s) = self.str_opt(key)? else { return Ok(None) };
-        let s = s.trim();
-        if s.is_empty() {
-            return Ok(None);
-        }
-        if char_count(s) > max {
-            return Err(self.err(key, &[" is longer than ", &decimal(max as u64), " characters"]));
-        }
-        // Control characters: C0, DEL and C1 (U+0080–U+009F, encoded C2 80–C2 9F).
-        if s.bytes().any(|b| b < 0x20 || b == 0x7f) || s.as_bytes().windows(2).any(|w| w[0] == 0xC2 && w[1] < 0xA0) {
-            return Err(self.err(key, &[" contains control characters"]));
-        }
-        Ok(Some(s.to_owned()))
-    }
-
-    fn text_req(&self, key: &str, max: usize) -> Result<String, QysError> {
-        self.text_opt(key, max)?.ok_or_else(|| self.err(key, &[" is required"]))
-    }
-
-    fn digits_opt(&self, key: &str, max: usize) -> Result<Option<String>, QysError> {
-        let v = self.text_opt(key, max)?;
-        match &v {
-            Some(s) if !s.bytes().all(|b| b.is_ascii_digit()) => Err(self.err(key, &[" must contain digits only"])),
-            _ => Ok(v),
-        }
-    }
-
-    fn mobile_opt(&self, key: &str) -> Result<Option<String>, QysError> {
-        let v = self.text_opt(key, limits::CONTACT)?;
-        match &v {
-            Some(s) if !is_mobile(s) => Err(self.err(key, &[" must be an 11-digit mobile number"])),
-            _ => Ok(v),
-        }
-    }
-
-    fn bool_opt(&self, key: &str) -> Result<Option<bool>, QysError> {
-        match self.members.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.err(key, &[" must be a boolean, not ", other.type_name()])),
-        }
-    }
-
-    fn enum_opt(&self, key: &str, allowed: &[&'static str]) -> Result<Option<&'static str>, QysError> {
-        let Some(s) = self.str_opt(key)? else { return Ok(None) };
-        match allowed.iter().copied().find(|a| *a == s) {
-            Some(a) => Ok(Some(a)),
-            None => Err(self.err(key, &[" must be one of ", &join(allowed, ", ")])),
-        }
-    }
-
-    fn enum_list(&self, key: &str, allowed: &[&'static str]) -> Result<Vec<&'static str>, QysError> {
-        let items = match self.members.get(key) {
-            None | Some(Value::Null) => return Ok(Vec::new()),
-            Some(Value::Array(items)) => items,
-            Some(other) => return Err(self.err(key, &[" must be an array, not ", other.type_name()])),
-        };
-        let mut out = Vec::new();
-        for item in items {
-            match item.as_str().and_then(|s| allowed.iter().copied().find(|a| *a == s)) {
-                Some(a) if !out.contains(&a) => out.push(a),
-                Some(_) => {}
-                None => return Err(self.err(key, &[" items must be among ", &join(allowed, ", ")])),
-            }
-        }
-        Ok(out)
-    }
-
-    fn url_opt(&self, key: &str) -> Result<Option<String>, QysError> {
-        let v = self.text_opt(key, limits::URL)?;
-        match &v {
-            Some(s) if !(s.starts_with("https://") || s.starts_with("http://")) => {
-                Err(self.err(key, &[" must be an http(s) URL"]))
-            }
-            _ => Ok(v),
-        }
-    }
-
-    fn contact(&self, key: &str, type_key: &str) -> Result<Contact, QysError> {
-        let value = self.text_opt(key, limits::CONTACT)?.ok_or_else(|| self.err(key, &[" is required"]))?;
-        let kind = ContactType::of(&value).ok_or_else(|| {
-            self.err(key, &[" must be an 11-digit mobile number or an email address (not a masked one like 137******44)"])
-        })?;
-        if let Some(stated) = self.enum_opt(type_key, CONTACT_TYPES)? {
-            if stated != kind.as_str() {
-                return Err(self.err(type_key, &[" is ", stated, " but ", &self.path(key), " looks like ", kind.as_str()]));
-            }
-        }
-        Ok(Contact { value, kind })
     }
 }

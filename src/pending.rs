@@ -29,7 +29,9 @@ pub struct PendingFlow {
 /// Reads the stored list (as read from its JSON); anything malformed is skipped (the storage is
 /// the page's, not ours).
 pub fn parse_list(list: &Value) -> Vec<PendingFlow> {
-    let Value::Array(items) = list else { return Vec::new() };
+    let Value::Array(items) = list else {
+        return Vec::new();
+    };
     items
         .iter()
         .filter_map(|item| {
@@ -37,7 +39,12 @@ pub fn parse_list(list: &Value) -> Vec<PendingFlow> {
             let action = Action::from_name(item.get("a")?.as_str()?)?;
             let flow = item.get("f")?.as_str().filter(|f| valid_flow_token(f))?;
             let proxy = item.get("p")?.as_str()?;
-            Some(PendingFlow { state: state.to_owned(), action, flow: flow.to_owned(), proxy: proxy.to_owned() })
+            Some(PendingFlow {
+                state: state.to_owned(),
+                action,
+                flow: flow.to_owned(),
+                proxy: proxy.to_owned(),
+            })
         })
         .collect()
 }
@@ -63,7 +70,9 @@ pub fn list_json(flows: &[PendingFlow]) -> String {
 
 /// The returning flow's state in a page's query string (`location.search`, with or without `?`).
 pub fn returned_state(search: &str) -> Option<&str> {
-    pairs(search).find_map(|pair| pair.strip_prefix(STATE_PARAM)?.strip_prefix('=')).filter(|s| valid_state(s))
+    pairs(search)
+        .find_map(|pair| pair.strip_prefix(STATE_PARAM)?.strip_prefix('='))
+        .filter(|s| valid_state(s))
 }
 
 /// `search` without any `qys_state` parameter; everything else, empty segments included, stays
@@ -73,7 +82,10 @@ pub fn without_state(search: &str) -> String {
     if !query.split('&').any(is_state_pair) {
         return search.to_owned();
     }
-    let kept: Vec<&str> = query.split('&').filter(|pair| !is_state_pair(pair)).collect();
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !is_state_pair(pair))
+        .collect();
     if kept.iter().all(|pair| pair.is_empty()) {
         String::new()
     } else {
@@ -92,9 +104,16 @@ pub fn return_url(href: &str) -> String {
 }
 
 fn pairs(search: &str) -> impl Iterator<Item = &str> {
-    search.strip_prefix('?').unwrap_or(search).split('&').filter(|p| !p.is_empty())
+    search
+        .strip_prefix('?')
+        .unwrap_or(search)
+        .split('&')
+        .filter(|p| !p.is_empty())
 }
 
 fn is_state_pair(pair: &str) -> bool {
-    pair == STATE_PARAM || pair.strip_prefix(STATE_PARAM).is_some_and(|rest| rest.starts_with('='))
+    pair == STATE_PARAM
+        || pair
+            .strip_prefix(STATE_PARAM)
+            .is_some_and(|rest| rest.starts_with('='))
 }

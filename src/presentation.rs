@@ -2,7 +2,7 @@
 //! the per-action texts and permissions that go with it. Pure rules, decided once here for every
 //! browser and tested natively.
 
-use crate::params::{Action, Params};
+use crate::params::Action;
 use crate::value::{concat, has};
 
 /// Where the platform's page is shown.
@@ -19,7 +19,11 @@ pub enum Presentation {
 
 impl Presentation {
     /// Every presentation.
-    pub const ALL: [Presentation; 3] = [Presentation::Iframe, Presentation::Redirect, Presentation::MiniProgram];
+    pub const ALL: [Presentation; 3] = [
+        Presentation::Iframe,
+        Presentation::Redirect,
+        Presentation::MiniProgram,
+    ];
 
     /// The wire and option name.
     pub fn name(self) -> &'static str {
@@ -60,18 +64,27 @@ impl Environment<'_> {
 }
 
 fn contains_ignore_case(haystack: &str, lower_needle: &str) -> bool {
-    haystack.as_bytes().windows(lower_needle.len()).any(|w| w.eq_ignore_ascii_case(lower_needle.as_bytes()))
+    haystack
+        .as_bytes()
+        .windows(lower_needle.len())
+        .any(|w| w.eq_ignore_ascii_case(lower_needle.as_bytes()))
 }
 
 /// The presentation of one call: the caller's choice (per call, else per instance) or, for
 /// `auto` (`None`), the rule of the README's "In WeChat" section.
-pub fn choose(requested: Option<Presentation>, env: &Environment<'_>, params: &Params) -> Presentation {
+/// `mode` is personal auth's mode (`None` for the other actions).
+pub fn choose(
+    requested: Option<Presentation>,
+    env: &Environment<'_>,
+    action: Action,
+    mode: Option<&str>,
+) -> Presentation {
     if let Some(fixed) = requested {
         return fixed;
     }
     if env.in_mini_program() {
         Presentation::MiniProgram
-    } else if env.ios_wechat() && may_need_camera(params) {
+    } else if env.ios_wechat() && may_need_camera(action, mode) {
         Presentation::Redirect
     } else {
         Presentation::Iframe
@@ -80,18 +93,14 @@ pub fn choose(requested: Option<Presentation>, env: &Environment<'_>, params: &P
 
 /// Whether the flow may ask for the camera (face verification): signing (which can require
 /// real-name authentication first) and personal auth other than by bank card.
-pub fn allow_camera(params: &Params) -> bool {
-    match params {
-        Params::Sign(_) => true,
-        Params::PersonalAuth(p) => p.mode != "BANK",
-        Params::EnterpriseAuth(_) => false,
-    }
+pub fn allow_camera(action: Action, mode: Option<&str>) -> bool {
+    action.is_sign() || (action == Action::PersonalAuth && mode != Some("BANK"))
 }
 
 /// Only personal auth in `FACE` or `DEFAULT` mode is known to need the camera for certain,
 /// so only it leaves the page in iOS WeChat; signing stays in the iframe there.
-fn may_need_camera(params: &Params) -> bool {
-    matches!(params, Params::PersonalAuth(p) if p.mode == "FACE" || p.mode == "DEFAULT")
+fn may_need_camera(action: Action, mode: Option<&str>) -> bool {
+    action == Action::PersonalAuth && matches!(mode, Some("FACE" | "DEFAULT"))
 }
 
 /// The iframe's accessible title.
@@ -131,8 +140,11 @@ pub const DEFAULT_MINI_PROGRAM_PAGE: &str = "/pages/qys/qys";
 pub fn is_mini_program_page(page: &str) -> bool {
     page.len() <= 256
         && page.strip_prefix('/').is_some_and(|path| {
-            path.split('/').all(|segment| !matches!(segment, "" | "." | ".."))
-                && path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'))
+            path.split('/')
+                .all(|segment| !matches!(segment, "" | "." | ".."))
+                && path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'))
         })
 }
 

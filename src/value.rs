@@ -129,7 +129,10 @@ pub fn join(items: &[&str], separator: &str) -> String {
 /// Whether `haystack` contains `needle` (non-empty); a plain scan instead of core's two-way
 /// searcher, which is large and buys nothing on these short strings.
 pub fn has(haystack: &str, needle: &str) -> bool {
-    haystack.as_bytes().windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 /// The number of characters of `s` (its bytes that do not continue a UTF-8 sequence).
@@ -228,7 +231,9 @@ fn write_json_string(s: &str, out: &mut String) {
     while at < bytes.len() {
         let b = bytes[at];
         // U+2028 and U+2029 are E2 80 A8 and E2 80 A9.
-        let separator = b == 0xE2 && bytes.get(at + 1) == Some(&0x80) && matches!(bytes.get(at + 2), Some(0xA8 | 0xA9));
+        let separator = b == 0xE2
+            && bytes.get(at + 1) == Some(&0x80)
+            && matches!(bytes.get(at + 2), Some(0xA8 | 0xA9));
         if !(separator || b < 0x20 || b == b'"' || b == b'\\') {
             at += 1;
             continue;
@@ -242,7 +247,11 @@ fn write_json_string(s: &str, out: &mut String) {
             b'\r' => out.push_str("\\r"),
             b'\t' => out.push_str("\\t"),
             _ => {
-                let code = if separator { 0x2028 + usize::from(bytes[at + 2] - 0xA8) } else { usize::from(b) };
+                let code = if separator {
+                    0x2028 + usize::from(bytes[at + 2] - 0xA8)
+                } else {
+                    usize::from(b)
+                };
                 out.push_str("\\u");
                 for shift in [12, 8, 4, 0] {
                     out.push(HEX[(code >> shift) & 15] as char);
@@ -270,7 +279,10 @@ const MAX_DEPTH: usize = 64;
 impl Value {
     /// Reads JSON text (RFC 8259; duplicate keys: the last wins, as in `JSON.parse`).
     pub fn parse(text: &str) -> Result<Value, JsonError> {
-        let mut reader = Reader { bytes: text.as_bytes(), at: 0 };
+        let mut reader = Reader {
+            bytes: text.as_bytes(),
+            at: 0,
+        };
         let value = reader.value(0)?;
         reader.skip_space();
         if reader.at != reader.bytes.len() {
@@ -436,12 +448,19 @@ impl Reader<'_> {
         }
         // Exact for integers; other values within a few units in the last place, which is all
         // the protocol needs (`v`, timeouts, ids).
-        let magnitude = if mantissa == 0 { 0.0 } else { mantissa as f64 * 10f64.powi(exponent) };
+        let magnitude = if mantissa == 0 {
+            0.0
+        } else {
+            mantissa as f64 * 10f64.powi(exponent)
+        };
         Ok(Value::Number(if negative { -magnitude } else { magnitude }))
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
-        let digits = self.bytes.get(self.at..self.at + 4).ok_or_else(|| self.error())?;
+        let digits = self
+            .bytes
+            .get(self.at..self.at + 4)
+            .ok_or_else(|| self.error())?;
         let mut code = 0;
         for &d in digits {
             code = code * 16 + char::from(d).to_digit(16).ok_or_else(|| self.error())?;
@@ -481,7 +500,9 @@ impl Reader<'_> {
                         b't' => out.push('\t'),
                         b'u' => {
                             let mut code = self.hex4()?;
-                            if (0xD800..0xDC00).contains(&code) && self.bytes[self.at..].starts_with(b"\\u") {
+                            if (0xD800..0xDC00).contains(&code)
+                                && self.bytes[self.at..].starts_with(b"\\u")
+                            {
                                 let mark = self.at;
                                 self.at += 2;
                                 let low = self.hex4()?;
@@ -525,10 +546,16 @@ impl Value {
             Value::Bool(b) => (if *b { "t" } else { "f" }).into(),
             Value::Number(n) => format!("d{:016x}", n.to_bits()),
             Value::String(s) => format!("s{}", string(s)),
-            Value::Array(items) => items.iter().fold(format!("a{}:", items.len()), |out, item| out + &item.to_flat()),
+            Value::Array(items) => items
+                .iter()
+                .fold(format!("a{}:", items.len()), |out, item| {
+                    out + &item.to_flat()
+                }),
             Value::Object(members) => members
                 .iter()
-                .fold(format!("o{}:", members.len()), |out, (key, value)| out + &string(key) + &value.to_flat()),
+                .fold(format!("o{}:", members.len()), |out, (key, value)| {
+                    out + &string(key) + &value.to_flat()
+                }),
         }
     }
 }
@@ -613,10 +640,19 @@ mod tests {
     fn reads_and_writes_json() {
         let text = r#"{"a":[1,2.5,true,null,"x\"\n\u2028"],"b":{"c":"张三"},"a2":-3}"#;
         let v = Value::parse(text).unwrap();
-        assert_eq!(v.get("b").and_then(|b| b.get("c")).and_then(Value::as_str), Some("张三"));
+        assert_eq!(
+            v.get("b").and_then(|b| b.get("c")).and_then(Value::as_str),
+            Some("张三")
+        );
         let back: serde_json::Value = serde_json::from_str(&v.to_json()).unwrap();
-        assert_eq!(back, serde_json::from_str::<serde_json::Value>(text).unwrap());
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(text).unwrap()
+        );
         assert_eq!(Value::Number(f64::NAN).to_json(), "null");
-        assert_eq!(object([("a", Value::Null), ("b", "x".into())]).to_json(), r#"{"b":"x"}"#);
+        assert_eq!(
+            object([("a", Value::Null), ("b", "x".into())]).to_json(),
+            r#"{"b":"x"}"#
+        );
     }
 }

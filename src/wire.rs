@@ -5,7 +5,7 @@ use crate::error::{ErrorKind, QysError};
 use crate::message::{accept, Event};
 use crate::params::{Action, Params};
 use crate::presentation::Presentation;
-use crate::value::{Value, concat, decimal, object};
+use crate::value::{concat, decimal, object, Value};
 
 /// The protocol version.
 pub const VERSION: u32 = 1;
@@ -63,7 +63,13 @@ pub const RETURN_URL_MAX: usize = 2048;
 /// Longest accepted flow token, in bytes.
 pub const FLOW_TOKEN_MAX: usize = 4096;
 
-fn envelope_json(action: &str, state: &str, params: Value, presentation: Option<&str>, return_url: Option<&str>) -> String {
+fn envelope_json(
+    action: &str,
+    state: &str,
+    params: Value,
+    presentation: Option<&str>,
+    return_url: Option<&str>,
+) -> String {
     object([
         ("v", Value::Number(f64::from(VERSION))),
         ("action", action.into()),
@@ -80,11 +86,42 @@ fn form_body(json: &str) -> String {
     concat(&["requestData=", &form_encode(json)])
 }
 
+/// The form body of a flow request whose parameters are already canonical ([`normalize`]'s
+/// output): what [`Envelope::to_form_body`] writes, without typed parameters.
+///
+/// [`normalize`]: crate::params::normalize
+pub fn flow_form_body(
+    action: Action,
+    state: &str,
+    params: Value,
+    presentation: Presentation,
+    return_url: Option<&str>,
+) -> String {
+    form_body(&flow_json(action, state, params, presentation, return_url))
+}
+
+/// `presentation` is written only when it is not `iframe`.
+fn flow_json(
+    action: Action,
+    state: &str,
+    params: Value,
+    presentation: Presentation,
+    return_url: Option<&str>,
+) -> String {
+    let presentation = (presentation != Presentation::Iframe).then_some(presentation.name());
+    envelope_json(action.name(), state, params, presentation, return_url)
+}
+
 impl Envelope {
     /// The `requestData` JSON text; `presentation` is written only when it is not `iframe`.
     pub fn to_json(&self) -> String {
-        let presentation = (self.presentation != Presentation::Iframe).then_some(self.presentation.name());
-        envelope_json(self.action.name(), &self.state, self.params.to_value(), presentation, self.return_url.as_deref())
+        flow_json(
+            self.action,
+            &self.state,
+            self.params.to_value(),
+            self.presentation,
+            self.return_url.as_deref(),
+        )
     }
 
     /// The `application/x-www-form-urlencoded` body: `requestData=<json>`.
@@ -103,11 +140,15 @@ impl Request {
     /// Validates a decoded `requestData` value (proxy side).
     pub fn parse(value: &Value) -> Result<Self, EnvelopeError> {
         let Value::Object(_) = value else {
-            return Err(EnvelopeError::Malformed("requestData must be a JSON object".into()));
+            return Err(EnvelopeError::Malformed(
+                "requestData must be a JSON object".into(),
+            ));
         };
         match value.get("v") {
             Some(Value::Number(n)) if *n == f64::from(VERSION) => {}
-            None | Some(Value::Null) => return Err(EnvelopeError::Malformed("requestData.v is required".into())),
+            None | Some(Value::Null) => {
+                return Err(EnvelopeError::Malformed("requestData.v is required".into()))
+            }
             Some(other) => {
                 return Err(EnvelopeError::UnsupportedVersion(format!(
                     "protocol version {} is not supported; this proxy speaks v{VERSION}",
@@ -115,10 +156,9 @@ impl Request {
                 )))
             }
         }
-        let name = value
-            .get("action")
-            .and_then(Value::as_str)
-            .ok_or_else(|| EnvelopeError::Malformed("requestData.action must be a string".into()))?;
+        let name = value.get("action").and_then(Value::as_str).ok_or_else(|| {
+            EnvelopeError::Malformed("requestData.action must be a string".into())
+        })?;
         let action = match Action::from_name(name) {
             Some(action) => Some(action),
             None if name == OUTCOME => None,
@@ -131,19 +171,24 @@ impl Request {
         };
         let state = match value.get("state").and_then(Value::as_str) {
             Some(s) if valid_state(s) => s.to_owned(),
-            _ => {
-                return Err(EnvelopeError::Malformed(format!(
-                    "requestData.state must be {STATE_MIN}–{STATE_MAX} characters of A–Z a–z 0–9 _ -"
-                )))
-            }
+            _ => return Err(EnvelopeError::Malformed(format!(
+                "requestData.state must be {STATE_MIN}–{STATE_MAX} characters of A–Z a–z 0–9 _ -"
+            ))),
         };
         let params = match value.get("params") {
             Some(p @ Value::Object(_)) => p,
-            _ => return Err(EnvelopeError::Malformed("requestData.params must be an object".into())),
+            _ => {
+                return Err(EnvelopeError::Malformed(
+                    "requestData.params must be an object".into(),
+                ))
+            }
         };
         let Some(action) = action else {
             return match params.get("flow").and_then(Value::as_str) {
-                Some(flow) if valid_flow_token(flow) => Ok(Request::Outcome { state, flow: flow.to_owned() }),
+                Some(flow) if valid_flow_token(flow) => Ok(Request::Outcome {
+                    state,
+                    flow: flow.to_owned(),
+                }),
                 _ => Err(EnvelopeError::InvalidParam(QysError::invalid_at(
                     "flow",
                     &[" must be the flow token of the flow's answer"],
@@ -153,9 +198,14 @@ impl Request {
         let params = Params::parse(action, params).map_err(EnvelopeError::InvalidParam)?;
         let presentation = match value.get("presentation") {
             None | Some(Value::Null) => Presentation::Iframe,
-            Some(p) => p.as_str().and_then(Presentation::from_name).ok_or_else(|| {
-                EnvelopeError::Malformed("requestData.presentation must be iframe, redirect or miniProgram".into())
-            })?,
+            Some(p) => p
+                .as_str()
+                .and_then(Presentation::from_name)
+                .ok_or_else(|| {
+                    EnvelopeError::Malformed(
+                        "requestData.presentation must be iframe, redirect or miniProgram".into(),
+                    )
+                })?,
         };
         let return_url = match (presentation, value.get("returnUrl").and_then(Value::as_str)) {
             (Presentation::Redirect, Some(url)) if valid_return_url(url) => Some(url.to_owned()),
@@ -167,7 +217,13 @@ impl Request {
             }
             _ => None,
         };
-        Ok(Request::Flow(Box::new(Envelope { action, state, params, presentation, return_url })))
+        Ok(Request::Flow(Box::new(Envelope {
+            action,
+            state,
+            params,
+            presentation,
+            return_url,
+        })))
     }
 }
 
@@ -181,12 +237,17 @@ pub fn valid_return_url(url: &str) -> bool {
 
 /// Whether `s` can be a flow token: 1–4096 bytes of base64url and dots.
 pub fn valid_flow_token(s: &str) -> bool {
-    !s.is_empty() && s.len() <= FLOW_TOKEN_MAX && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    !s.is_empty()
+        && s.len() <= FLOW_TOKEN_MAX
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// Whether `s` is a well-formed state: 16–64 characters of base64url.
 pub fn valid_state(s: &str) -> bool {
-    (STATE_MIN..=STATE_MAX).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (STATE_MIN..=STATE_MAX).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A state from 16 random bytes: 22 characters of unpadded base64url.
@@ -194,7 +255,10 @@ pub fn state_from_random(bytes: &[u8; 16]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(22);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -222,8 +286,16 @@ fn percent_encode(text: &str, keep: &[u8], space_as_plus: bool) -> String {
             out.push('+');
         } else {
             out.push('%');
-            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap().to_ascii_uppercase());
-            out.push(char::from_digit(u32::from(b & 15), 16).unwrap().to_ascii_uppercase());
+            out.push(
+                char::from_digit(u32::from(b >> 4), 16)
+                    .unwrap()
+                    .to_ascii_uppercase(),
+            );
+            out.push(
+                char::from_digit(u32::from(b & 15), 16)
+                    .unwrap()
+                    .to_ascii_uppercase(),
+            );
         }
     }
     out
@@ -264,7 +336,9 @@ pub enum Outcome {
 /// Whether `s` is a serialised origin: `http(s)://host[:port]` with nothing after.
 /// (The scheme may be in any case; the SDK canonicalises the origin before comparing.)
 pub fn is_origin(s: &str) -> bool {
-    let Some(scheme) = http_scheme(s) else { return false };
+    let Some(scheme) = http_scheme(s) else {
+        return false;
+    };
     let rest = &s.as_bytes()[scheme..];
     !rest.is_empty() && !rest.iter().any(|b| b"/?#@ \\".contains(b))
 }
@@ -282,13 +356,19 @@ fn http_scheme(s: &str) -> Option<usize> {
 }
 
 fn protocol(what: &str) -> QysError {
-    QysError::new(ErrorKind::Protocol, concat(&["the proxy's answer is not protocol v1: ", what]))
+    QysError::new(
+        ErrorKind::Protocol,
+        concat(&["the proxy's answer is not protocol v1: ", what]),
+    )
 }
 
 /// Reads the proxy's answer up to its `result`. `body` is the parsed JSON, or `None` if it was
 /// not JSON.
 pub fn answer_result(status: u16, body: Option<&Value>) -> Result<&Value, QysError> {
-    let message = body.and_then(|b| b.get("message")).and_then(Value::as_str).unwrap_or("");
+    let message = body
+        .and_then(|b| b.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let code = body.and_then(|b| b.get("code")).and_then(|c| match c {
         Value::Number(n) if n.fract() == 0.0 => Some(*n as i64),
         _ => None,
@@ -298,15 +378,31 @@ pub fn answer_result(status: u16, body: Option<&Value>) -> Result<&Value, QysErr
         let mut text = concat(&["the proxy answered HTTP ", &status_text]);
         if let (Some(code), false) = (code, message.is_empty()) {
             let sign = if code < 0 { "-" } else { "" };
-            text = concat(&[&text, ": ", message, " (proxy code ", sign, &decimal(code.unsigned_abs()), ")"]);
+            text = concat(&[
+                &text,
+                ": ",
+                message,
+                " (proxy code ",
+                sign,
+                &decimal(code.unsigned_abs()),
+                ")",
+            ]);
         }
-        return Err(QysError::with_code(ErrorKind::Http, i64::from(status), text));
+        return Err(QysError::with_code(
+            ErrorKind::Http,
+            i64::from(status),
+            text,
+        ));
     }
     let body = body.ok_or_else(|| protocol("the body is not JSON"))?;
     match code {
         Some(0) => {}
         Some(code) => {
-            let shown = if message.is_empty() { "the platform refused the request" } else { message };
+            let shown = if message.is_empty() {
+                "the platform refused the request"
+            } else {
+                message
+            };
             return Err(QysError::with_code(ErrorKind::Platform, code, shown));
         }
         None => return Err(protocol("no numeric code")),
@@ -317,13 +413,19 @@ pub fn answer_result(status: u16, body: Option<&Value>) -> Result<&Value, QysErr
 /// The answer's flow token, if it carries a well-formed one. Iframe flows never use it, so
 /// its absence or shape is checked only where a flow needs it.
 fn flow_token(result: &Value) -> Option<String> {
-    result.get("flow").and_then(Value::as_str).filter(|f| valid_flow_token(f)).map(str::to_owned)
+    result
+        .get("flow")
+        .and_then(Value::as_str)
+        .filter(|f| valid_flow_token(f))
+        .map(str::to_owned)
 }
 
 /// The page of an iframe or redirect answer; `proxy_origin` is the default `returnOrigin`.
 pub fn page_grant(result: &Value, proxy_origin: &str) -> Result<PageGrant, QysError> {
     let page_url = match result.get("pageUrl").and_then(Value::as_str) {
-        Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 4096 => u.to_owned(),
+        Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 4096 => {
+            u.to_owned()
+        }
         _ => return Err(protocol("result.pageUrl is not an http(s) URL")),
     };
     let return_origin = match result.get("returnOrigin") {
@@ -331,20 +433,30 @@ pub fn page_grant(result: &Value, proxy_origin: &str) -> Result<PageGrant, QysEr
         Some(Value::String(o)) if is_origin(o) => o.clone(),
         Some(_) => return Err(protocol("result.returnOrigin is not an origin")),
     };
-    Ok(PageGrant { page_url, return_origin, flow: flow_token(result) })
+    Ok(PageGrant {
+        page_url,
+        return_origin,
+        flow: flow_token(result),
+    })
 }
 
 /// The ticket of a mini-program answer.
 pub fn ticket_grant(result: &Value) -> Result<TicketGrant, QysError> {
-    let text = |key: &str, max: usize, ok: fn(u8) -> bool| match result.get(key).and_then(Value::as_str) {
-        Some(s) if !s.is_empty() && s.len() <= max && s.bytes().all(ok) => Some(s.to_owned()),
-        _ => None,
-    };
-    let ticket = text("ticket", 512, |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
-        .ok_or_else(|| protocol("result.ticket is not a ticket"))?;
-    let env = text("env", 32, |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        .ok_or_else(|| protocol("result.env is not an environment name"))?;
-    let flow = flow_token(result).ok_or_else(|| protocol("result.flow is missing or not a flow token"))?;
+    let text =
+        |key: &str, max: usize, ok: fn(u8) -> bool| match result.get(key).and_then(Value::as_str) {
+            Some(s) if !s.is_empty() && s.len() <= max && s.bytes().all(ok) => Some(s.to_owned()),
+            _ => None,
+        };
+    let ticket = text("ticket", 512, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+    })
+    .ok_or_else(|| protocol("result.ticket is not a ticket"))?;
+    let env = text("env", 32, |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
+    })
+    .ok_or_else(|| protocol("result.env is not an environment name"))?;
+    let flow =
+        flow_token(result).ok_or_else(|| protocol("result.flow is missing or not a flow token"))?;
     Ok(TicketGrant { ticket, env, flow })
 }
 
@@ -353,7 +465,9 @@ pub fn ticket_grant(result: &Value) -> Result<TicketGrant, QysError> {
 pub fn outcome(action: Action, result: &Value) -> Result<Outcome, QysError> {
     match result.get("event").and_then(Value::as_str) {
         Some("pending") => Ok(Outcome::Pending),
-        Some(event) => accept(action, event, result.get("data")).map(Outcome::Event).ok_or_else(|| protocol("result.event does not fit the flow")),
+        Some(event) => accept(action, event, result.get("data"))
+            .map(Outcome::Event)
+            .ok_or_else(|| protocol("result.event does not fit the flow")),
         None => Err(protocol("result.event is missing")),
     }
 }
@@ -363,7 +477,11 @@ pub const FLOW_TOKEN_INVALID: i64 = 40004;
 
 /// Reads an `outcome` answer: `Ok(None)` when the proxy does not accept the flow token, so the
 /// flow is unknown and nothing fires.
-pub fn outcome_answer(action: Action, status: u16, body: Option<&Value>) -> Result<Option<Outcome>, QysError> {
+pub fn outcome_answer(
+    action: Action,
+    status: u16,
+    body: Option<&Value>,
+) -> Result<Option<Outcome>, QysError> {
     let code = body.and_then(|b| b.get("code"));
     if status == 400 && matches!(code, Some(Value::Number(c)) if *c == FLOW_TOKEN_INVALID as f64) {
         return Ok(None);

@@ -5,7 +5,8 @@
 //! Properties: no panic; the proxy's `parse_request` accepts exactly what the reader and
 //! `Request::parse` accept; a flow that parses has a valid state and a `returnUrl` exactly when
 //! it is a redirect, and re-encodes (`Envelope::to_json`, and the form body) to text that parses
-//! to the same request; likewise an `outcome` through `Request::outcome_form_body`.
+//! to the same request; likewise an `outcome` through `Request::outcome_form_body`. The SDK's
+//! own path (`normalize`, then `flow_form_body`) writes the very body the typed parameters do.
 #![no_main]
 
 use arbitrary::{Result, Unstructured};
@@ -13,7 +14,8 @@ use libfuzzer_sys::fuzz_target;
 use qys_fuzz::{any_value, bool_field, field, list_field, number_field, object, object_field, one_in, string_like};
 use qys_sdk_wasm::presentation::Presentation;
 use qys_sdk_wasm::value::Value;
-use qys_sdk_wasm::wire::{valid_flow_token, valid_state, Request};
+use qys_sdk_wasm::params::normalize;
+use qys_sdk_wasm::wire::{flow_form_body, valid_flow_token, valid_state, Request};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
@@ -24,18 +26,18 @@ fuzz_target!(|data: &[u8]| {
             Ok(value) => {
                 let request = Request::parse(&value);
                 assert_eq!(request.is_ok(), via_proxy.is_ok(), "core {request:?}, proxy {via_proxy:?}");
-                check(request);
+                check(request, &value);
             }
             Err(_) => assert_eq!(via_proxy.map_err(|e| e.code), Err(qys_proxy::protocol::codes::BAD_REQUEST_DATA)),
         }
     } else {
         let mut u = Unstructured::new(rest);
         let Ok(value) = envelope(&mut u) else { return };
-        check(Request::parse(&value));
+        check(Request::parse(&value), &value);
     }
 });
 
-fn check(request: Result<Request, qys_sdk_wasm::wire::EnvelopeError>) {
+fn check(request: Result<Request, qys_sdk_wasm::wire::EnvelopeError>, value: &Value) {
     let request = match request {
         Ok(request) => request,
         Err(e) => {
@@ -47,6 +49,10 @@ fn check(request: Result<Request, qys_sdk_wasm::wire::EnvelopeError>) {
         Request::Flow(envelope) => {
             assert!(valid_state(&envelope.state), "{envelope:?}");
             assert_eq!(envelope.return_url.is_some(), envelope.presentation == Presentation::Redirect, "{envelope:?}");
+            let wire = normalize(envelope.action, value.get("params").unwrap()).expect("the proxy accepted these parameters");
+            assert_eq!(wire, envelope.params.to_value(), "{envelope:?}");
+            let sdk = flow_form_body(envelope.action, &envelope.state, wire, envelope.presentation, envelope.return_url.as_deref());
+            assert_eq!(sdk, envelope.to_form_body());
             (envelope.to_json(), envelope.to_form_body())
         }
         Request::Outcome { state, flow } => {

@@ -16,12 +16,22 @@ pub fn to_value(js: &JsValue, what: &str) -> Result<Value, QysError> {
     // Functions, symbols, bigints and cycles have no JSON text.
     flat(js)
         .and_then(|text| Value::from_flat(&text))
-        .ok_or_else(|| QysError::invalid_at(what, &[" must be plain data (no functions, symbols, bigints or cycles)"]))
+        .ok_or_else(|| {
+            QysError::invalid_at(
+                what,
+                &[" must be plain data (no functions, symbols, bigints or cycles)"],
+            )
+        })
 }
 
 /// The JS `Error` named `QysError` with `kind`, `code` and (for bad arguments) `param`.
 pub fn to_js_error(e: &QysError) -> JsValue {
-    error(e.kind.as_str(), e.code.map(|c| c as f64), e.param.as_deref(), &e.message)
+    error(
+        e.kind.as_str(),
+        e.code.map(|c| c as f64),
+        e.param.as_deref(),
+        &e.message,
+    )
 }
 
 /// Whether `v` is `undefined` or `null`.
@@ -35,7 +45,10 @@ pub fn callback(callbacks: &JsValue, key: &str) -> Result<Option<JsValue>, QysEr
         return Ok(None);
     }
     if typ(callbacks) != ty::OBJECT {
-        return Err(QysError::invalid("callbacks", "the callbacks argument must be an object"));
+        return Err(QysError::invalid(
+            "callbacks",
+            "the callbacks argument must be an object",
+        ));
     }
     let member = get(callbacks, key);
     if nullish(&member) {

@@ -56,6 +56,10 @@ pub fn open(
         inner.close_flows(Some(id));
         fire(inner, action, &callbacks, &accepted);
     });
-    inner.keep_open(Flow { id, frame: Some(frame.clone()), _listener: messages });
+    inner.keep_open(Flow {
+        id,
+        frame: Some(frame.clone()),
+        _listener: messages,
+    });
     Ok(frame)
 }

@@ -34,11 +34,23 @@ pub fn bridge(window: &JsValue) -> Result<JsValue, QysError> {
 }
 
 /// Asks the mini-program to open the plugin page, and watches for the way back.
-pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, grant: TicketGrant, callbacks: Callbacks) -> Result<JsValue, QysError> {
+pub fn open(
+    inner: &Rc<Inner>,
+    window: &JsValue,
+    action: Action,
+    state: String,
+    grant: TicketGrant,
+    callbacks: Callbacks,
+) -> Result<JsValue, QysError> {
     let mp = bridge(window)?;
     let document = get(window, "document");
     let element = status_element(action)?;
-    let url = mini_program_url(&inner.options.mini_program_page, action, &grant.ticket, &grant.env);
+    let url = mini_program_url(
+        &inner.options.mini_program_page,
+        action,
+        &grant.ticket,
+        &grant.env,
+    );
 
     let id = inner.next_id();
     let fail_callback = callbacks.fail.clone();
@@ -49,7 +61,9 @@ pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, 
         let (inner, hidden) = (inner.clone(), document.clone());
         let flow = grant.flow;
         move |event| {
-            if string(&get(&event, "type")) == "pagehide" || typ(&get(&hidden, "hidden")) == ty::TRUE {
+            if string(&get(&event, "type")) == "pagehide"
+                || typ(&get(&hidden, "hidden")) == ty::TRUE
+            {
                 left.set(true);
                 return;
             }
@@ -57,26 +71,52 @@ pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, 
                 return;
             }
             asking.set(true);
-            ask(&inner, id, action, &state, &flow, callbacks.clone(), asking.clone());
+            ask(
+                &inner,
+                id,
+                action,
+                &state,
+                &flow,
+                callbacks.clone(),
+                asking.clone(),
+            );
         }
     };
-    inner.log(&[action.name(), ": opening the mini-program page ", &inner.options.mini_program_page]);
+    inner.log(&[
+        action.name(),
+        ": opening the mini-program page ",
+        &inner.options.mini_program_page,
+    ]);
     // `complete` runs once in WeChat and carries `errMsg`. The page owns the callback (one
     // closure type for every callback: `FnMut`, run once through `take`).
     let weak = Rc::downgrade(inner);
     let mut once = Some((weak, fail_callback));
     let completed = Closure::<dyn FnMut(JsValue)>::new(move |result: JsValue| {
-        let Some((weak, fail_callback)) = once.take() else { return };
+        let Some((weak, fail_callback)) = once.take() else {
+            return;
+        };
         let why = string(&get(&result, "errMsg"));
         if why.ends_with(":ok") {
             return;
         }
         // WeChat refused to open the host page (not in app.json, wrong path): the flow is over.
-        log(true, "[qys-sdk] wx.miniProgram.navigateTo failed; check miniProgramPage:", &why);
+        log(
+            true,
+            "[qys-sdk] wx.miniProgram.navigateTo failed; check miniProgramPage:",
+            &why,
+        );
         if let Some(inner) = weak.upgrade() {
             inner.close_flows(Some(id));
             if !inner.destroyed.get() {
-                fire(&inner, action, &Callbacks { success: None, fail: fail_callback }, &Event::AuthFail);
+                fire(
+                    &inner,
+                    action,
+                    &Callbacks {
+                        success: None,
+                        fail: fail_callback,
+                    },
+                    &Event::AuthFail,
+                );
             }
         }
     })
@@ -88,25 +128,47 @@ pub fn open(inner: &Rc<Inner>, window: &JsValue, action: Action, state: String, 
         ));
     }
     // Watched only once the mini-program was asked to navigate: a call that failed never fires.
-    let on = vec![(document, "visibilitychange"), (window.clone(), "pageshow"), (window.clone(), "pagehide")];
-    inner.keep_open(Flow { id, frame: None, _listener: EventListener::new(on, check) });
+    let on = vec![
+        (document, "visibilitychange"),
+        (window.clone(), "pageshow"),
+        (window.clone(), "pagehide"),
+    ];
+    inner.keep_open(Flow {
+        id,
+        frame: None,
+        _listener: EventListener::new(on, check),
+    });
     Ok(element)
 }
 
 /// Asks the proxy for the flow's outcome (shown again without a confirmed success: the user
 /// left the plugin); fires once and closes the flow when it is known.
-fn ask(inner: &Rc<Inner>, id: u32, action: Action, state: &str, flow: &str, callbacks: Callbacks, asking: Rc<Cell<bool>>) {
-    ask_outcome(inner, action, state, flow, Box::new(move |inner, event| {
-        asking.set(false);
-        match event {
-            // Kept open: the next time the page is shown, it asks again.
-            Err(e) => inner.log(&[action.name(), ": ", &e.message]),
-            Ok(event) => {
-                inner.close_flows(Some(id));
-                if let Some(event) = event {
-                    fire(inner, action, &callbacks, &event);
+fn ask(
+    inner: &Rc<Inner>,
+    id: u32,
+    action: Action,
+    state: &str,
+    flow: &str,
+    callbacks: Callbacks,
+    asking: Rc<Cell<bool>>,
+) {
+    ask_outcome(
+        inner,
+        action,
+        state,
+        flow,
+        Box::new(move |inner, event| {
+            asking.set(false);
+            match event {
+                // Kept open: the next time the page is shown, it asks again.
+                Err(e) => inner.log(&[action.name(), ": ", &e.message]),
+                Ok(event) => {
+                    inner.close_flows(Some(id));
+                    if let Some(event) = event {
+                        fire(inner, action, &callbacks, &event);
+                    }
                 }
             }
-        }
-    }));
+        }),
+    );
 }

@@ -23,11 +23,13 @@ use wasm_bindgen::prelude::*;
 use crate::error::{ErrorKind, QysError};
 use crate::message::Event;
 use crate::options::{parse_presentation, Options};
-use crate::params::{Action, Params};
+use crate::params::{normalize, Action};
 use crate::pending::return_url;
 use crate::presentation::{allow_camera, choose, status_text, Environment, Presentation};
 use crate::value::{concat, object, Value};
-use crate::wire::{answer_result, append_query, page_grant, state_from_random, ticket_grant, Envelope};
+use crate::wire::{
+    answer_result, append_query, flow_form_body, page_grant, state_from_random, ticket_grant,
+};
 use bridge::{call, defer, get, random, set, settle, string, text, ty, typ, window};
 use convert::{callback, nullish, to_js_error, to_value};
 use resources::{EventListener, Posted};
@@ -125,21 +127,32 @@ pub struct QysSdk {
 /// Something this page lacks (window, document, crypto, sessionStorage…): the SDK cannot make
 /// or show a request here. Reported as `network`, the kind for "the request could not be made".
 fn missing(api: &str) -> QysError {
-    QysError::new(ErrorKind::Network, concat(&[api, " is not available on this page"]))
+    QysError::new(
+        ErrorKind::Network,
+        concat(&[api, " is not available on this page"]),
+    )
 }
 
 fn destroyed() -> QysError {
-    QysError::new(ErrorKind::InvalidArgument, "this qysSdk instance was destroyed")
+    QysError::new(
+        ErrorKind::InvalidArgument,
+        "this qysSdk instance was destroyed",
+    )
 }
 
 /// Resolves `proxy_url` against the page and appends the `query` pairs to its own query, which is
 /// kept byte for byte. Returns (URL, origin + path, origin).
-fn resolve_proxy_url(proxy_url: &str, query: &[(String, String)]) -> Result<(String, String, String), QysError> {
+fn resolve_proxy_url(
+    proxy_url: &str,
+    query: &[(String, String)],
+) -> Result<(String, String, String), QysError> {
     let bad = |why: &str| QysError::invalid_at("proxyUrl", &[" \"", proxy_url, "\" ", why]);
     let page = window().map(|w| text(&get(&get(&w, "location"), "href")));
     let url = bridge::url(proxy_url, page.as_deref());
     if typ(&url) != ty::OBJECT {
-        return Err(bad("is not a URL (a relative URL needs a page to resolve against)"));
+        return Err(bad(
+            "is not a URL (a relative URL needs a page to resolve against)",
+        ));
     }
     let part = |name| text(&get(&url, name));
     if !matches!(part("protocol").as_str(), "http:" | "https:") {
@@ -196,15 +209,29 @@ fn status_element(action: Action) -> Result<JsValue, QysError> {
 }
 
 /// What the page is, for the `auto` presentation.
-fn choose_presentation(requested: Option<Presentation>, window: &JsValue, params: &Params) -> Presentation {
+fn choose_presentation(
+    requested: Option<Presentation>,
+    window: &JsValue,
+    action: Action,
+    mode: Option<&str>,
+) -> Presentation {
     let user_agent = string(&get(&get(window, "navigator"), "userAgent"));
     let flag = string(&get(window, "__wxjs_environment")) == "miniprogram";
-    choose(requested, &Environment { user_agent: &user_agent, mini_program_flag: flag }, params)
+    choose(
+        requested,
+        &Environment {
+            user_agent: &user_agent,
+            mini_program_flag: flag,
+        },
+        action,
+        mode,
+    )
 }
 
 /// A call's validated arguments.
 struct Prepared {
-    params: Params,
+    /// The canonical wire parameters.
+    params: Value,
     callbacks: Callbacks,
     /// The call's own `presentation`, if it set one (`Some(None)` is `auto`).
     presentation: Option<Option<Presentation>>,
@@ -231,8 +258,12 @@ impl QysSdk {
         #[wasm_bindgen(unchecked_optional_param_type = "QysSdkOptions")] options: Option<JsValue>,
     ) -> Result<QysSdk, JsValue> {
         let build = || -> Result<QysSdk, QysError> {
-            let options = Options::parse(&to_value(&options.unwrap_or(JsValue::UNDEFINED), "options")?)?;
-            let (proxy_url, proxy_endpoint, proxy_origin) = resolve_proxy_url(&proxy_url, &options.query)?;
+            let options = Options::parse(&to_value(
+                &options.unwrap_or(JsValue::UNDEFINED),
+                "options",
+            )?)?;
+            let (proxy_url, proxy_endpoint, proxy_origin) =
+                resolve_proxy_url(&proxy_url, &options.query)?;
             let inner = Inner {
                 proxy_url,
                 proxy_endpoint,
@@ -244,7 +275,9 @@ impl QysSdk {
                 destroyed: Cell::new(false),
             };
             inner.log(&["ready; proxy ", &inner.proxy_endpoint]);
-            Ok(QysSdk { inner: Rc::new(inner) })
+            Ok(QysSdk {
+                inner: Rc::new(inner),
+            })
         };
         build().map_err(|e| to_js_error(&e))
     }
@@ -254,7 +287,8 @@ impl QysSdk {
     #[wasm_bindgen(js_name = personalSign, unchecked_return_type = "Promise<HTMLElement>")]
     pub fn personal_sign(
         &self,
-        #[wasm_bindgen(js_name = contractId, unchecked_param_type = "string | number | bigint")] contract_id: JsValue,
+        #[wasm_bindgen(js_name = contractId, unchecked_param_type = "string | number | bigint")]
+        contract_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] contact: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "SignCallbacks")] callbacks: Option<JsValue>,
     ) -> Promise {
@@ -265,7 +299,8 @@ impl QysSdk {
     #[wasm_bindgen(js_name = enterpriseSign, unchecked_return_type = "Promise<HTMLElement>")]
     pub fn enterprise_sign(
         &self,
-        #[wasm_bindgen(js_name = contractId, unchecked_param_type = "string | number | bigint")] contract_id: JsValue,
+        #[wasm_bindgen(js_name = contractId, unchecked_param_type = "string | number | bigint")]
+        contract_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] contact: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "SignCallbacks")] callbacks: Option<JsValue>,
     ) -> Promise {
@@ -277,7 +312,8 @@ impl QysSdk {
     pub fn personal_auth(
         &self,
         #[wasm_bindgen(unchecked_param_type = "PersonalAuthParams")] params: JsValue,
-        #[wasm_bindgen(unchecked_optional_param_type = "AuthCallbacks<PersonalUserInfo>")] callbacks: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "AuthCallbacks<PersonalUserInfo>")]
+        callbacks: Option<JsValue>,
     ) -> Promise {
         self.auth(Action::PersonalAuth, params, callbacks)
     }
@@ -287,7 +323,8 @@ impl QysSdk {
     pub fn enterprise_auth(
         &self,
         #[wasm_bindgen(unchecked_param_type = "EnterpriseAuthParams")] params: JsValue,
-        #[wasm_bindgen(unchecked_optional_param_type = "AuthCallbacks<CompanyInfo>")] callbacks: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "AuthCallbacks<CompanyInfo>")]
+        callbacks: Option<JsValue>,
     ) -> Promise {
         self.auth(Action::EnterpriseAuth, params, callbacks)
     }
@@ -298,7 +335,9 @@ impl QysSdk {
     #[wasm_bindgen(unchecked_return_type = "Promise<QysResumed | null>")]
     pub fn resume(
         &self,
-        #[wasm_bindgen(unchecked_optional_param_type = "ResumeCallbacks")] callbacks: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "ResumeCallbacks")] callbacks: Option<
+            JsValue,
+        >,
     ) -> Promise {
         let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
         let promise = defer();
@@ -306,7 +345,11 @@ impl QysSdk {
             if self.inner.destroyed.get() {
                 return Err(destroyed());
             }
-            Ok([callback(&callbacks, "signSuccessCb")?, callback(&callbacks, "authSuccessCb")?, callback(&callbacks, "authFailCb")?])
+            Ok([
+                callback(&callbacks, "signSuccessCb")?,
+                callback(&callbacks, "authSuccessCb")?,
+                callback(&callbacks, "authFailCb")?,
+            ])
         })();
         match read {
             Ok(callbacks) => redirect::resume(&self.inner, callbacks, promise.clone().into()),
@@ -326,7 +369,13 @@ impl QysSdk {
 }
 
 impl QysSdk {
-    fn sign(&self, action: Action, contract_id: JsValue, contact: JsValue, callbacks: Option<JsValue>) -> Promise {
+    fn sign(
+        &self,
+        action: Action,
+        contract_id: JsValue,
+        contact: JsValue,
+        callbacks: Option<JsValue>,
+    ) -> Promise {
         let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
         let prepared = (|| {
             let contract_id = if typ(&contract_id) == ty::BIGINT {
@@ -335,11 +384,17 @@ impl QysSdk {
             } else {
                 to_value(&contract_id, "contractId")?
             };
-            let params = object([("contractId", contract_id), ("contact", to_value(&contact, "contact")?)]);
-            let params = Params::parse(action, &params)?;
+            let params = object([
+                ("contractId", contract_id),
+                ("contact", to_value(&contact, "contact")?),
+            ]);
+            let params = normalize(action, &params)?;
             Ok(Prepared {
                 params,
-                callbacks: Callbacks { success: callback(&callbacks, "signSuccessCb")?, fail: callback(&callbacks, "authFailCb")? },
+                callbacks: Callbacks {
+                    success: callback(&callbacks, "signSuccessCb")?,
+                    fail: callback(&callbacks, "authFailCb")?,
+                },
                 presentation: call_presentation(&callbacks)?,
             })
         })();
@@ -349,10 +404,13 @@ impl QysSdk {
     fn auth(&self, action: Action, params: JsValue, callbacks: Option<JsValue>) -> Promise {
         let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
         let prepared = (|| {
-            let params = Params::parse(action, &to_value(&params, "params")?)?;
+            let params = normalize(action, &to_value(&params, "params")?)?;
             Ok(Prepared {
                 params,
-                callbacks: Callbacks { success: callback(&callbacks, "authSuccessCb")?, fail: callback(&callbacks, "authFailCb")? },
+                callbacks: Callbacks {
+                    success: callback(&callbacks, "authSuccessCb")?,
+                    fail: callback(&callbacks, "authFailCb")?,
+                },
                 presentation: call_presentation(&callbacks)?,
             })
         })();
@@ -364,12 +422,16 @@ impl QysSdk {
         let promise = defer();
         let settled = promise.clone();
         match begin(inner, action, prepared) {
-            Ok((body, call)) => request::send(inner, &body, Box::new(move |inner, answer| {
-                match answer.and_then(|answer| finish(inner, call, answer)) {
-                    Ok(element) => settle(&settled, true, &element),
-                    Err(e) => settle(&settled, false, &fail(inner, action, &e)),
-                }
-            })),
+            Ok((body, call)) => request::send(
+                inner,
+                &body,
+                Box::new(move |inner, answer| {
+                    match answer.and_then(|answer| finish(inner, call, answer)) {
+                        Ok(element) => settle(&settled, true, &element),
+                        Err(e) => settle(&settled, false, &fail(inner, action, &e)),
+                    }
+                }),
+            ),
             Err(e) => settle(&promise, false, &fail(inner, action, &e)),
         }
         promise
@@ -395,13 +457,27 @@ fn fail(inner: &Inner, action: Action, e: &QysError) -> JsValue {
 /// Validates, picks the presentation, checks that the page can show it, then builds the
 /// request's body.
 #[inline(never)]
-fn begin(inner: &Inner, action: Action, prepared: Result<Prepared, QysError>) -> Result<(String, Call), QysError> {
+fn begin(
+    inner: &Inner,
+    action: Action,
+    prepared: Result<Prepared, QysError>,
+) -> Result<(String, Call), QysError> {
     if inner.destroyed.get() {
         return Err(destroyed());
     }
-    let Prepared { params, callbacks, presentation } = prepared?;
+    let Prepared {
+        params,
+        callbacks,
+        presentation,
+    } = prepared?;
     let window = window().ok_or_else(|| missing("window"))?;
-    let presentation = choose_presentation(presentation.unwrap_or(inner.options.presentation), &window, &params);
+    let mode = params.get("mode").and_then(Value::as_str);
+    let presentation = choose_presentation(
+        presentation.unwrap_or(inner.options.presentation),
+        &window,
+        action,
+        mode,
+    );
     let return_url = match presentation {
         Presentation::Iframe => None,
         Presentation::Redirect => {
@@ -413,18 +489,44 @@ fn begin(inner: &Inner, action: Action, prepared: Result<Prepared, QysError>) ->
             None
         }
     };
-    let allow_camera = allow_camera(&params);
-    let envelope = Envelope { action, state: random_state()?, params, presentation, return_url };
-    inner.log(&[action.name(), ": requesting a page from the proxy (", presentation.name(), ")"]);
-    let body = envelope.to_form_body();
-    Ok((body, Call { action, state: envelope.state, callbacks, presentation, allow_camera, window }))
+    let allow_camera = allow_camera(action, mode);
+    let state = random_state()?;
+    inner.log(&[
+        action.name(),
+        ": requesting a page from the proxy (",
+        presentation.name(),
+        ")",
+    ]);
+    let body = flow_form_body(action, &state, params, presentation, return_url.as_deref());
+    Ok((
+        body,
+        Call {
+            action,
+            state,
+            callbacks,
+            presentation,
+            allow_camera,
+            window,
+        },
+    ))
 }
 
 /// Reads the proxy's answer and shows the flow the way the call chose.
 #[inline(never)]
-fn finish(inner: &Rc<Inner>, call: Call, (status, body): request::Answer) -> Result<JsValue, QysError> {
+fn finish(
+    inner: &Rc<Inner>,
+    call: Call,
+    (status, body): request::Answer,
+) -> Result<JsValue, QysError> {
     let result = answer_result(status, body.as_ref())?;
-    let Call { action, state, callbacks, presentation, allow_camera, window } = call;
+    let Call {
+        action,
+        state,
+        callbacks,
+        presentation,
+        allow_camera,
+        window,
+    } = call;
     if presentation == Presentation::MiniProgram {
         let grant = ticket_grant(result)?;
         inner.log(&[action.name(), ": ticket granted"]);
@@ -438,9 +540,24 @@ fn finish(inner: &Rc<Inner>, call: Call, (status, body): request::Answer) -> Res
     // `event.origin` is always canonical (lowercase host, no default port); so must this be.
     let url = bridge::url(&grant.return_origin, None);
     if typ(&url) != ty::OBJECT {
-        return Err(QysError::new(ErrorKind::Protocol, "the proxy's answer is not protocol v1: result.returnOrigin"));
+        return Err(QysError::new(
+            ErrorKind::Protocol,
+            "the proxy's answer is not protocol v1: result.returnOrigin",
+        ));
     }
     grant.return_origin = text(&get(&url, "origin"));
-    inner.log(&[action.name(), ": page granted, return origin ", &grant.return_origin]);
-    frame::open(inner, &window, action, state, grant, callbacks, allow_camera)
+    inner.log(&[
+        action.name(),
+        ": page granted, return origin ",
+        &grant.return_origin,
+    ]);
+    frame::open(
+        inner,
+        &window,
+        action,
+        state,
+        grant,
+        callbacks,
+        allow_camera,
+    )
 }

@@ -21,7 +21,11 @@ use crate::wire::PageGrant;
 /// (checked before a redirect flow sends anything).
 pub fn stored() -> Result<Vec<PendingFlow>, QysError> {
     let text = store(pending::STORAGE_KEY, None).ok_or_else(|| missing("sessionStorage"))?;
-    Ok(pending::parse_list(&from_json(&text).and_then(|flat| Value::from_flat(&flat)).unwrap_or(Value::Null)))
+    Ok(pending::parse_list(
+        &from_json(&text)
+            .and_then(|flat| Value::from_flat(&flat))
+            .unwrap_or(Value::Null),
+    ))
 }
 
 fn keep(flows: &[PendingFlow]) -> Option<String> {
@@ -35,12 +39,25 @@ thread_local! {
 }
 
 /// Remembers the flow, then sends the top window to the platform's page.
-pub fn leave(inner: &Inner, action: Action, state: String, grant: PageGrant) -> Result<JsValue, QysError> {
+pub fn leave(
+    inner: &Inner,
+    action: Action,
+    state: String,
+    grant: PageGrant,
+) -> Result<JsValue, QysError> {
     let mut flows = stored()?;
     let flow = grant.flow.ok_or_else(|| {
-        QysError::new(ErrorKind::Protocol, "the proxy's answer is not protocol v1: result.flow is missing or not a flow token")
+        QysError::new(
+            ErrorKind::Protocol,
+            "the proxy's answer is not protocol v1: result.flow is missing or not a flow token",
+        )
     })?;
-    flows.push(PendingFlow { state, action, flow, proxy: inner.proxy_endpoint.clone() });
+    flows.push(PendingFlow {
+        state,
+        action,
+        flow,
+        proxy: inner.proxy_endpoint.clone(),
+    });
     keep(&flows).ok_or_else(|| missing("sessionStorage"))?;
     let element = status_element(action)?;
     if !assign(&grant.page_url) {
@@ -49,7 +66,6 @@ pub fn leave(inner: &Inner, action: Action, state: String, grant: PageGrant) -> 
     Ok(element)
 }
 
-
 /// `resume(callbacks)`: settles `promise` with `{action, event, data}` after firing the one
 /// callback, or `null` when this page load is not the return of one of this tab's redirect flows.
 pub fn resume(inner: &Rc<Inner>, [sign, auth, fail]: [Option<JsValue>; 3], promise: JsValue) {
@@ -57,7 +73,9 @@ pub fn resume(inner: &Rc<Inner>, [sign, auth, fail]: [Option<JsValue>; 3], promi
         Ok(value) => settle(&promise, true, &value),
         Err(e) => settle(&promise, false, &to_js_error(&e)),
     };
-    let Some(window) = super::bridge::window() else { return settle(Ok(JsValue::NULL)) };
+    let Some(window) = super::bridge::window() else {
+        return settle(Ok(JsValue::NULL));
+    };
     let search = move || text(&get(&get(&window, "location"), "search"));
     let Some(state) = pending::returned_state(&search()).map(str::to_owned) else {
         return settle(Ok(JsValue::NULL));
@@ -68,7 +86,10 @@ pub fn resume(inner: &Rc<Inner>, [sign, auth, fail]: [Option<JsValue>; 3], promi
         Ok(flows) => flows,
         Err(e) => return settle(Err(e)),
     };
-    let Some(flow) = flows.into_iter().find(|f| f.state == state && f.proxy == inner.proxy_endpoint) else {
+    let Some(flow) = flows
+        .into_iter()
+        .find(|f| f.state == state && f.proxy == inner.proxy_endpoint)
+    else {
         // Not a flow of this tab and proxy (forged, replayed, or another tab's): nothing to fire.
         inner.log(&["resume: no pending flow for this return"]);
         clean_url();
@@ -80,25 +101,48 @@ pub fn resume(inner: &Rc<Inner>, [sign, auth, fail]: [Option<JsValue>; 3], promi
     }
     RESUMING.with_borrow_mut(|states| states.push(state.clone()));
     let action = flow.action;
-    let callbacks = Callbacks { success: if action.is_sign() { sign } else { auth }, fail };
+    let callbacks = Callbacks {
+        success: if action.is_sign() { sign } else { auth },
+        fail,
+    };
     // The platform sent the browser back without a success: the user left.
-    ask_outcome(inner, action, &flow.state, &flow.flow, Box::new(move |inner, event| {
-        RESUMING.with_borrow_mut(|states| states.retain(|s| *s != state));
-        let event = match event {
-            Ok(event) => event,
-            // Kept: a reload (or another `resume`) asks again.
-            Err(e) => return settle(Err(e)),
-        };
-        let remaining: Vec<PendingFlow> = stored().unwrap_or_default().into_iter().filter(|f| f.state != state).collect();
-        let _ = keep(&remaining);
-        clean_url();
-        let Some(event) = event else { return settle(Ok(JsValue::NULL)) };
-        fire(inner, action, &callbacks, &event);
-        let data = match &event {
-            Event::SignSuccess(data) | Event::AuthSuccess(data) => data.to_json(),
-            Event::AuthFail => "{}".into(),
-        };
-        let resumed = concat(&[r#"{"action":""#, action.name(), r#"","event":""#, event.name(), r#"","data":"#, &data, "}"]);
-        settle(Ok(super::bridge::parse(&resumed)));
-    }));
+    ask_outcome(
+        inner,
+        action,
+        &flow.state,
+        &flow.flow,
+        Box::new(move |inner, event| {
+            RESUMING.with_borrow_mut(|states| states.retain(|s| *s != state));
+            let event = match event {
+                Ok(event) => event,
+                // Kept: a reload (or another `resume`) asks again.
+                Err(e) => return settle(Err(e)),
+            };
+            let remaining: Vec<PendingFlow> = stored()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| f.state != state)
+                .collect();
+            let _ = keep(&remaining);
+            clean_url();
+            let Some(event) = event else {
+                return settle(Ok(JsValue::NULL));
+            };
+            fire(inner, action, &callbacks, &event);
+            let data = match &event {
+                Event::SignSuccess(data) | Event::AuthSuccess(data) => data.to_json(),
+                Event::AuthFail => "{}".into(),
+            };
+            let resumed = concat(&[
+                r#"{"action":""#,
+                action.name(),
+                r#"","event":""#,
+                event.name(),
+                r#"","data":"#,
+                &data,
+                "}",
+            ]);
+            settle(Ok(super::bridge::parse(&resumed)));
+        }),
+    );
 }

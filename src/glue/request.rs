@@ -31,15 +31,25 @@ pub fn send(inner: &Rc<Inner>, body: &str, next: OnAnswer) {
     // callback keeps a single set of wasm-bindgen shims).
     let mut once = Some((owner, next));
     let done = Closure::<dyn FnMut(JsValue)>::new(move |outcome: JsValue| {
-        let Some((inner, next)) = once.take() else { return };
+        let Some((inner, next)) = once.take() else {
+            return;
+        };
         let posted = {
             let mut requests = inner.requests.borrow_mut();
-            requests.iter().position(|(r, _)| *r == id).map(|at| requests.swap_remove(at))
+            requests
+                .iter()
+                .position(|(r, _)| *r == id)
+                .map(|at| requests.swap_remove(at))
         };
         drop(posted);
-        let answer = if inner.destroyed.get() { Err(destroyed()) } else { read(&inner, &text(&outcome)) };
+        let answer = if inner.destroyed.get() {
+            Err(destroyed())
+        } else {
+            read(&inner, &text(&outcome))
+        };
         next(&inner, answer);
-    }).into_js_value();
+    })
+    .into_js_value();
     let posted = Posted(post(&inner.proxy_url, body, inner.options.timeout_ms, done));
     inner.requests.borrow_mut().push((id, posted));
 }
@@ -51,17 +61,23 @@ pub type OnOutcome = Box<dyn FnOnce(&Rc<Inner>, Result<Option<Event>, QysError>)
 /// Asks the proxy how the flow `flow` of `action`, started with `state`, ended (redirect and
 /// mini-program flows). A flow the platform confirms no success for was left: `authFail`.
 pub fn ask_outcome(inner: &Rc<Inner>, action: Action, state: &str, flow: &str, then: OnOutcome) {
-    send(inner, &Request::outcome_form_body(state, flow), Box::new(move |inner, answer| {
-        let event = answer.and_then(|(status, body)| outcome_answer(action, status, body.as_ref())).map(|outcome| match outcome {
-            None => {
-                inner.log(&[action.name(), ": the proxy no longer knows this flow"]);
-                None
-            }
-            Some(Outcome::Event(event)) => Some(event),
-            Some(Outcome::Pending) => Some(Event::AuthFail),
-        });
-        then(inner, event);
-    }));
+    send(
+        inner,
+        &Request::outcome_form_body(state, flow),
+        Box::new(move |inner, answer| {
+            let event = answer
+                .and_then(|(status, body)| outcome_answer(action, status, body.as_ref()))
+                .map(|outcome| match outcome {
+                    None => {
+                        inner.log(&[action.name(), ": the proxy no longer knows this flow"]);
+                        None
+                    }
+                    Some(Outcome::Event(event)) => Some(event),
+                    Some(Outcome::Pending) => Some(Event::AuthFail),
+                });
+            then(inner, event);
+        }),
+    );
 }
 
 /// Reads `post`'s report: `<status>:<body as flat text>`, `T:` or `N:<reason>`.
@@ -70,7 +86,10 @@ fn read(inner: &Inner, outcome: &str) -> Result<Answer, QysError> {
     match head {
         "T" => {
             let ms = decimal(u64::from(inner.options.timeout_ms));
-            Err(QysError::new(ErrorKind::Timeout, concat(&["the proxy did not answer within ", &ms, " ms"])))
+            Err(QysError::new(
+                ErrorKind::Timeout,
+                concat(&["the proxy did not answer within ", &ms, " ms"]),
+            ))
         }
         "N" => Err(QysError::new(
             ErrorKind::Network,
@@ -83,7 +102,9 @@ fn read(inner: &Inner, outcome: &str) -> Result<Answer, QysError> {
             ]),
         )),
         status => {
-            let status = status.bytes().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+            let status = status
+                .bytes()
+                .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
             Ok((status, Value::from_flat(rest)))
         }
     }
