@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm test`: every test of the project.
 #  1. native: the SDK's pure core and the proxy/sandbox (cargo test)
-#  2. the release build of the SDK into pkg/ (npm run build), and its size check
+#  2. the release build of the SDK into pkg/ (npm run build), its size check, and a small run of
+#     npm run bench:sdk
 #  3. wasm-bindgen-test (MVP build) in Chromium, Firefox ESR and WebKitGTK against a running
 #     qys-proxy sandbox + fault server
 #  4. Playwright end-to-end flows (demo page, seed 004's pages, classic script, CSP), the shipping
@@ -20,6 +21,9 @@ cargo build --release --locked -p qys-proxy
 
 echo "== size (the shipped .wasm + ES module, gzip -9, against the ceiling in scripts/size.mjs)"
 node scripts/size.mjs --check
+
+echo "== bench:sdk smoke (a few loads and calls in Chromium; fails if the benchmark breaks)"
+node scripts/bench-sdk.mjs 5 2
 
 echo "== browser tests (wasm-bindgen-test in Chromium, Firefox ESR, WebKitGTK)"
 run=$(mktemp -d)

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startProxy, startForger, launch, stateOf } from './harness.mjs';
+import { startProxy, startForger, launch, stateOf, drain } from './harness.mjs';
 
 let proxy, forger, browser;
 before(async () => {
@@ -23,7 +23,9 @@ async function openDemo(options, server = proxy) {
   const page = await browser.newPage(options);
   const proxyCalls = [];
   page.sdkLog = [];
+  page.errors = [];
   page.on('console', (m) => { if (m.text().startsWith('[qys-sdk]')) page.sdkLog.push(m.text()); });
+  page.on('pageerror', (e) => page.errors.push(e.message));
   page.on('request', (r) => {
     if (new URL(r.url()).pathname === '/qys/proxy') proxyCalls.push({ method: r.method(), url: r.url() });
   });
@@ -32,8 +34,21 @@ async function openDemo(options, server = proxy) {
   return { page, proxyCalls };
 }
 
+/** The Playwright frame of the iframe `selector`, at its current page. */
+async function frameOf(page, selector = '#qys-frame') {
+  return (await page.$(selector)).contentFrame();
+}
+
 async function events(page) {
   return page.$$eval('#events li', (lis) => lis.map((li) => ({ event: li.dataset.event, text: li.textContent })));
+}
+
+/** After `drain` from the flow's frame: no listener of the SDK saw the marker (it would log it
+ * as ignored, or throw if its closure were freed), so the flow stopped listening at its terminal
+ * event and nothing can fire again, however late a message comes. */
+function assertStoppedListening(page) {
+  assert.deepEqual([...page.sdkLog.filter((l) => l.includes('ignored a message')), ...page.errors], [],
+    'the flow stopped listening');
 }
 
 async function run(button, click, expected) {
@@ -42,7 +57,8 @@ async function run(button, click, expected) {
   const frame = page.frameLocator('#qys-frame');
   for (const id of click) await frame.locator(id).click();
   await page.waitForSelector('#events li');
-  await page.waitForTimeout(200); // a second (wrong) callback would show up here
+  await drain(page, await frameOf(page)); // a second (wrong) callback would have fired by now
+  assertStoppedListening(page);
   const seen = await events(page);
   assert.equal(seen.length, 1, JSON.stringify(seen));
   assert.equal(seen[0].event, expected.event);
@@ -77,7 +93,8 @@ test('personalSign by an unauthenticated signer: exit → authFail once', async 
   await page.click('#personalSign');
   await page.frameLocator('#qys-frame').locator('#qys-sandbox-exit').click();
   await page.waitForSelector('#events li');
-  await page.waitForTimeout(200);
+  await drain(page, await frameOf(page));
+  assertStoppedListening(page);
   assert.deepEqual((await events(page)).map((e) => e.event), ['authFail']);
   await page.close();
 });
@@ -92,6 +109,7 @@ test('forged messages fire nothing; replays after the real one fire nothing', as
   // 1. Another origin, right state.
   await page.evaluate(({ url }) => new Promise((done) => {
     const f = document.createElement('iframe');
+    f.id = 'forger';
     f.src = url;
     f.onload = () => done();
     document.body.append(f);
@@ -102,18 +120,23 @@ test('forged messages fire nothing; replays after the real one fire nothing', as
       window.postMessage({ type: 'qys-sdk', v: 1, state: s, event, data: { contractId: '1' } }, '*');
     }
   }, state);
-  await page.waitForTimeout(300);
+  await drain(page, await frameOf(page, '#forger'));
+  await drain(page);
   assert.deepEqual(await events(page), [], 'no callback for forged messages');
   const ignored = (origin) => page.sdkLog.filter((l) => l.endsWith(`ignored a message from ${origin}`)).length;
-  assert.equal(ignored(forger.url), 3, 'the foreign frame\'s three messages arrived and were ignored');
-  assert.equal(ignored(proxy.proxy), 2, 'the wrong-window messages arrived and were ignored');
+  assert.equal(ignored(forger.url), 4, 'the foreign frame\'s three messages (and its marker) arrived and were ignored');
+  assert.equal(ignored(proxy.proxy), 3, 'the wrong-window messages (and the marker) arrived and were ignored');
 
   await page.frameLocator('#qys-frame').locator('#qys-sandbox-sign').click();
   await page.waitForSelector('#events li');
   // Replay: the return page loaded again posts the same genuine message.
   const returnUrl = await page.frameLocator('#qys-frame').locator('body').evaluate(() => location.href);
-  await page.evaluate((u) => { document.getElementById('qys-frame').src = u; }, returnUrl);
-  await page.waitForTimeout(500);
+  await page.evaluate((u) => new Promise((done) => {
+    const f = document.getElementById('qys-frame');
+    f.onload = () => done();
+    f.src = u;
+  }), returnUrl);
+  await drain(page, await frameOf(page));
   assert.deepEqual((await events(page)).map((e) => e.event), ['signSuccess']);
   assert.ok(page.sdkLog.some((l) => l.endsWith('personalSign: signSuccess')));
   await page.close();
@@ -139,7 +162,7 @@ test('after destroy() no callback fires', async () => {
   await page.frameLocator('#qys-frame').locator('#qys-sandbox-sign').click();
   // The return page has loaded and posted its (genuine) message.
   await page.frameLocator('#qys-frame').locator('#qys-return-status').waitFor();
-  await page.waitForTimeout(300);
+  await drain(page, await frameOf(page));
   assert.deepEqual(await events(page), []);
   assert.ok(page.sdkLog.some((l) => l.endsWith('destroyed')));
   assert.ok(!page.sdkLog.some((l) => l.includes('ignored a message')), 'the listener is gone, not just ignoring');
@@ -165,8 +188,7 @@ test('an open flow survives the page dropping its qysSdk object (GC)', async () 
 
 test('a callback that throws is reported to the page and the instance keeps working', async () => {
   const { page } = await openDemo();
-  const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  const reported = page.waitForEvent('pageerror', { predicate: (e) => e.message.includes('integrator bug') });
   await page.evaluate(async () => {
     const sdk = window.qysDemo.sdk;
     const element = await sdk.personalAuth({ mode: 'FACE', contact: '13900000032', username: '吴', idCardNo: '2' },
@@ -175,9 +197,8 @@ test('a callback that throws is reported to the page and the instance keeps work
     document.body.append(element);
   });
   await page.frameLocator('#throw-frame').locator('#qys-sandbox-auth-submit').click();
-  await page.waitForFunction(() => window.calls === 1);
-  await page.waitForTimeout(200);
-  assert.ok(pageErrors.some((m) => m.includes('integrator bug')), JSON.stringify(pageErrors));
+  await reported;
+  await drain(page, await frameOf(page, '#throw-frame'));
   // The same instance still serves a new call.
   const ok = await page.evaluate(() => window.qysDemo.sdk.personalAuth({ contact: '13900000033' }).then((e) => e.tagName));
   assert.equal(ok, 'IFRAME');
@@ -199,8 +220,8 @@ test('a flow whose iframe was removed is dropped at the next call', async () => 
     document.body.append(second);
     window.postMessage('noise', '*');
   });
-  await page.waitForTimeout(200);
-  assert.equal(ignoredCount(), 1, 'only the open flow still listens');
+  await drain(page);
+  assert.equal(ignoredCount(), 2, 'only the open flow still listens (it ignored the noise and the marker)');
   await page.close();
 });
 

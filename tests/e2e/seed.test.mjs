@@ -3,7 +3,7 @@
 // the callbacks fire.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startProxy, launch } from './harness.mjs';
+import { startProxy, launch, drain } from './harness.mjs';
 
 let proxy, browser;
 before(async () => {
@@ -14,15 +14,15 @@ after(async () => {
   proxy?.stop();
 });
 
-/** Opens a page on the proxy with outside requests (the seed's vConsole) refused locally. */
+/** Opens a page on the proxy with outside requests (the seed's vConsole) refused locally.
+ * `logs` holds each console call's arguments (a promise each, in the order of the calls). */
 async function openSeed(path) {
   const page = await browser.newPage();
   const logs = [];
   const types = {};
-  page.on('console', async (m) => {
-    const args = await Promise.all(m.args().map((a) => a.jsonValue().catch(() => null)));
-    logs.push(args);
-  });
+  page.errors = [];
+  page.on('console', (m) => logs.push(Promise.all(m.args().map((a) => a.jsonValue().catch(() => null)))));
+  page.on('pageerror', (e) => page.errors.push(e.message));
   page.on('response', (r) => { types[new URL(r.url()).pathname] = r.headers()['content-type']; });
   await page.route('**/*', (route) => {
     const host = new URL(route.request().url()).hostname;
@@ -37,11 +37,15 @@ async function run(path, steps, expected) {
   const frame = await page.waitForSelector('iframe', { timeout: 10000 });
   const style = await frame.evaluate((f) => ({ border: f.style.border, position: f.style.position, parent: f.parentElement.tagName }));
   assert.deepEqual(style, { border: '1px solid red', position: 'fixed', parent: 'BODY' });
+  const fired = page.waitForEvent('console', (m) => m.text().startsWith(expected[0]));
   await steps(page.frameLocator('iframe'));
-  await page.waitForFunction(() => true);
-  for (let i = 0; i < 50 && !logs.some((l) => l[0] === expected[0]); i++) await page.waitForTimeout(100);
-  const hits = logs.filter((l) => l[0] === expected[0]);
-  assert.equal(hits.length, 1, JSON.stringify(logs));
+  await fired;
+  await drain(page, await frame.contentFrame()); // a second callback would have fired by now
+  // The marker reached no listener of the flow's (a freed one would have thrown).
+  assert.deepEqual(page.errors, []);
+  const logged = await Promise.all(logs);
+  const hits = logged.filter((l) => l[0] === expected[0]);
+  assert.equal(hits.length, 1, JSON.stringify(logged));
   assert.deepEqual(hits[0], expected);
   assert.match(types['/js/index.js'], /javascript/);
   assert.equal(types['/js/qys_sdk_wasm_bg.wasm'], 'application/wasm');
