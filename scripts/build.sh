@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/tools.sh build
 . scripts/mvp.env
 check_nightly
-RUSTFLAGS="$SHIP_RUSTFLAGS" cargo +nightly build --release --locked --target wasm32-unknown-unknown \
+RUSTFLAGS="$SHIP_RUSTFLAGS" cargo +"$NIGHTLY" build --release --locked --target wasm32-unknown-unknown \
   $BUILD_STD -p qys-sdk-wasm --target-dir target/mvp
 rm -rf pkg
 # No default .wasm URL in the glue: both entries pass their own.

@@ -44,9 +44,10 @@ grep -q '^proxy:' "$run/proxy.out" || { cat "$run/proxy.out"; exit 1; }
 # On the MVP build, like the shipped package (panics keep their messages here), in each engine.
 # The runner picks its driver from the environment: exactly one driver variable per run.
 . scripts/mvp.env
+check_nightly
 browser_tests() {
   env WASM_BINDGEN_TEST_ADDRESS=$runner_addr WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 RUSTFLAGS="$MVP_RUSTFLAGS" "$@" \
-    cargo +nightly test --locked --target wasm32-unknown-unknown $BUILD_STD -p qys-sdk-wasm \
+    cargo +"$NIGHTLY" test --locked --target wasm32-unknown-unknown $BUILD_STD -p qys-sdk-wasm \
     --target-dir target/mvp-test --test browser
 }
 minibrowser=$(find /usr/lib -path '*webkit2gtk*' -name MiniBrowser -type f | head -n 1)
