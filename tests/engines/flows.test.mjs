@@ -74,8 +74,9 @@ function watchPage() {
  * top page and waits there until it arrived. Messages from one window arrive in order, so the
  * return page's message has been handled by then, callbacks included (see harness.mjs `drain`). */
 async function drain() {
+  // (a script run while the frame navigates may fail: then ask again)
   await driver.wait(() => driver.executeScript(() =>
-    document.readyState === 'complete' && document.getElementById('qys-return-status') !== null), 10000);
+    document.readyState === 'complete' && document.getElementById('qys-return-status') !== null).catch(() => false), 10000);
   await driver.executeScript(() => parent.postMessage('qys-test-drain', '*'));
   await driver.switchTo().defaultContent();
   await driver.wait(() => driver.executeScript(() => window.seen.drained), 10000);
