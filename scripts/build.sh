@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/tools.sh build
 . scripts/mvp.env
 check_nightly
-RUSTFLAGS="$SHIP_RUSTFLAGS" cargo +nightly build --release --locked --target wasm32-unknown-unknown \
+RUSTFLAGS="$SHIP_RUSTFLAGS" cargo +"$NIGHTLY" build --release --locked --target wasm32-unknown-unknown \
   $BUILD_STD -p qys-sdk-wasm --target-dir target/mvp
 rm -rf pkg
 # No default .wasm URL in the glue: both entries pass their own.
@@ -16,16 +16,6 @@ node scripts/short-names.mjs pkg/qys_sdk_wasm_bg.wasm pkg/qys_sdk_wasm.js
 # --converge: -Oz again until nothing changes (−0.2 KB gzip).
 node_modules/.bin/wasm-opt -Oz --converge $WASM_OPT_FEATURES --strip-debug --strip-producers \
   pkg/qys_sdk_wasm_bg.wasm -o pkg/qys_sdk_wasm_bg.wasm
-echo '{ "type": "module" }' > pkg/package.json
-# The seed's constructor name, `qysSdk`, next to the class name.
-cat > pkg/index.js <<'JS'
-export { default, initSync, QysSdk, QysSdk as qysSdk } from './qys_sdk_wasm.js';
-JS
-cat > pkg/index.d.ts <<'TS'
-export * from './qys_sdk_wasm.js';
-export { default } from './qys_sdk_wasm.js';
-export { QysSdk as qysSdk } from './qys_sdk_wasm.js';
-TS
 # The shipped files (dist/): the ES module entry with lazy instantiation, the classic drop-in
 # script, the .wasm next to both, and their types. Transpiled for Chrome 57 / Safari 11
 # (esbuild flags Safari 11 destructuring for edge cases of its test suite; the plain object
@@ -42,24 +32,12 @@ $esbuild js/index.js --bundle --format=esm --target=chrome61,safari11 --supporte
 $esbuild js/classic.js --bundle --format=iife --target=chrome57,safari11 --supported:destructuring=true \
   --define:import.meta.url=undefined --minify --legal-comments=none --log-level=warning --outfile=dist/index.js
 cp pkg/qys_sdk_wasm_bg.wasm dist/
-cp pkg/qys_sdk_wasm.d.ts dist/qys_sdk_wasm.d.ts
-cat > dist/qys-sdk.d.ts <<'TS'
-import { QysSdk } from './qys_sdk_wasm.js';
-export type {
-  QysError, QysErrorKind, QysSdkOptions, QysPresentation, ContactType, SignCallbacks, PersonalUserInfo,
-  CompanyInfo, AuthCallbacks, PersonalAuthParams, EnterpriseAuthParams, ResumeCallbacks, QysResumed,
-} from './qys_sdk_wasm.js';
-/** The SDK; the wasm is loaded on the first call. */
-export { QysSdk, QysSdk as qysSdk };
-export default QysSdk;
-TS
-cat > dist/index.d.ts <<'TS'
-/** The classic script defines `window.qysSdk`. */
-declare global {
-  var qysSdk: typeof import('./qys-sdk.js').QysSdk;
-}
-export {};
-TS
+# Types: wasm-bindgen's, without `[Symbol.dispose]` (the wrappers have it only where the engine
+# does, and declaring it fails in projects without TypeScript's esnext.disposable lib: TS2550),
+# and the entries' own from js/.
+grep -v '^ *\[Symbol\.dispose\](): void;$' pkg/qys_sdk_wasm.d.ts > dist/qys_sdk_wasm.d.ts
+cp js/qys-sdk.d.ts dist/qys-sdk.d.ts
+cp js/classic.d.ts dist/index.d.ts
 for f in dist/qys_sdk_wasm_bg.wasm dist/qys-sdk.mjs dist/index.js; do
   printf '%-32s %7d B  gzip -9 %6d B\n' "$f" "$(wc -c <"$f")" "$(gzip -9c "$f" | wc -c)"
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm test`: every test of the project.
 #  1. native: the SDK's pure core and the proxy/sandbox (cargo test)
-#  2. the release build of the SDK into pkg/ (npm run build), and its size check
+#  2. the release build of the SDK into pkg/ (npm run build), its size check, and a small run of
+#     npm run bench:sdk
 #  3. wasm-bindgen-test (MVP build) in Chromium, Firefox ESR and WebKitGTK against a running
 #     qys-proxy sandbox + fault server
 #  4. Playwright end-to-end flows (demo page, seed 004's pages, classic script, CSP; with WebAssembly
@@ -22,6 +23,9 @@ cargo build --release --locked -p qys-proxy
 echo "== size (the shipped .wasm + ES module, gzip -9, against the ceiling in scripts/size.mjs)"
 node scripts/size.mjs --check
 
+echo "== bench:sdk smoke (a few loads and calls in Chromium; fails if the benchmark breaks)"
+node scripts/bench-sdk.mjs 5 2
+
 echo "== browser tests (wasm-bindgen-test in Chromium, Firefox ESR, WebKitGTK)"
 run=$(mktemp -d)
 pids=()
@@ -41,9 +45,10 @@ grep -q '^proxy:' "$run/proxy.out" || { cat "$run/proxy.out"; exit 1; }
 # On the MVP build, like the shipped package (panics keep their messages here), in each engine.
 # The runner picks its driver from the environment: exactly one driver variable per run.
 . scripts/mvp.env
+check_nightly
 browser_tests() {
   env WASM_BINDGEN_TEST_ADDRESS=$runner_addr WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 RUSTFLAGS="$MVP_RUSTFLAGS" "$@" \
-    cargo +nightly test --locked --target wasm32-unknown-unknown $BUILD_STD -p qys-sdk-wasm \
+    cargo +"$NIGHTLY" test --locked --target wasm32-unknown-unknown $BUILD_STD -p qys-sdk-wasm \
     --target-dir target/mvp-test --test browser
 }
 minibrowser=$(find /usr/lib -path '*webkit2gtk*' -name MiniBrowser -type f | head -n 1)

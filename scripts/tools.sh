@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the build and test tools this project needs, skipping what is already there:
-# the wasm32 target, nightly's rust-src, wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen,
+# the wasm32 target, the pinned nightly's rust-src, wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen,
 # npm packages, Debian's chromium, firefox-esr and WebKitGTK with their drivers, a CJK font (Noto),
 # geckodriver, Debian's postgresql (server binaries only: the tests run their own cluster), and a
 # JDK and Python 3 for the forwarded-callback verifiers.
@@ -8,9 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-# The shipped (MVP) build rebuilds std with the machine's nightly, which needs its sources.
-rustup component list --toolchain nightly --installed | grep -q '^rust-src' \
-  || rustup component add rust-src --toolchain nightly
+# The shipped (MVP) build rebuilds std with the pinned nightly, which needs its sources (without
+# that nightly, build.sh stops and says how to install it).
+. scripts/mvp.env
+if check_nightly 2>/dev/null; then
+  rustup component list --toolchain "$NIGHTLY" --installed | grep -q '^rust-src' \
+    || rustup component add rust-src --toolchain "$NIGHTLY"
+fi
 
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)

@@ -1,7 +1,7 @@
 // The packed tarball as integrators get it: npm pack → install → build with webpack 5 and with
 // Vite 7 (no plugins) → a sign flow in Chromium against the sandbox, with WebAssembly and without
 // it (on the wasm2js fallback the bundler emitted); TypeScript --strict accepts typed use and
-// refuses wrong option types.
+// refuses wrong option types, also in a plain browser project (no @types, ES2017 lib).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -89,4 +89,11 @@ test('TypeScript --strict: typed use compiles, wrong option types do not', () =>
   const bad = run(tsc, [...opts, 'bad.ts'], dir);
   assert.notEqual(bad.status, 0);
   for (const line of [4, 5, 6, 7]) assert.match(bad.out, new RegExp(`bad\\.ts\\(${line},`), `line ${line} is refused:\n${bad.out}`);
+});
+
+test('TypeScript in a plain browser project (ES2017 + DOM, no @types, library checks on): both entries compile', () => {
+  const dir = join(work, 'consumer', 'ts');
+  const tsc = join(work, 'consumer', 'node_modules', '.bin', 'tsc');
+  const plain = run(tsc, ['-p', 'tsconfig.plain.json'], dir);
+  assert.equal(plain.status, 0, plain.out);
 });

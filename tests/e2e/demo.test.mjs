@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startProxy, startForger, launch, stateOf } from './harness.mjs';
-import { DEMO_FLOWS, runDemoFlow, openDemo as openDemoPage, events } from './flows.mjs';
+import { startProxy, startForger, launch, stateOf, drain } from './harness.mjs';
+import { DEMO_FLOWS, runDemoFlow, openDemo as openDemoPage, events, frameOf } from './flows.mjs';
 
 let proxy, forger, browser;
 before(async () => {
@@ -34,6 +34,7 @@ test('forged messages fire nothing; replays after the real one fire nothing', as
   // 1. Another origin, right state.
   await page.evaluate(({ url }) => new Promise((done) => {
     const f = document.createElement('iframe');
+    f.id = 'forger';
     f.src = url;
     f.onload = () => done();
     document.body.append(f);
@@ -44,18 +45,23 @@ test('forged messages fire nothing; replays after the real one fire nothing', as
       window.postMessage({ type: 'qys-sdk', v: 1, state: s, event, data: { contractId: '1' } }, '*');
     }
   }, state);
-  await page.waitForTimeout(300);
+  await drain(page, await frameOf(page, '#forger'));
+  await drain(page);
   assert.deepEqual(await events(page), [], 'no callback for forged messages');
   const ignored = (origin) => page.sdkLog.filter((l) => l.endsWith(`ignored a message from ${origin}`)).length;
-  assert.equal(ignored(forger.url), 3, 'the foreign frame\'s three messages arrived and were ignored');
-  assert.equal(ignored(proxy.proxy), 2, 'the wrong-window messages arrived and were ignored');
+  assert.equal(ignored(forger.url), 4, 'the foreign frame\'s three messages (and its marker) arrived and were ignored');
+  assert.equal(ignored(proxy.proxy), 3, 'the wrong-window messages (and the marker) arrived and were ignored');
 
   await page.frameLocator('#qys-frame').locator('#qys-sandbox-sign').click();
   await page.waitForSelector('#events li');
   // Replay: the return page loaded again posts the same genuine message.
   const returnUrl = await page.frameLocator('#qys-frame').locator('body').evaluate(() => location.href);
-  await page.evaluate((u) => { document.getElementById('qys-frame').src = u; }, returnUrl);
-  await page.waitForTimeout(500);
+  await page.evaluate((u) => new Promise((done) => {
+    const f = document.getElementById('qys-frame');
+    f.onload = () => done();
+    f.src = u;
+  }), returnUrl);
+  await drain(page, await frameOf(page));
   assert.deepEqual((await events(page)).map((e) => e.event), ['signSuccess']);
   assert.ok(page.sdkLog.some((l) => l.endsWith('personalSign: signSuccess')));
   await page.close();
@@ -81,7 +87,7 @@ test('after destroy() no callback fires', async () => {
   await page.frameLocator('#qys-frame').locator('#qys-sandbox-sign').click();
   // The return page has loaded and posted its (genuine) message.
   await page.frameLocator('#qys-frame').locator('#qys-return-status').waitFor();
-  await page.waitForTimeout(300);
+  await drain(page, await frameOf(page));
   assert.deepEqual(await events(page), []);
   assert.ok(page.sdkLog.some((l) => l.endsWith('destroyed')));
   assert.ok(!page.sdkLog.some((l) => l.includes('ignored a message')), 'the listener is gone, not just ignoring');
@@ -107,8 +113,7 @@ test('an open flow survives the page dropping its qysSdk object (GC)', async () 
 
 test('a callback that throws is reported to the page and the instance keeps working', async () => {
   const { page } = await openDemo();
-  const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  const reported = page.waitForEvent('pageerror', { predicate: (e) => e.message.includes('integrator bug') });
   await page.evaluate(async () => {
     const sdk = window.qysDemo.sdk;
     const element = await sdk.personalAuth({ mode: 'FACE', contact: '13900000032', username: '吴', idCardNo: '2' },
@@ -117,9 +122,8 @@ test('a callback that throws is reported to the page and the instance keeps work
     document.body.append(element);
   });
   await page.frameLocator('#throw-frame').locator('#qys-sandbox-auth-submit').click();
-  await page.waitForFunction(() => window.calls === 1);
-  await page.waitForTimeout(200);
-  assert.ok(pageErrors.some((m) => m.includes('integrator bug')), JSON.stringify(pageErrors));
+  await reported;
+  await drain(page, await frameOf(page, '#throw-frame'));
   // The same instance still serves a new call.
   const ok = await page.evaluate(() => window.qysDemo.sdk.personalAuth({ contact: '13900000033' }).then((e) => e.tagName));
   assert.equal(ok, 'IFRAME');
@@ -141,8 +145,8 @@ test('a flow whose iframe was removed is dropped at the next call', async () => 
     document.body.append(second);
     window.postMessage('noise', '*');
   });
-  await page.waitForTimeout(200);
-  assert.equal(ignoredCount(), 1, 'only the open flow still listens');
+  await drain(page);
+  assert.equal(ignoredCount(), 2, 'only the open flow still listens (it ignored the noise and the marker)');
   await page.close();
 });
 

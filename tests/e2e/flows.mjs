@@ -2,6 +2,7 @@
 // runs with WebAssembly (demo.test.mjs, seed.test.mjs) and without it (nowasm.test.mjs), which
 // must behave exactly alike.
 import assert from 'node:assert/strict';
+import { drain } from './harness.mjs';
 
 /** A page in a new context (`options`: viewport, user agent…). With `wasm: false`, WebAssembly
  * is deleted before the page's scripts run, as in iOS Lockdown Mode. `page.modules` lists the
@@ -27,13 +28,28 @@ export async function openDemo(browser, server, options, prepare = async () => {
   await prepare(page);
   const proxyCalls = [];
   page.sdkLog = [];
+  page.errors = [];
   page.on('console', (m) => { if (m.text().startsWith('[qys-sdk]')) page.sdkLog.push(m.text()); });
+  page.on('pageerror', (e) => page.errors.push(e.message));
   page.on('request', (r) => {
     if (new URL(r.url()).pathname === '/qys/proxy') proxyCalls.push({ method: r.method(), url: r.url() });
   });
   await page.goto(`${server.proxy}/`);
   await page.waitForSelector('body[data-ready=true]');
   return { page, proxyCalls };
+}
+
+/** After `drain` from the flow's frame: no listener of the SDK saw the marker (it would log it
+ * as ignored, or throw if its closure were freed), so the flow stopped listening at its terminal
+ * event and nothing can fire again, however late a message comes. */
+export function assertStoppedListening(page) {
+  assert.deepEqual([...page.sdkLog.filter((l) => l.includes('ignored a message')), ...page.errors], [],
+    'the flow stopped listening');
+}
+
+/** The Playwright frame of the iframe `selector`, at its current page. */
+export async function frameOf(page, selector = '#qys-frame') {
+  return (await page.$(selector)).contentFrame();
 }
 
 export async function events(page) {
@@ -65,7 +81,8 @@ export async function runDemoFlow(browser, server, { button, fill = {}, click, e
   const frame = page.frameLocator('#qys-frame');
   for (const id of click) await frame.locator(id).click();
   await page.waitForSelector('#events li');
-  await page.waitForTimeout(200); // a second (wrong) callback would show up here
+  await drain(page, await frameOf(page)); // a second callback would have fired by now
+  assertStoppedListening(page);
   const seen = await events(page);
   assert.equal(seen.length, 1, JSON.stringify(seen));
   assert.equal(seen[0].event, expected.event);
@@ -100,12 +117,12 @@ export const SEED_PAGES = [
  * locally: the element is returned, styled and appended by the page, and the callback fires. */
 export async function runSeedPage(browser, server, { path, steps, expected }, { wasm = true } = {}) {
   const page = await newPage(browser, { wasm });
+  // Each console call's arguments: a promise each, in the order of the calls.
   const logs = [];
   const types = {};
-  page.on('console', async (m) => {
-    const args = await Promise.all(m.args().map((a) => a.jsonValue().catch(() => null)));
-    logs.push(args);
-  });
+  const errors = [];
+  page.on('console', (m) => logs.push(Promise.all(m.args().map((a) => a.jsonValue().catch(() => null)))));
+  page.on('pageerror', (e) => errors.push(e.message));
   page.on('response', (r) => { types[new URL(r.url()).pathname] = r.headers()['content-type']; });
   await page.route('**/*', (route) => {
     const host = new URL(route.request().url()).hostname;
@@ -115,10 +132,15 @@ export async function runSeedPage(browser, server, { path, steps, expected }, { 
   const frame = await page.waitForSelector('iframe', { timeout: 10000 });
   const style = await frame.evaluate((f) => ({ border: f.style.border, position: f.style.position, parent: f.parentElement.tagName }));
   assert.deepEqual(style, { border: '1px solid red', position: 'fixed', parent: 'BODY' });
+  const fired = page.waitForEvent('console', (m) => m.text().startsWith(expected[0]));
   await steps(page.frameLocator('iframe'));
-  for (let i = 0; i < 50 && !logs.some((l) => l[0] === expected[0]); i++) await page.waitForTimeout(100);
-  const hits = logs.filter((l) => l[0] === expected[0]);
-  assert.equal(hits.length, 1, JSON.stringify(logs));
+  await fired;
+  await drain(page, await frame.contentFrame()); // a second callback would have fired by now
+  // The marker reached no listener of the flow's (a freed one would have thrown).
+  assert.deepEqual(errors, []);
+  const logged = await Promise.all(logs);
+  const hits = logged.filter((l) => l[0] === expected[0]);
+  assert.equal(hits.length, 1, JSON.stringify(logged));
   assert.deepEqual(hits[0], expected);
   assert.match(types['/js/index.js'], /javascript/);
   assert.deepEqual(page.modules, [moduleFile(wasm)]);

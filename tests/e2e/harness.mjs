@@ -82,6 +82,25 @@ export async function launch() {
   });
 }
 
+/** Resolves once a marker message posted by `frame`'s page (default: the top page itself) has
+ * reached the top page. Messages from one window are delivered in order, so everything that page
+ * posted before — the return page's one protocol message, forged ones — has been handled by then,
+ * callbacks included: a test counts what fired after this instead of sleeping. The SDK's listener,
+ * if still there, sees the marker too (and ignores it). */
+export async function drain(page, frame = page.mainFrame()) {
+  await page.evaluate(() => {
+    window.qysTestDrained = new Promise((resolve) => {
+      addEventListener('message', function marker(e) {
+        if (e.data !== 'qys-test-drain') return;
+        removeEventListener('message', marker);
+        resolve();
+      });
+    });
+  });
+  await frame.evaluate(() => parent.postMessage('qys-test-drain', '*'));
+  await page.evaluate(() => window.qysTestDrained);
+}
+
 /** The SDK call's state, read from the iframe's page URL (it travels in the return token). */
 export function stateOf(pageUrl) {
   const callbackPage = new URL(pageUrl).searchParams.get('callbackPage')

@@ -59,9 +59,36 @@ async function events() {
   return driver.executeScript(() => [...document.querySelectorAll('#events li')].map((li) => li.textContent));
 }
 
+/** Records the SDK's log lines and the page's uncaught errors, and notes the marker `drain` posts. */
+function watchPage() {
+  return driver.executeScript(() => {
+    window.seen = { log: [], errors: [], drained: false };
+    const log = console.log;
+    console.log = function () {
+      window.seen.log.push([].join.call(arguments, ' '));
+      return log.apply(this, arguments);
+    };
+    addEventListener('error', (e) => window.seen.errors.push(e.message));
+    addEventListener('message', (e) => { if (e.data === 'qys-test-drain') window.seen.drained = true; });
+  });
+}
+
+/** From inside the flow's frame, once its return page has run its script: posts a marker to the
+ * top page and waits there until it arrived. Messages from one window arrive in order, so the
+ * return page's message has been handled by then, callbacks included (see harness.mjs `drain`). */
+async function drain() {
+  // (a script run while the frame navigates may fail: then ask again)
+  await driver.wait(() => driver.executeScript(() =>
+    document.readyState === 'complete' && document.getElementById('qys-return-status') !== null).catch(() => false), 10000);
+  await driver.executeScript(() => parent.postMessage('qys-test-drain', '*'));
+  await driver.switchTo().defaultContent();
+  await driver.wait(() => driver.executeScript(() => window.seen.drained), 10000);
+}
+
 async function flow(button, fill, click, expected) {
   await driver.get(`${proxy.proxy}/`);
   await driver.wait(until.elementLocated(By.css('body[data-ready=true]')), 10000);
+  await watchPage();
   for (const [id, value] of fill) {
     const input = await driver.findElement(By.id(id));
     await input.clear();
@@ -72,10 +99,13 @@ async function flow(button, fill, click, expected) {
   await driver.switchTo().frame(frame);
   const target = await driver.wait(until.elementLocated(By.id(click)), 10000);
   await target.click();
-  await driver.switchTo().defaultContent();
-  await driver.wait(async () => (await events()).length > 0, 10000);
-  await new Promise((r) => setTimeout(r, 300)); // a second callback would show up here
+  await drain(); // a second callback would have fired by now
   assert.deepEqual(await events(), [expected]);
+  // No listener of the flow saw the marker (it would log it as ignored, or throw if freed): the
+  // flow stopped listening at its terminal event, so nothing can fire later.
+  const seen = await driver.executeScript(() => window.seen);
+  assert.ok(seen.log.some((l) => l.endsWith(`${button}: ${expected.split(' ')[0]}`)), seen.log.join('\n'));
+  assert.deepEqual([...seen.log.filter((l) => l.includes('ignored a message')), ...seen.errors], []);
 }
 
 test(`${engine}: personalSign → signSuccess`, () =>
