@@ -35,7 +35,7 @@ function load(urls) {
     });
   }
   // A failed fetch is the page's to fix: the fallback would not help, so it is reported.
-  return (self.WebAssembly ? fetch(url).then(function (response) {
+  return (typeof WebAssembly == 'object' ? fetch(url).then(function (response) {
     if (!response.ok) throw 'HTTP ' + response.status;
     return response.arrayBuffer();
   }).then(function (bytes) {
