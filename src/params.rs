@@ -2,7 +2,7 @@
 //! proxy: what fails here is never sent.
 
 use crate::error::QysError;
-use crate::value::{char_count, concat, decimal, join, object, Value};
+use crate::value::{char_count, concat, decimal, join, object, split_once_byte, Value};
 
 /// The four SDK actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,19 +177,19 @@ pub mod limits {
 
 /// Whether `s` is a mainland mobile number (11 digits starting with 1).
 pub fn is_mobile(s: &str) -> bool {
-    s.len() == 11 && s.starts_with('1') && s.bytes().all(|b| b.is_ascii_digit())
+    s.len() == 11 && s.starts_with("1") && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Whether `s` looks like an email address (one `@`, a dotted domain, no spaces).
 pub fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
+    let Some((local, domain)) = split_once_byte(s, b'@') else {
         return false;
     };
     !local.is_empty()
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
+        && !domain.bytes().any(|b| b == b'@')
+        && domain.bytes().any(|b| b == b'.')
+        && !domain.starts_with(".")
+        && !domain.ends_with(".")
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
@@ -312,7 +312,7 @@ fn check(
         let param = if prefix.is_empty() {
             "params"
         } else {
-            prefix.trim_end_matches('.')
+            prefix.strip_suffix(".").unwrap_or(prefix)
         };
         return Err(QysError::invalid_at(
             param,

@@ -3,7 +3,7 @@
 //! and the `qys_state` query parameter the proxy's return page adds to the calling page's URL.
 
 use crate::params::Action;
-use crate::value::{concat, join, object, Value};
+use crate::value::{concat, join, object, pieces, split_once_byte, Value};
 use crate::wire::{valid_flow_token, valid_state};
 
 /// The `sessionStorage` key of the pending redirect flows.
@@ -71,19 +71,18 @@ pub fn list_json(flows: &[PendingFlow]) -> String {
 /// The returning flow's state in a page's query string (`location.search`, with or without `?`).
 pub fn returned_state(search: &str) -> Option<&str> {
     pairs(search)
-        .find_map(|pair| pair.strip_prefix(STATE_PARAM)?.strip_prefix('='))
+        .find_map(|pair| pair.strip_prefix(STATE_PARAM)?.strip_prefix("="))
         .filter(|s| valid_state(s))
 }
 
 /// `search` without any `qys_state` parameter; everything else, empty segments included, stays
 /// byte for byte.
 pub fn without_state(search: &str) -> String {
-    let query = search.strip_prefix('?').unwrap_or(search);
-    if !query.split('&').any(is_state_pair) {
+    let query = search.strip_prefix("?").unwrap_or(search);
+    if !pieces(query, b'&').any(is_state_pair) {
         return search.to_owned();
     }
-    let kept: Vec<&str> = query
-        .split('&')
+    let kept: Vec<&str> = pieces(query, b'&')
         .filter(|pair| !is_state_pair(pair))
         .collect();
     if kept.iter().all(|pair| pair.is_empty()) {
@@ -96,24 +95,20 @@ pub fn without_state(search: &str) -> String {
 /// The URL the browser comes back to: the page's URL without fragment and without a previous
 /// flow's `qys_state`.
 pub fn return_url(href: &str) -> String {
-    let href = href.split('#').next().unwrap_or(href);
-    match href.split_once('?') {
+    let href = split_once_byte(href, b'#').map_or(href, |(before, _)| before);
+    match split_once_byte(href, b'?') {
         Some((base, query)) => concat(&[base, &without_state(&concat(&["?", query]))]),
         None => href.to_owned(),
     }
 }
 
 fn pairs(search: &str) -> impl Iterator<Item = &str> {
-    search
-        .strip_prefix('?')
-        .unwrap_or(search)
-        .split('&')
-        .filter(|p| !p.is_empty())
+    pieces(search.strip_prefix("?").unwrap_or(search), b'&').filter(|p| !p.is_empty())
 }
 
 fn is_state_pair(pair: &str) -> bool {
     pair == STATE_PARAM
         || pair
             .strip_prefix(STATE_PARAM)
-            .is_some_and(|rest| rest.starts_with('='))
+            .is_some_and(|rest| rest.starts_with("="))
 }

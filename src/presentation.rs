@@ -3,7 +3,7 @@
 //! browser and tested natively.
 
 use crate::params::Action;
-use crate::value::{concat, has};
+use crate::value::{concat, has, pieces};
 
 /// Where the platform's page is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,9 +139,8 @@ pub const DEFAULT_MINI_PROGRAM_PAGE: &str = "/pages/qys/qys";
 /// URL).
 pub fn is_mini_program_page(page: &str) -> bool {
     page.len() <= 256
-        && page.strip_prefix('/').is_some_and(|path| {
-            path.split('/')
-                .all(|segment| !matches!(segment, "" | "." | ".."))
+        && page.strip_prefix("/").is_some_and(|path| {
+            pieces(path, b'/').all(|segment| !matches!(segment, "" | "." | ".."))
                 && path
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'))

@@ -126,6 +126,39 @@ pub fn join(items: &[&str], separator: &str) -> String {
     out
 }
 
+/// `s` split at its first `byte` (an ASCII separator), which is dropped. (Byte searches instead of
+/// `char` patterns: core's char searcher and memchr are 1 KB of wasm these few uses do not need.)
+pub fn split_once_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == byte)?;
+    Some((&s[..at], &s[at + 1..]))
+}
+
+/// The pieces of `s` between its `byte`s (an ASCII separator), as `str::split` gives them.
+pub fn pieces(s: &str, byte: u8) -> Pieces<'_> {
+    Pieces {
+        rest: Some(s),
+        byte,
+    }
+}
+
+/// The iterator of [`pieces`].
+pub struct Pieces<'a> {
+    rest: Option<&'a str>,
+    byte: u8,
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        let (piece, after) = split_once_byte(rest, self.byte)
+            .map_or((rest, None), |(piece, after)| (piece, Some(after)));
+        self.rest = after;
+        Some(piece)
+    }
+}
+
 /// Whether `haystack` contains `needle` (non-empty); a plain scan instead of core's two-way
 /// searcher, which is large and buys nothing on these short strings.
 pub fn has(haystack: &str, needle: &str) -> bool {

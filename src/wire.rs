@@ -171,9 +171,11 @@ impl Request {
         };
         let state = match value.get("state").and_then(Value::as_str) {
             Some(s) if valid_state(s) => s.to_owned(),
-            _ => return Err(EnvelopeError::Malformed(format!(
+            _ => {
+                return Err(EnvelopeError::Malformed(format!(
                 "requestData.state must be {STATE_MIN}–{STATE_MAX} characters of A–Z a–z 0–9 _ -"
-            ))),
+            )))
+            }
         };
         let params = match value.get("params") {
             Some(p @ Value::Object(_)) => p,

@@ -1127,3 +1127,12 @@ fn normalize_writes_what_the_typed_parameters_write() {
         r#"{"mode":"DEFAULT","contact":"13900000001","contactType":"MOBILE","manual":true,"modifyFields":["BANKNO","USERNAME"]}"#
     );
 }
+
+#[test]
+fn byte_splitting_matches_the_standard_library() {
+    use qys_sdk_wasm::value::{pieces, split_once_byte};
+    for s in ["", "&", "a", "a&b", "&a&&b&", "张&三&", "a=1&qys_state=x"] {
+        assert_eq!(pieces(s, b'&').collect::<Vec<_>>(), s.split('&').collect::<Vec<_>>(), "{s:?}");
+        assert_eq!(split_once_byte(s, b'&'), s.split_once('&'), "{s:?}");
+    }
+}

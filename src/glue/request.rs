@@ -12,7 +12,7 @@ use super::{destroyed, Inner};
 use crate::error::{ErrorKind, QysError};
 use crate::message::Event;
 use crate::params::Action;
-use crate::value::{concat, decimal, Value};
+use crate::value::{concat, decimal, split_once_byte, Value};
 use crate::wire::{outcome_answer, Outcome, Request};
 
 /// What the proxy answered: the HTTP status and the body, if it was JSON.
@@ -82,7 +82,7 @@ pub fn ask_outcome(inner: &Rc<Inner>, action: Action, state: &str, flow: &str, t
 
 /// Reads `post`'s report: `<status>:<body as flat text>`, `T:` or `N:<reason>`.
 fn read(inner: &Inner, outcome: &str) -> Result<Answer, QysError> {
-    let (head, rest) = outcome.split_once(':').unwrap_or(("N", ""));
+    let (head, rest) = split_once_byte(outcome, b':').unwrap_or(("N", ""));
     match head {
         "T" => {
             let ms = decimal(u64::from(inner.options.timeout_ms));
