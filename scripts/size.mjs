@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 const GOAL = 24000;
 const MOONSHOT = 20 * 1024;
-const CEILING = 35500;
+const CEILING = 30000;
 
 const dist = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist');
 // `gzip -9` as the issue measures it; Node's zlib (a few bytes apart) where there is no gzip.
