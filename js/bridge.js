@@ -30,7 +30,7 @@ function hex(n) { return ('0000000' + n.toString(16)).slice(-8); }
  * stay numbers, for the core to refuse. Throws on BigInt and deeper than 64 levels (cycles). */
 function walk(v, depth, key) {
   if (depth > 64) throw 0;
-  if (v != null && typeof v.toJSON == 'function') v = v.toJSON(key);
+  if (v && typeof v == 'object' && typeof v.toJSON == 'function') v = v.toJSON(key);
   if (v instanceof Number || v instanceof String || v instanceof Boolean) v = v.valueOf();
   var t = typeof v;
   if (v === null) return 'n';
@@ -146,23 +146,27 @@ export function off(t, kind, f) { t.removeEventListener(kind, f); }
  * `T:` (timed out) or `N:<reason>` (no answer). Returns the handle `abort` takes. */
 export function post(url, body, ms, done) {
   var h = {};
+  function end(s) {
+    clearTimeout(h.t);
+    if (!h.e) done(s);
+    h.e = 1;
+  }
+  // (`done` drops the request, which aborts it. Without AbortController — Chrome < 66,
+  // Safari < 12.1 — an aborted request runs on, unheard.)
+  h.t = setTimeout(function () { end('T:'); }, ms);
   new Promise(function (ok) {
-    h.c = new AbortController();
-    h.t = setTimeout(function () { h.o = 1; h.c.abort(); }, ms);
+    if (typeof AbortController == 'function') h.c = new AbortController();
     ok(fetch(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
       body: body,
-      signal: h.c.signal,
+      signal: h.c && h.c.signal,
     }));
   }).then(function (r) {
     return r.text().then(function (t) { return r.status + ':' + (fromJson(t) || ''); });
   }).catch(function (e) {
-    return h.o ? 'T:' : 'N:' + (e instanceof Error ? e.message : '');
-  }).then(function (s) {
-    clearTimeout(h.t);
-    done(s);
-  });
+    return 'N:' + (e instanceof Error ? e.message : '');
+  }).then(end);
   return h;
 }
 

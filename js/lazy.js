@@ -43,9 +43,13 @@ export function defineQysSdk(whenReady) {
 }
 
 /** The error every call rejects with when the wasm (or its wasm2js fallback) cannot be loaded. */
-export function loadError(url, cause) {
-  var error = new Error('the SDK could not load ' + url + ' (' + (cause && cause.message || cause) +
-    '); serve it next to the script and allow it in the CSP');
+/** The error every call rejects with when the module cannot be loaded; `before` is the .wasm's
+ * URL and why it was refused, when the fallback failed after it. */
+export function loadError(url, cause, before) {
+  function why(c) { return c && c.message || c; }
+  var error = new Error('the SDK could not load ' + url + ' (' + why(cause) + ')' +
+    (before ? ' after ' + before[0] + ' (' + why(before[1]) + ')' : '') +
+    '; serve it next to the script and allow it in the CSP');
   error.name = 'QysError';
   error.kind = 'network';
   error.code = null;

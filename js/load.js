@@ -12,7 +12,8 @@ export function loader(urls) {
   var ready = null;
   return function () {
     if (!ready) {
-      ready = load(urls());
+      // (A server runtime without fetch rejects, rather than throws.)
+      ready = Promise.resolve(urls()).then(load);
       ready.then(null, function () { ready = null; });
     }
     return ready;
@@ -21,7 +22,9 @@ export function loader(urls) {
 
 function load(urls) {
   var url = urls[0];
-  function fallback() {
+  var refused;
+  function fallback(cause) {
+    refused = cause && [url, cause];
     url = urls[1];
     return new Promise(function (resolve) {
       var script = document.createElement('script');
@@ -34,7 +37,9 @@ function load(urls) {
       return { exports: factory(__wbg_get_imports()) };
     });
   }
-  // A failed fetch is the page's to fix: the fallback would not help, so it is reported.
+  // A failed fetch is the page's to fix: the fallback would not help, so it is reported. A module
+  // the engine refuses falls back; if the fallback fails too, the error gives both reasons (so a
+  // page served in the .wasm's place shows as "expected magic word 00 61 73 6d").
   return (typeof WebAssembly == 'object' ? fetch(url).then(function (response) {
     if (!response.ok) throw 'HTTP ' + response.status;
     return response.arrayBuffer();
@@ -46,6 +51,6 @@ function load(urls) {
     __wbg_finalize_init(instance);
     return QysSdk;
   }, function (cause) {
-    throw loadError(url, cause);
+    throw loadError(url, cause, refused);
   });
 }

@@ -9,7 +9,7 @@
 // Usage: node scripts/bench-sdk.mjs [calls] [loads]   (default 200 calls, 15 loads; after
 // `npm run build` and a release qys-proxy). Anything unexpected (a call's result, a .wasm fetched
 // twice, a console warning) stops it with an error: `npm test` runs it small as a smoke test.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startProxy, launch } from '../tests/e2e/harness.mjs';
@@ -117,4 +117,5 @@ try {
 } finally {
   await browser.close();
   proxy.stop();
+  rmSync(www, { recursive: true, force: true });
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Release build of the SDK into pkg/: cargo (pinned nightly, WebAssembly MVP) → wasm-bindgen
-# (pinned to Cargo.lock) → wasm-opt -Oz with MVP features only.
+# (pinned to Cargo.lock) → one-letter import/export names (scripts/short-names.mjs) → wasm-opt -Oz
+# with MVP features only; then dist/: the wasm2js fallback (scripts/wasm2js.mjs) and the bundled
+# entries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/tools.sh build
@@ -13,8 +15,9 @@ rm -rf pkg
 wasm-bindgen --target web --omit-default-module-path --out-dir pkg --out-name qys_sdk_wasm \
   target/mvp/wasm32-unknown-unknown/release/qys_sdk_wasm.wasm
 node scripts/short-names.mjs pkg/qys_sdk_wasm_bg.wasm pkg/qys_sdk_wasm.js
-# --converge: -Oz again until nothing changes (−0.2 KB gzip).
-node_modules/.bin/wasm-opt -Oz --converge $WASM_OPT_FEATURES --strip-debug --strip-producers \
+# --converge: -Oz again until nothing changes (−0.2 KB gzip); then control flow rebuilt
+# (--flatten --rereloop) and -Oz twice more (−0.15 KB gzip).
+node_modules/.bin/wasm-opt -Oz --converge --flatten --rereloop -Oz -Oz $WASM_OPT_FEATURES --strip-debug --strip-producers \
   pkg/qys_sdk_wasm_bg.wasm -o pkg/qys_sdk_wasm_bg.wasm
 # The shipped files (dist/): the ES module entry with lazy instantiation, the classic drop-in
 # script, the .wasm next to both, and their types. Transpiled for Chrome 57 / Safari 11

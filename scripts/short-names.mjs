@@ -4,6 +4,7 @@
 // measured in docs/decisions.md). Fails when the glue still mentions an old name afterwards.
 // Usage: node scripts/short-names.mjs <file.wasm> <glue.js>   (both rewritten in place; run it
 // before wasm-opt)
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const [wasmPath, gluePath] = process.argv.slice(2);
@@ -48,7 +49,10 @@ function readName(bytes, at) {
 }
 
 const usedExports = new Set([...glue.matchAll(/\bwasm\.([A-Za-z_$][\w$]*)/g)].map((m) => m[1]));
-const MODULE = 'a';
+// The import module's name is a tag of the generated glue (which names every import and export
+// of the build): a .wasm and a glue of different builds (a stale cache) then fail to link
+// instead of calling each other's functions by position.
+const MODULE = createHash('sha256').update(glue).digest('base64url').slice(0, 6);
 let oldModule = null;
 const imports = new Map();
 const exports = new Map();

@@ -614,21 +614,4 @@ impl Params {
             }
         }
     }
-
-    /// The contact the flow is for (signatory, person or applicant).
-    pub fn contact(&self) -> &Contact {
-        match self {
-            Params::Sign(p) => &p.contact,
-            Params::PersonalAuth(p) => &p.contact,
-            Params::EnterpriseAuth(p) => &p.applicant,
-        }
-    }
-
-    /// The personal auth mode, for the presentation rules (`None` for the other actions).
-    pub fn mode(&self) -> Option<&'static str> {
-        match self {
-            Params::PersonalAuth(p) => Some(p.mode),
-            _ => None,
-        }
-    }
 }

@@ -211,6 +211,12 @@ async fn arguments_are_read_as_json_sees_them() {
         "return { contact: { toJSON: function () { return '13700000044'; } }, mode: 'BANK', username: undefined, extra: function () {} }",
     );
     frame(sdk.personal_auth(params, None)).await;
+    // A lone surrogate reaches the wasm as one U+FFFD: the flat text's UTF-16 lengths still hold.
+    frame(sdk.personal_auth(
+        make("return { contact: '13700000044', mode: 'BANK', username: 'a\\ud800张😀' }"),
+        None,
+    ))
+    .await;
     for body in [
         "var p = { contact: '13700000044' }; p.self = p; return p",
         "return { contact: '13700000044', manual: BigInt(1) }",

@@ -2,7 +2,7 @@
 
 use qys_sdk_wasm::message::{Event, MessageGate};
 use qys_sdk_wasm::options::Options;
-use qys_sdk_wasm::params::{contract_id, Action, Params};
+use qys_sdk_wasm::params::{contract_id, normalize, Action, Params};
 use qys_sdk_wasm::presentation::{self, choose, Environment, Presentation};
 use qys_sdk_wasm::value::Value;
 use qys_sdk_wasm::wire::{
@@ -454,11 +454,17 @@ const IOS_SAFARI: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X)
 const DESKTOP_CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
 const MAC_WECHAT: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) MicroMessenger/6.8.0(0x16080000) MacWechat/3.8.7(0x13080712) Safari/605.1.15 NetType/WIFI";
 
+/// Personal auth's mode in canonical wire parameters (what `glue::begin` reads).
+fn mode(wire: &Value) -> Option<String> {
+    wire.get("mode").and_then(Value::as_str).map(str::to_owned)
+}
+
 #[test]
 fn auto_picks_the_presentation_from_the_user_agent_the_flag_and_the_flow() {
-    // Each call as the rules see it: its action and personal auth's mode, as validation gives it.
+    // Each call as the rules see it: its action and personal auth's mode, read (as the SDK reads
+    // it) from the canonical wire parameters.
     let call =
-        |action: Action, params: &str| (action, Params::parse(action, &v(params)).unwrap().mode());
+        |action: Action, params: &str| (action, mode(&normalize(action, &v(params)).unwrap()));
     let sign = call(
         Action::PersonalSign,
         r#"{"contractId":"1","contact":"13700000044"}"#,
@@ -500,31 +506,37 @@ fn auto_picks_the_presentation_from_the_user_agent_the_flag_and_the_flow() {
             &auth("BANK"),
             &company,
         ]
-        .map(|p| choose(None, &env, p.0, p.1));
+        .map(|p| choose(None, &env, p.0, p.1.as_deref()));
         assert_eq!(&got, want, "{ua} flag={flag}");
         // A stated presentation always wins.
         for fixed in Presentation::ALL {
-            assert_eq!(choose(Some(fixed), &env, sign.0, sign.1), fixed);
+            assert_eq!(choose(Some(fixed), &env, sign.0, sign.1.as_deref()), fixed);
         }
     }
 }
 
 #[test]
 fn presentation_rules_titles_camera_and_the_mini_program_url() {
-    let auth = |mode: &str| {
-        Params::parse(
-            Action::PersonalAuth,
-            &v(&format!(r#"{{"mode":"{mode}","contact":"13900000001"}}"#)),
+    let auth = |m: &str| {
+        mode(
+            &normalize(
+                Action::PersonalAuth,
+                &v(&format!(r#"{{"mode":"{m}","contact":"13900000001"}}"#)),
+            )
+            .unwrap(),
         )
-        .unwrap()
     };
     assert!(presentation::allow_camera(
         Action::PersonalAuth,
-        auth("FACE").mode()
+        auth("FACE").as_deref()
     ));
     assert!(!presentation::allow_camera(
         Action::PersonalAuth,
-        auth("BANK").mode()
+        auth("BANK").as_deref()
+    ));
+    assert!(presentation::allow_camera(
+        Action::PersonalAuth,
+        auth("DEFAULT").as_deref()
     ));
     assert!(presentation::allow_camera(Action::EnterpriseSign, None));
     assert!(!presentation::allow_camera(Action::EnterpriseAuth, None));
@@ -1083,56 +1095,67 @@ fn flat_text_reads_back_every_json_value() {
     assert!(Value::from_flat(&flat(65)).is_none() && Value::parse(&json(65)).is_err());
 }
 
+/// The canonical wire parameters of each action, as the SDK sends them (the same text 94ac05c's
+/// hand-written validation wrote), and the typed parameters the proxy reads from them.
 #[test]
-fn normalize_writes_what_the_typed_parameters_write() {
-    use qys_sdk_wasm::params::normalize;
+fn normalize_writes_the_canonical_wire_parameters() {
     let cases = [
         (
             Action::PersonalSign,
             r#"{"contractId":9007199254740991,"contact":" a@b.cn ","contactType":"EMAIL","x":1}"#,
+            r#"{"contractId":"9007199254740991","contact":"a@b.cn","contactType":"EMAIL"}"#,
         ),
         (
             Action::EnterpriseSign,
             r#"{"contractId":"1","contact":"13700000044"}"#,
+            r#"{"contractId":"1","contact":"13700000044","contactType":"MOBILE"}"#,
         ),
         (
             Action::PersonalAuth,
             r#"{"contact":"13900000001","username":"  ","manual":true,"modifyFields":["BANKNO","USERNAME","BANKNO"]}"#,
+            r#"{"mode":"DEFAULT","contact":"13900000001","contactType":"MOBILE","manual":true,"modifyFields":["BANKNO","USERNAME"]}"#,
         ),
         (
             Action::PersonalAuth,
-            r#"{"mode":"BANK","contact":"13900000001","bankNo":"6222","bankMobile":"13900000002","manual":false,"modifyFields":[]}"#,
+            r#"{"mode":"BANK","contact":"13900000001","bankNo":"6222","bankMobile":"13900000002","manual":false,"modifyFields":[],"callbackUrl":" https://x.cn/cb "}"#,
+            r#"{"mode":"BANK","contact":"13900000001","contactType":"MOBILE","bankNo":"6222","bankMobile":"13900000002","callbackUrl":"https://x.cn/cb"}"#,
         ),
         (
             Action::EnterpriseAuth,
-            r#"{"companyName":" 甲 ","companyAuthBean":{"companyName":"甲","closeButton":false,"applicant":{"name":"张三","contact":"13900000002"},"modifyFields":["corpName"]}}"#,
+            r#"{"companyName":" 甲 ","companyAuthBean":{"companyName":"甲","closeButton":false,"applicant":{"name":"张三","contact":"13900000002"},"modifyFields":["corpName"],"registerNo":"91"}}"#,
+            r#"{"companyName":"甲","companyAuthBean":{"applicant":{"name":"张三","contact":"13900000002","contactType":"MOBILE"},"registerNo":"91","closeButton":false,"modifyFields":["corpName"]}}"#,
+        ),
+        (
+            Action::EnterpriseAuth,
+            r#"{"companyName":"乙","companyAuthBean":{"closeButton":true,"applicant":{"contact":"a@b.cn"}}}"#,
+            r#"{"companyName":"乙","companyAuthBean":{"applicant":{"contact":"a@b.cn","contactType":"EMAIL"}}}"#,
         ),
     ];
-    for (action, params) in cases {
+    for (action, params, sent) in cases {
         let wire = normalize(action, &v(params)).unwrap();
-        assert_eq!(
-            wire,
-            Params::parse(action, &v(params)).unwrap().to_value(),
-            "{params}"
-        );
+        assert_eq!(wire.to_json(), sent, "{params}");
         assert_eq!(
             normalize(action, &wire).as_ref(),
             Ok(&wire),
             "canonical: {params}"
         );
+        assert_eq!(
+            Params::parse(action, &v(params)).unwrap().to_value(),
+            wire,
+            "typed: {params}"
+        );
     }
-    let wire = normalize(Action::PersonalAuth, &v(r#"{"contact":"13900000001","manual":true,"modifyFields":["BANKNO","USERNAME","BANKNO"]}"#)).unwrap();
-    assert_eq!(
-        wire.to_json(),
-        r#"{"mode":"DEFAULT","contact":"13900000001","contactType":"MOBILE","manual":true,"modifyFields":["BANKNO","USERNAME"]}"#
-    );
 }
 
 #[test]
 fn byte_splitting_matches_the_standard_library() {
     use qys_sdk_wasm::value::{pieces, split_once_byte};
     for s in ["", "&", "a", "a&b", "&a&&b&", "张&三&", "a=1&qys_state=x"] {
-        assert_eq!(pieces(s, b'&').collect::<Vec<_>>(), s.split('&').collect::<Vec<_>>(), "{s:?}");
+        assert_eq!(
+            pieces(s, b'&').collect::<Vec<_>>(),
+            s.split('&').collect::<Vec<_>>(),
+            "{s:?}"
+        );
         assert_eq!(split_once_byte(s, b'&'), s.split_once('&'), "{s:?}");
     }
 }

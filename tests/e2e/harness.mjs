@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +36,7 @@ export async function startProxy(env = {}) {
       if (proxy && sandbox) resolve({ proxy: proxy[1], sandbox: sandbox[1] });
     });
   });
-  return { ...urls, stop: () => child.kill() };
+  return { ...urls, stop: () => { child.kill(); rmSync(dir, { recursive: true, force: true }); } };
 }
 
 /** Starts tests/support/faults.mjs (a "proxy" that hangs, answers HTTP 500 or garbage) on an

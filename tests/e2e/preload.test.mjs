@@ -3,7 +3,7 @@
 // the preload does not match and the .wasm is downloaded twice, which shows the count can tell.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { root, startProxy, launch } from './harness.mjs';
@@ -21,11 +21,11 @@ const pages = {
   'no-crossorigin': () => `${wasmTag.replace(' crossorigin', '')}\n<script src="/js/index.js"></script><script>new qysSdk('/qys/proxy')${call}</script>`,
 };
 
-let proxy, browser;
+let proxy, browser, www;
 before(async () => {
   assert.ok(tags, 'the README shows the two preload tags in an html block');
   assert.ok(wasmTag.includes(`href="${WASM}"`) && wasmTag.includes(' crossorigin'), wasmTag);
-  const www = mkdtempSync(join(tmpdir(), 'qys-preload-'));
+  www = mkdtempSync(join(tmpdir(), 'qys-preload-'));
   for (const [name, body] of Object.entries(pages)) {
     writeFileSync(join(www, `${name}.html`), `<!doctype html>\n<link rel="icon" href="data:,">\n${body()}\n`);
   }
@@ -34,6 +34,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   proxy?.stop();
+  if (www) rmSync(www, { recursive: true, force: true });
 });
 
 /** Loads the page in a fresh context; the number of .wasm downloads once the call has resolved

@@ -74,3 +74,27 @@ test('the CSP the README lists is enough; without wasm-unsafe-eval the SDK runs 
     await page.close();
   }
 });
+
+test('without AbortController (Chrome < 66, Safari < 12.1) calls still resolve and time out', async () => {
+  const page = await classicPage('/old-engine.html');
+  await page.addInitScript(() => { delete window.AbortController; });
+  await page.route('**/hang', () => {}); // never answered
+  await page.goto(`${proxy.proxy}/old-engine.html`);
+  assert.equal(await page.evaluate(() => typeof AbortController), 'undefined');
+  assert.equal(await page.evaluate(() => window.result), 'IFRAME');
+  const timedOut = await page.evaluate(() => new qysSdk('/hang', { timeoutMs: 300 }).personalAuth({ contact: '13900000058' })
+    .then((el) => el.tagName, (e) => [e.kind, e.message]));
+  assert.deepEqual(timedOut, ['timeout', 'the proxy did not answer within 300 ms']);
+  await page.close();
+});
+
+test('a fallback that fails after the engine refused the .wasm reports both reasons', async () => {
+  // A page served in place of both files (an SPA's index.html): the .wasm is not WebAssembly.
+  const page = await classicPage('/spa.html');
+  await page.route('**/qys_sdk_wasm*', (route) => route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><p>app' }));
+  await page.goto(`${proxy.proxy}/spa.html`);
+  const [name, kind, message] = await page.evaluate(() => window.result);
+  assert.deepEqual([name, kind], ['QysError', 'network']);
+  assert.match(message, /qys_sdk_wasm2js\.js \(it did not run\) after .*qys_sdk_wasm_bg\.wasm \(.*magic/);
+  await page.close();
+});

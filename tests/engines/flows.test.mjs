@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Builder, By, until } from 'selenium-webdriver';
@@ -184,6 +184,7 @@ async function fallbackRun(file) {
       .map((e) => e.name.split('/').pop()).filter((f) => f.startsWith('qys_sdk_wasm'))]);
   } finally {
     pages.stop();
+    rmSync(www, { recursive: true, force: true });
   }
 }
 
