@@ -127,6 +127,9 @@ async fn serve(listener: TcpListener, router: Router, limits: ServerLimits) {
                 continue;
             }
         };
+        // Responses go out as written: with Nagle's algorithm the last segment of a larger one
+        // (the 55 KB .wasm) waited for the client's delayed ACK, 40 ms on loopback.
+        let _ = stream.set_nodelay(true);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // Best effort and never waiting: under attack the socket is simply closed.
             let _ = stream.try_write(REFUSAL);
