@@ -30,7 +30,8 @@ function hex(n) { return ('0000000' + n.toString(16)).slice(-8); }
  * stay numbers, for the core to refuse. Throws on BigInt and deeper than 64 levels (cycles). */
 function walk(v, depth, key) {
   if (depth > 64) throw 0;
-  if (v && typeof v == 'object' && typeof v.toJSON == 'function') v = v.toJSON(key);
+  // As in JSON: toJSON of objects, functions and BigInts, not of other primitives.
+  if (v != null && (Object(v) === v || typeof v == 'bigint') && typeof v.toJSON == 'function') v = v.toJSON(key);
   if (v instanceof Number || v instanceof String || v instanceof Boolean) v = v.valueOf();
   var t = typeof v;
   if (v === null) return 'n';
@@ -146,14 +147,13 @@ export function off(t, kind, f) { t.removeEventListener(kind, f); }
  * `T:` (timed out) or `N:<reason>` (no answer). Returns the handle `abort` takes. */
 export function post(url, body, ms, done) {
   var h = {};
-  function end(s) {
-    clearTimeout(h.t);
-    if (!h.e) done(s);
+  h.end = function (s) {
+    if (h.e) return;
     h.e = 1;
-  }
-  // (`done` drops the request, which aborts it. Without AbortController — Chrome < 66,
-  // Safari < 12.1 — an aborted request runs on, unheard.)
-  h.t = setTimeout(function () { end('T:'); }, ms);
+    clearTimeout(h.t);
+    done(s);
+  };
+  h.t = setTimeout(function () { h.end('T:'); }, ms);
   new Promise(function (ok) {
     if (typeof AbortController == 'function') h.c = new AbortController();
     ok(fetch(url, {
@@ -166,14 +166,17 @@ export function post(url, body, ms, done) {
     return r.text().then(function (t) { return r.status + ':' + (fromJson(t) || ''); });
   }).catch(function (e) {
     return 'N:' + (e instanceof Error ? e.message : '');
-  }).then(end);
+  }).then(h.end);
   return h;
 }
 
-/** Stops a request's timer and aborts it (nothing once it has settled). */
+/** Stops a request's timer and aborts it; `done` then runs with `N:aborted` (nothing once it has
+ * settled), also where fetch cannot be aborted (no AbortController: Chrome < 66, Safari < 12.1).
+ * Later, not now: the caller may be dropping the request from a list it holds. */
 export function abort(h) {
   clearTimeout(h.t);
   if (h.c) h.c.abort();
+  Promise.resolve('N:aborted').then(h.end);
 }
 
 var deferred = new WeakMap();

@@ -49,10 +49,10 @@ function readName(bytes, at) {
 }
 
 const usedExports = new Set([...glue.matchAll(/\bwasm\.([A-Za-z_$][\w$]*)/g)].map((m) => m[1]));
-// The import module's name is a tag of the generated glue (which names every import and export
-// of the build): a .wasm and a glue of different builds (a stale cache) then fail to link
-// instead of calling each other's functions by position.
-const MODULE = createHash('sha256').update(glue).digest('base64url').slice(0, 6);
+// The import module's name is a tag of this build's .wasm and glue: positional names would let a
+// .wasm and a glue of different builds (a stale cache) link and call each other's functions by
+// position; with the tag they fail to link.
+const MODULE = createHash('sha256').update(wasm).update(glue).digest('base64url').slice(0, 6);
 let oldModule = null;
 const imports = new Map();
 const exports = new Map();

@@ -36,7 +36,8 @@ export async function startProxy(env = {}) {
       if (proxy && sandbox) resolve({ proxy: proxy[1], sandbox: sandbox[1] });
     });
   });
-  return { ...urls, stop: () => { child.kill(); rmSync(dir, { recursive: true, force: true }); } };
+  child.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return { ...urls, stop: () => child.kill() };
 }
 
 /** Starts tests/support/faults.mjs (a "proxy" that hangs, answers HTTP 500 or garbage) on an

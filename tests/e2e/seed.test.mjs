@@ -85,6 +85,18 @@ test('without AbortController (Chrome < 66, Safari < 12.1) calls still resolve a
   const timedOut = await page.evaluate(() => new qysSdk('/hang', { timeoutMs: 300 }).personalAuth({ contact: '13900000058' })
     .then((el) => el.tagName, (e) => [e.kind, e.message]));
   assert.deepEqual(timedOut, ['timeout', 'the proxy did not answer within 300 ms']);
+  // destroy() while a request is in flight (fetch cannot be aborted here): the call still rejects.
+  let arrived;
+  const inFlight = new Promise((resolve) => { arrived = resolve; });
+  await page.route('**/hang-then-destroy', () => arrived());
+  const destroyed = page.evaluate(() => {
+    window.late = new qysSdk('/hang-then-destroy', { timeoutMs: 600000 });
+    return window.late.personalAuth({ contact: '13900000059' }).then((el) => el.tagName, (e) => [e.kind, e.message]);
+  });
+  await inFlight;
+  await page.evaluate(() => window.late.destroy());
+  const pending = new Promise((resolve) => setTimeout(resolve, 10000, 'still pending after 10 s'));
+  assert.deepEqual(await Promise.race([destroyed, pending]), ['invalidArgument', 'this qysSdk instance was destroyed']);
   await page.close();
 });
 

@@ -48,6 +48,17 @@ test('the flat text of a value is the flat text of its JSON', () => {
   assert.ok(compared > 2000, `${compared} values compared`);
 });
 
+test('toJSON as JSON calls it: on objects, functions and BigInts, not on other primitives', (t) => {
+  const f = () => 1;
+  f.toJSON = () => 'f';
+  for (const v of [{ a: f }, [f]]) assert.equal(flat(v), fromJson(JSON.stringify(v)));
+  BigInt.prototype.toJSON = function () { return String(this); };
+  String.prototype.toJSON = () => 'never';
+  t.after(() => { delete BigInt.prototype.toJSON; delete String.prototype.toJSON; });
+  for (const v of [{ a: 5n, b: 0n }, ['s', 'x'], 's']) assert.equal(flat(v), fromJson(JSON.stringify(v)));
+  assert.equal(flat({ a: 5n }), 'o1:1:as1:5');
+});
+
 test('NaN and ±Infinity stay numbers; BigInt, cycles and nesting deeper than 64 are refused', () => {
   assert.equal(flat(NaN), 'd7ff8000000000000');
   assert.equal(flat({ n: -Infinity }), 'o1:1:ndfff0000000000000');
