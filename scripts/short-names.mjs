@@ -1,6 +1,6 @@
 // Gives the wasm's imports and exports one-letter names, in the .wasm and in wasm-bindgen's glue
 // alike. wasm-bindgen names each import `__wbg_<name>_<16 hex digits>` and the module
-// `./qys_sdk_wasm_bg.js`; those names sit in both files and hardly compress (−1.4 KB gzip,
+// `./qys_sdk_wasm_bg.js`; those names sit in both files and hardly compress (−1.6 KB gzip,
 // measured in docs/decisions.md). Fails when the glue still mentions an old name afterwards.
 // Usage: node scripts/short-names.mjs <file.wasm> <glue.js>   (both rewritten in place; run it
 // before wasm-opt)

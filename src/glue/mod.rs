@@ -237,6 +237,23 @@ struct Prepared {
     presentation: Option<Option<Presentation>>,
 }
 
+/// Validates a call's parameters and reads its callbacks (`success` names the success one).
+fn prepare(
+    action: Action,
+    params: &Value,
+    callbacks: &JsValue,
+    success: &str,
+) -> Result<Prepared, QysError> {
+    Ok(Prepared {
+        params: normalize(action, params)?,
+        callbacks: Callbacks {
+            success: callback(callbacks, success)?,
+            fail: callback(callbacks, "authFailCb")?,
+        },
+        presentation: call_presentation(callbacks)?,
+    })
+}
+
 /// The call's `presentation` key of the callbacks object, if present.
 fn call_presentation(callbacks: &JsValue) -> Result<Option<Option<Presentation>>, QysError> {
     if typ(callbacks) != ty::OBJECT {
@@ -388,15 +405,7 @@ impl QysSdk {
                 ("contractId", contract_id),
                 ("contact", to_value(&contact, "contact")?),
             ]);
-            let params = normalize(action, &params)?;
-            Ok(Prepared {
-                params,
-                callbacks: Callbacks {
-                    success: callback(&callbacks, "signSuccessCb")?,
-                    fail: callback(&callbacks, "authFailCb")?,
-                },
-                presentation: call_presentation(&callbacks)?,
-            })
+            prepare(action, &params, &callbacks, "signSuccessCb")
         })();
         self.start(action, prepared)
     }
@@ -404,15 +413,12 @@ impl QysSdk {
     fn auth(&self, action: Action, params: JsValue, callbacks: Option<JsValue>) -> Promise {
         let callbacks = callbacks.unwrap_or(JsValue::UNDEFINED);
         let prepared = (|| {
-            let params = normalize(action, &to_value(&params, "params")?)?;
-            Ok(Prepared {
-                params,
-                callbacks: Callbacks {
-                    success: callback(&callbacks, "authSuccessCb")?,
-                    fail: callback(&callbacks, "authFailCb")?,
-                },
-                presentation: call_presentation(&callbacks)?,
-            })
+            prepare(
+                action,
+                &to_value(&params, "params")?,
+                &callbacks,
+                "authSuccessCb",
+            )
         })();
         self.start(action, prepared)
     }
