@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +32,10 @@ before(async () => {
   assert.equal(install.status, 0, install.out);
   browser = await launch();
 });
-after(async () => { await browser?.close(); });
+after(async () => {
+  await browser?.close();
+  rmSync(work, { recursive: true, force: true });
+});
 
 test('npm pack holds only what a user needs', () => {
   const files = packed.files.map((f) => f.path).sort();
@@ -72,7 +75,7 @@ async function signThrough(bundler) {
       assert.equal(fetched.includes(fallback), !wasm, `the fallback is fetched only without WebAssembly: ${fetched}`);
       await page.close();
     } finally {
-      proxy.stop();
+      await proxy.stop();
     }
   }
 }

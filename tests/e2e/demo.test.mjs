@@ -2,10 +2,9 @@
 import { test, before, after } from 'node:test';
 import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { startProxy, startForger, launch, stateOf, drain } from './harness.mjs';
+import { root, startProxy, startForger, launch, stateOf, drain } from './harness.mjs';
 import { DEMO_FLOWS, runDemoFlow, openDemo as openDemoPage, events, frameOf } from './flows.mjs';
 
 let proxy, forger, browser;
@@ -14,8 +13,8 @@ before(async () => {
 });
 after(async () => {
   await browser?.close();
-  proxy?.stop();
-  forger?.stop();
+  await proxy?.stop();
+  await forger?.stop();
 });
 
 /** Opens the demo page (of `server`, in a new context with `options`: viewport, user agent…),
@@ -157,7 +156,10 @@ test('phone first: the flow covers a 390×844 WeChat screen, a desktop gets a wi
   // A proxy of its own: the tests above signed the fixtures' SIGNING contracts on the shared one.
   const fresh = await startProxy();
   t.after(() => fresh.stop());
-  const dir = mkdtempSync(join(tmpdir(), 'qys-demo-screens-'));
+  // Kept for a human to look at, in the build tree (replaced at each run), not in the system's temp folder.
+  const dir = join(root, 'target', 'demo-screens');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
   const screens = [
     { name: 'phone', minWidth: 0.95 * 390, minHeight: 0.85 * 844, covers: true,
       options: { viewport: { width: 390, height: 844 }, userAgent: WECHAT_IPHONE, isMobile: true, hasTouch: true,

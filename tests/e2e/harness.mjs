@@ -11,8 +11,9 @@ import { chromium } from 'playwright-core';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** Starts `qys-proxy` (release build) with its embedded sandbox; resolves to its URLs. */
-export async function startProxy(env = {}) {
+/** Starts `qys-proxy` (release build) with its embedded sandbox; resolves to its URLs. `stop()`
+ * resolves once the proxy has exited and its database folder (and the folders in `remove`) are gone. */
+export async function startProxy(env = {}, remove = []) {
   const dir = mkdtempSync(join(tmpdir(), 'qys-e2e-'));
   const child = spawn(join(root, 'target/release/qys-proxy'), [], {
     cwd: root,
@@ -36,8 +37,10 @@ export async function startProxy(env = {}) {
       if (proxy && sandbox) resolve({ proxy: proxy[1], sandbox: sandbox[1] });
     });
   });
-  child.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  return { ...urls, stop: () => child.kill() };
+  const exited = once(child, 'exit').then(() => {
+    for (const d of [dir, ...remove]) rmSync(d, { recursive: true, force: true });
+  });
+  return { ...urls, stop: () => { child.kill(); return exited; } };
 }
 
 /** Starts tests/support/faults.mjs (a "proxy" that hangs, answers HTTP 500 or garbage) on an

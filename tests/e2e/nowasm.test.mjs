@@ -17,9 +17,9 @@ before(async () => {
 });
 after(async () => {
   await browser?.close();
-  proxy?.stop();
-  seedProxy?.stop();
-  faults?.stop();
+  await proxy?.stop();
+  await seedProxy?.stop();
+  await faults?.stop();
 });
 
 for (const flow of DEMO_FLOWS) {

@@ -33,7 +33,7 @@ before(async () => {
 });
 after(async () => {
   await browser?.close();
-  proxy?.stop();
+  await proxy?.stop();
   if (www) rmSync(www, { recursive: true, force: true });
 });
 

@@ -12,7 +12,7 @@ before(async () => {
 });
 after(async () => {
   await browser?.close();
-  proxy?.stop();
+  await proxy?.stop();
 });
 
 for (const seed of SEED_PAGES) test(seed.title, () => runSeedPage(browser, proxy, seed));

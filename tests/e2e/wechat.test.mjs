@@ -65,7 +65,7 @@ async function startProxy() {
   const www = mkdtempSync(join(tmpdir(), 'qys-shop-'));
   writeFileSync(join(www, 'shop.html'), PAGE);
   writeFileSync(join(www, 'classic.html'), CLASSIC_PAGE);
-  return startBareProxy({ QYS_WWW_DIR: www });
+  return startBareProxy({ QYS_WWW_DIR: www }, [www]);
 }
 
 let browser;
@@ -150,7 +150,7 @@ test('iOS WeChat, personalAuth FACE: redirect → submit → back → resume fir
     }
     await page.context().close();
   } finally {
-    proxy.stop();
+    await proxy.stop();
   }
 });
 
@@ -170,7 +170,7 @@ test('iOS WeChat redirect: exit → resume fires authFailCb once; the status ele
     assert.ok(leaving.some((u) => u.startsWith(proxy.sandbox)), 'the top window itself went to the platform');
     await page.context().close();
   } finally {
-    proxy.stop();
+    await proxy.stop();
   }
 });
 
@@ -186,7 +186,7 @@ test('auto keeps iframes for signing in iOS WeChat and everywhere outside WeChat
       await page.context().close();
     }
   } finally {
-    proxy.stop();
+    await proxy.stop();
   }
 });
 
@@ -227,7 +227,7 @@ test('mini-program web-view: ticket → plugin page signs → shown again → si
     assert.deepEqual(fired, [SUCCESS.personalSign]);
     await page.context().close();
   } finally {
-    proxy.stop();
+    await proxy.stop();
   }
 });
 
@@ -247,7 +247,7 @@ test('mini-program web-view: exit on the plugin page → authFailCb once; a show
     assert.deepEqual(fired, [['authFail']]);
     await second.context().close();
   } finally {
-    proxy.stop();
+    await proxy.stop();
   }
 });
 
@@ -263,7 +263,7 @@ test('mini-program presentation without WeChat\'s JS-SDK: a typed error, nothing
     assert.equal(await page.evaluate(() => window.proxyCalls), 0);
     await page.context().close();
   } finally {
-    proxy.stop();
+    await proxy.stop();
   }
 });
 
@@ -289,7 +289,7 @@ for (const presentation of ['iframe', 'redirect', 'miniProgram']) {
         await page.context().close();
       }
     } finally {
-      proxy.stop();
+      await proxy.stop();
     }
   });
 }
@@ -319,7 +319,7 @@ test('redirect: two instances resuming one return fire once, with one request', 
     assert.deepEqual(await page.evaluate(() => [window.fired.length, window.proxyCalls]), [1, 1]);
     await page.context().close();
   } finally {
-    proxy.stop();
+    await proxy.stop();
   }
 });
 
@@ -341,7 +341,7 @@ test('redirect: a flow token the proxy does not accept resolves null, fires noth
     assert.equal(page.url(), `${proxy.proxy}/shop.html?manual`);
     await page.context().close();
   } finally {
-    proxy.stop();
+    await proxy.stop();
   }
 });
 
@@ -354,7 +354,7 @@ test('redirect with seed 004\'s classic script: window.qysSdk instances resume t
     assert.equal(resumed.value.event, 'authSuccess');
     await page.context().close();
   } finally {
-    proxy.stop();
+    await proxy.stop();
   }
 });
 
@@ -382,6 +382,6 @@ test('mini-program: navigateTo that throws rejects and watches nothing; one WeCh
     assert.deepEqual(after, [[['authFail']], 1], 'authFailCb once; the flow is closed, so a later show asks nothing');
     await second.context().close();
   } finally {
-    proxy.stop();
+    await proxy.stop();
   }
 });

@@ -52,7 +52,7 @@ before(async () => {
 after(async () => {
   await driver?.quit().catch(() => {});
   driverProcess?.kill();
-  proxy?.stop();
+  await proxy?.stop();
 });
 
 async function events() {
@@ -183,7 +183,7 @@ async function fallbackRun(file) {
     return driver.executeScript(() => [window.result, performance.getEntriesByType('resource')
       .map((e) => e.name.split('/').pop()).filter((f) => f.startsWith('qys_sdk_wasm'))]);
   } finally {
-    pages.stop();
+    await pages.stop();
     rmSync(www, { recursive: true, force: true });
   }
 }

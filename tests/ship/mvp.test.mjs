@@ -1,10 +1,10 @@
 // The shipped package runs on old engines: WebAssembly MVP (+ mutable-globals) only, ES2017 glue
 // without BigInt, and a real old V8 (Node 10 ≈ Chrome 68) instantiates the module and runs its
 // wasm2js fallback.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = (name) => join(root, 'node_modules', '.bin', name);
 const wasm = join(root, 'pkg', 'qys_sdk_wasm_bg.wasm');
 const tmp = mkdtempSync(join(tmpdir(), 'qys-mvp-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Validates with binaryen, post-MVP features off; the target_features section is stripped
  * first, or binaryen would trust what it declares. */
