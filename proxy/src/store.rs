@@ -8,7 +8,8 @@
 //! - Every delivery is first charged to its **source** ([`CallbackStore::admit`], a token bucket
 //!   per IP address, [`quota`]); a source over its [`RateLimit`] writes nothing.
 //! - Rows older than the retention period are deleted in bounded batches
-//!   ([`CallbackStore::sweep`], run periodically by [`CallbackStore::spawn_sweeper`]).
+//!   ([`CallbackStore::sweep`], run periodically by [`CallbackStore::spawn_sweeper`]), except
+//!   callbacks still to be forwarded.
 //!
 //! - With forwarding on ([`CallbackStore::with_forwarding`], `QYS_FORWARD_URL`), a well-formed
 //!   delivery also gets one **outbox** entry, in the same transaction that stores it; the
@@ -387,10 +388,11 @@ pub trait CallbackBackend: Send + Sync + 'static {
     /// body's length.
     fn count_malformed(&self, m: &Malformed<'_>, body_len: usize, received_at: i64) -> Result<(), StoreError>;
 
-    /// Deletes at most `limit` rows in one transaction, among: callbacks (with their outbox
-    /// entries, whatever their state) and samples received before `cutoff` (Unix ms), and
-    /// counters of days that ended at or before it. Returns how many it deleted (fewer than
-    /// `limit`: none are left).
+    /// Deletes at most `limit` rows in one transaction, among: callbacks received before `cutoff`
+    /// (Unix ms) with their outbox entries — only those without an entry, with a `delivered` one,
+    /// or with a `dead` one parked (`finished_at`) before `cutoff`, never a `pending` one (the
+    /// backend has not had it yet) —, samples received before `cutoff`, and counters of days that
+    /// ended at or before it. Returns how many it deleted (fewer than `limit`: none are left).
     fn delete_before(&self, cutoff: i64, limit: usize) -> Result<usize, StoreError>;
 
     /// All stored callbacks, oldest first.
@@ -576,8 +578,9 @@ impl CallbackStore {
         self.inner.backend.malformed_samples()
     }
 
-    /// Deletes everything older than `retention`, in transactions of at most [`SWEEP_BATCH`]
-    /// rows (the lock is released between them, so receivers are never held up long).
+    /// Deletes everything older than `retention` but callbacks whose forwarding is not finished
+    /// ([`CallbackBackend::delete_before`]), in transactions of at most [`SWEEP_BATCH`] rows (the
+    /// lock is released between them, so receivers are never held up long).
     pub fn sweep(&self, retention: Duration) -> Result<Swept, StoreError> {
         let cutoff = now().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         let mut swept = Swept::default();
@@ -812,10 +815,12 @@ mod tests {
         assert_eq!(b.release("four").unwrap(), 1);
         assert_eq!(b.claim_due(t + 7000, 10, "five", 5000).unwrap().len(), 2);
         assert_eq!(b.outbox_list(OutboxFilter::All, 1, 10).unwrap().len(), 2, "after_id");
-        // The sweep takes the outbox entries with their callbacks.
+        // The sweep takes finished entries with their callbacks, never pending ones.
         drop((off, store, b));
-        let swept = CallbackStore::open(&path).unwrap().sweep(Duration::ZERO).unwrap();
-        assert_eq!(swept.rows, 3 + 3);
+        let reopened = CallbackStore::open(&path).unwrap();
+        assert_eq!(reopened.sweep(Duration::ZERO).unwrap().rows, 2, "the delivered entry and its callback");
+        let left = reopened.backend().outbox_counts().unwrap();
+        assert_eq!(left, OutboxCounts { pending: 2, delivered: 0, dead: 0, unqueued: 0 });
     }
 
     #[test]

@@ -18,7 +18,7 @@ use pg::PgCluster;
 use qys_proxy::store::postgres::{PgUrl, PostgresBackend, MIGRATIONS};
 use qys_proxy::store::sqlite::SqliteBackend;
 use qys_proxy::store::{
-    now, CallbackBackend, CallbackStore, Malformed, MalformedClass, OutboxFilter, OutboxState, RateLimit, Recorded,
+    dedup_key, now, CallbackBackend, CallbackStore, Delivery, Malformed, MalformedClass, OutboxFilter, OutboxState, RateLimit, Recorded,
     DAY_MS, SAMPLE_BODY_BYTES, SAMPLE_SLOTS, SWEEP_BATCH,
 };
 
@@ -175,6 +175,56 @@ fn the_sweep_deletes_old_rows_in_batches_and_keeps_recent_ones() {
     let counts = store.malformed_counts().unwrap();
     assert_eq!(counts.len(), 1, "today's counter stays: {counts:?}");
     assert_eq!(store.sweep(Duration::from_secs(5 * 86_400)).unwrap().rows, 0);
+}
+
+/// The retention sweep on entries in every state, all received 10 days ago, with a 5-day
+/// retention: what is left, by query and state, and how many rows went.
+fn sweep_keeps_unfinished(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
+    let t = now();
+    let old = t - 10 * DAY_MS;
+    let body = "mode=FACE&status=1";
+    for (query, forward) in
+        [("leased", true), ("pending", true), ("failed-once", true), ("delivered", true), ("dead-long-ago", true), ("dead-lately", true), ("unqueued", false)]
+    {
+        let key = dedup_key("personal-auth", query, body.as_bytes());
+        let delivery = Delivery { kind: "personal-auth", dedup_key: &key, query, body, received_at: old, forward };
+        backend.record(&delivery).unwrap();
+    }
+    let id: BTreeMap<String, i64> =
+        backend.outbox_list(OutboxFilter::All, 0, 100).unwrap().into_iter().map(|e| (e.query, e.id)).collect();
+    assert_eq!(backend.claim_due(old + 1, 100, "A", 1_000).unwrap().len(), 6);
+    assert!(backend.mark_delivered(id["delivered"], old + 2).unwrap());
+    assert!(backend.park_dead(id["dead-long-ago"], "A", old + 3, "gone").unwrap());
+    assert!(backend.park_dead(id["dead-lately"], "A", t - DAY_MS, "gone").unwrap());
+    assert!(backend.mark_failed(id["failed-once"], "A", t + DAY_MS, "HTTP 500").unwrap());
+    assert_eq!(backend.release("A").unwrap(), 2);
+    // Leased now, by another forwarder (the oldest due: "leased", recorded first).
+    let leased = backend.claim_due(t, 1, "B", 60_000).unwrap();
+    assert_eq!(leased.iter().map(|e| e.query.as_str()).collect::<Vec<_>>(), ["leased"]);
+    let swept = store(backend.clone()).sweep(Duration::from_secs(5 * 86_400)).unwrap();
+    let mut lines = vec![format!("swept {}", swept.rows)];
+    let left: Vec<String> = store(backend.clone()).all().unwrap().into_iter().map(|c| c.query).collect();
+    for query in left {
+        let entry = id.get(&query).and_then(|&i| backend.outbox_get(i).unwrap());
+        lines.push(format!("{query}: {}", entry.map(|e| format!("{} {:?}", e.state, e.owner)).unwrap_or("no entry".into())));
+    }
+    lines
+}
+
+#[test]
+fn the_sweep_never_deletes_a_callback_still_to_be_forwarded() {
+    let cluster = PgCluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sweep_keeps_unfinished(Arc::new(SqliteBackend::open(&dir.path().join("cb.sqlite3")).unwrap()));
+    let expected = [
+        "swept 5", // delivered and dead-long-ago with their entries, unqueued
+        "leased: pending \"B\"",
+        "pending: pending \"\"",
+        "failed-once: pending \"\"",
+        "dead-lately: dead \"\"",
+    ];
+    assert_eq!(sqlite, expected, "SQLite");
+    assert_eq!(sweep_keeps_unfinished(open_pg(&cluster.create_db())), expected, "PostgreSQL");
 }
 
 /// The outbox contract, step by step, as a transcript (entries named by their query, not their
