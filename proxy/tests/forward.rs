@@ -24,7 +24,10 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use common::binary::{self, Running};
 use common::{open, posted_message, state};
-use qys_proxy::store::dedup_key;
+use qys_proxy::forward::{self, ForwardSettings};
+use qys_proxy::platform::Platform;
+use qys_proxy::store::{dedup_key, CallbackStore};
+use qys_proxy::token::TokenKey;
 use serde_json::{json, Value};
 
 /// `QYS_FORWARD_SECRET` of these tests (at least 32 characters).
@@ -643,6 +646,86 @@ async fn failing_entries_are_parked_dead_then_replayed() {
     assert_eq!((body["verified"].clone(), body["passed"].clone()), (json!(false), Value::Null), "{body}");
     assert!(body["reason"].as_str().unwrap().starts_with("the platform refused the question: code 1604"), "{body}");
     drop(proxy);
+}
+
+// ---- forwarders in this process: leases across instances ----
+
+/// A platform answering personal-auth questions "not real-named"; with `hold_first`, its first
+/// request waits for `release` (after telling `asked`): a confirmation that outlasts a lease.
+struct FakePlatform {
+    url: String,
+    asked: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+async fn fake_platform(hold_first: bool) -> FakePlatform {
+    let asked = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(!hold_first));
+    let (a, r) = (asked.clone(), release.clone());
+    let answer = move || {
+        let (asked, release, held) = (a.clone(), r.clone(), held.clone());
+        async move {
+            if !held.swap(true, Ordering::SeqCst) {
+                asked.notify_one();
+                release.notified().await;
+            }
+            axum::Json(json!({"code": 0, "message": "SUCCESS", "result": {"realName": false}}))
+        }
+    };
+    let router = axum::Router::new().route("/v2/personalauth/result", axum::routing::get(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    FakePlatform { url, asked, release }
+}
+
+/// A forwarder of this process on its own connection to the SQLite file `db` (an instance).
+fn forwarder(db: &Path, platform: &str, receiver: &str, lease: Duration, concurrency: usize) -> (CallbackStore, tokio::task::JoinHandle<()>) {
+    let store = CallbackStore::open(db).unwrap().with_forwarding(true);
+    let mut settings = ForwardSettings::new(receiver, qys_proxy::Secret::new(SECRET));
+    (settings.lease, settings.concurrency) = (lease, concurrency);
+    let platform = Platform::new(platform, TOKEN, qys_proxy::Secret::new(APP_SECRET), Duration::from_secs(5), Duration::from_secs(60));
+    let task = forward::spawn(settings, store.clone(), platform, TokenKey::new(b"forward-test-state-key"));
+    (store, task)
+}
+
+/// Instance A claims an entry, then its confirmation outlasts its lease; instance B claims the
+/// entry and delivers it. When A's confirmation finally comes back, A must not POST it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_whose_lease_ran_out_does_not_post_what_another_took_over() {
+    let backend = backend(Box::new(|_: &str, _| false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("callbacks.sqlite3");
+    let (slow, quick) = (fake_platform(true).await, fake_platform(false).await);
+    // One slot: A takes its next entry only once its first attempt is over.
+    let (a, a_task) = forwarder(&db, &slow.url, &backend.url, Duration::from_millis(300), 1);
+    a.record("personal-auth", "flow=lease-1", b"mode=FACE&status=1&authId=one").unwrap();
+    let first = dedup_key("personal-auth", "flow=lease-1", b"mode=FACE&status=1&authId=one");
+    tokio::time::timeout(Duration::from_secs(30), slow.asked.notified()).await.expect("A asks the platform");
+    let (b, b_task) = forwarder(&db, &quick.url, &backend.url, Duration::from_secs(30), 16);
+    let delivered = async {
+        while b.backend().outbox_counts().unwrap().delivered < 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), delivered).await.expect("B delivers once A's lease ran out");
+    b_task.abort();
+    // A second callback, which only A is left to forward: its delivery shows that A's first
+    // attempt is over.
+    a.record("personal-auth", "flow=lease-2", b"mode=FACE&status=1&authId=two").unwrap();
+    let second = dedup_key("personal-auth", "flow=lease-2", b"mode=FACE&status=1&authId=two");
+    slow.release.notify_one();
+    let forwarded = async {
+        while !backend.seen.lock().unwrap().by_key.contains_key(&second) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), forwarded).await.expect("A forwards the second callback");
+    a_task.abort();
+    let seen = backend.seen.lock().unwrap();
+    assert_eq!(seen.by_key[&first].len(), 1, "the first callback was POSTed by B only, not again by A");
+    assert_eq!(seen.bad, 0);
 }
 
 /// Forwarding settings are checked before anything starts; the secret never appears in `--help`.

@@ -249,9 +249,11 @@ fn outbox_transcript(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
     t.push(format!("again {}", backend.claim_due(t0 + 1000, 10, "C", 30_000).unwrap().len()));
     t.push(format!("next_due {:?}", backend.next_due().unwrap().map(|d| d - t0)));
     let (a0, a1, b0) = (a[0].id, a[1].id, b[0].id);
-    t.push(format!("payload {}", backend.fix_payload(a0, "{\"first\":1}").unwrap()));
-    t.push(format!("payload {}", backend.fix_payload(a0, "{\"second\":2}").unwrap()));
-    t.push(format!("payload of none {}", backend.fix_payload(-5, "{}").is_err()));
+    t.push(format!("payload {:?}", backend.renew_lease(a0, "A", t0 + 1500, 30_000, "{\"first\":1}").unwrap()));
+    t.push(format!("payload {:?}", backend.renew_lease(a0, "A", t0 + 1600, 30_000, "{\"second\":2}").unwrap()));
+    t.push(format!("renewed until {}", backend.outbox_get(a0).unwrap().unwrap().locked_until - t0));
+    t.push(format!("renewed by B {:?}", backend.renew_lease(a0, "B", t0 + 1600, 30_000, "{}").unwrap()));
+    t.push(format!("payload of none {:?}", backend.renew_lease(-5, "A", t0, 30_000, "{}").unwrap()));
     t.push(format!("failed by B {}", backend.mark_failed(a0, "B", t0 + 5000, "503").unwrap()));
     t.push(format!("failed by A {}", backend.mark_failed(a0, "A", t0 + 5000, "503 Service\0Unavailable").unwrap()));
     t.push(format!("dead by B {}", backend.park_dead(a1, "B", t0 + 2000, "gone").unwrap()));

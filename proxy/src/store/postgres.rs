@@ -502,17 +502,21 @@ impl CallbackBackend for PostgresBackend {
         })
     }
 
-    fn fix_payload(&self, id: i64, payload: &str) -> Result<String, StoreError> {
-        let payload = text(payload).into_owned();
+    fn renew_lease(&self, id: i64, owner: &str, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError> {
+        let (owner, until, payload) = (text(owner).into_owned(), now.saturating_add(lease_ms), text(payload).into_owned());
         self.run(OP_TIMEOUT, move |c| async move {
-            // COALESCE is evaluated on the row as locked: two concurrent first attempts get one body.
+            // Evaluated on the row as locked: a claim by another instance that committed first
+            // changed the owner (nothing changes here); one that comes while this holds the row
+            // skips it (SKIP LOCKED), and after it sees the renewed lease. COALESCE: two
+            // attempts racing on one entry still leave one body.
             let st = c
-                .prepare_cached("UPDATE outbox SET payload = COALESCE(payload, $2) WHERE id = $1 RETURNING payload")
+                .prepare_cached(
+                    "UPDATE outbox SET locked_until = $3, payload = COALESCE(payload, $4)
+                     WHERE id = $1 AND state = 'pending' AND owner = $2
+                     RETURNING payload",
+                )
                 .await?;
-            match c.query_opt(&st, &[&id, &payload]).await? {
-                Some(row) => Ok(row.try_get(0)?),
-                None => Err(StoreError::new(format!("no outbox entry {id}"))),
-            }
+            Ok(c.query_opt(&st, &[&id, &owner, &until, &payload]).await?.map(|row| row.try_get(0)).transpose()?)
         })
     }
 

@@ -304,14 +304,16 @@ impl CallbackBackend for SqliteBackend {
         Ok(entries)
     }
 
-    fn fix_payload(&self, id: i64, payload: &str) -> Result<String, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached("UPDATE outbox SET payload = ?2 WHERE id = ?1 AND payload IS NULL")?.execute(params![id, payload])?;
-        let fixed: Option<Option<String>> =
-            tx.prepare_cached("SELECT payload FROM outbox WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?;
-        tx.commit()?;
-        fixed.flatten().ok_or_else(|| StoreError::new(format!("no outbox entry {id}")))
+    fn renew_lease(&self, id: i64, owner: &str, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "UPDATE outbox SET locked_until = ?3, payload = COALESCE(payload, ?4)
+                 WHERE id = ?1 AND state = 'pending' AND owner = ?2
+                 RETURNING payload",
+            )?
+            .query_row(params![id, owner, now.saturating_add(lease_ms), payload], |r| r.get(0))
+            .optional()?)
     }
 
     fn mark_delivered(&self, id: i64, at: i64) -> Result<bool, StoreError> {
