@@ -26,6 +26,7 @@ use common::binary::{self, Running};
 use common::{open, posted_message, state};
 use qys_proxy::forward::{self, ForwardSettings};
 use qys_proxy::platform::Platform;
+use qys_proxy::proxy::ConfirmLimits;
 use qys_proxy::store::{dedup_key, CallbackStore};
 use qys_proxy::token::TokenKey;
 use serde_json::{json, Value};
@@ -656,15 +657,19 @@ struct FakePlatform {
     url: String,
     asked: Arc<tokio::sync::Notify>,
     release: Arc<tokio::sync::Notify>,
+    /// When each request arrived.
+    calls: Arc<Mutex<Vec<Instant>>>,
 }
 
 async fn fake_platform(hold_first: bool) -> FakePlatform {
     let asked = Arc::new(tokio::sync::Notify::new());
     let release = Arc::new(tokio::sync::Notify::new());
     let held = Arc::new(std::sync::atomic::AtomicBool::new(!hold_first));
-    let (a, r) = (asked.clone(), release.clone());
+    let calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let (a, r, c) = (asked.clone(), release.clone(), calls.clone());
     let answer = move || {
         let (asked, release, held) = (a.clone(), r.clone(), held.clone());
+        c.lock().unwrap().push(Instant::now());
         async move {
             if !held.swap(true, Ordering::SeqCst) {
                 asked.notify_one();
@@ -677,15 +682,20 @@ async fn fake_platform(hold_first: bool) -> FakePlatform {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    FakePlatform { url, asked, release }
+    FakePlatform { url, asked, release, calls }
+}
+
+/// A client of the platform at `url`, confirmation calls limited to `limits`.
+fn platform_client(url: &str, limits: ConfirmLimits) -> Platform {
+    Platform::new(url, TOKEN, qys_proxy::Secret::new(APP_SECRET), Duration::from_secs(5), Duration::from_secs(60))
+        .with_confirm_limits(limits)
 }
 
 /// A forwarder of this process on its own connection to the SQLite file `db` (an instance).
-fn forwarder(db: &Path, platform: &str, receiver: &str, lease: Duration, concurrency: usize) -> (CallbackStore, tokio::task::JoinHandle<()>) {
+fn forwarder(db: &Path, platform: Platform, receiver: &str, lease: Duration, concurrency: usize) -> (CallbackStore, tokio::task::JoinHandle<()>) {
     let store = CallbackStore::open(db).unwrap().with_forwarding(true);
     let mut settings = ForwardSettings::new(receiver, qys_proxy::Secret::new(SECRET));
     (settings.lease, settings.concurrency) = (lease, concurrency);
-    let platform = Platform::new(platform, TOKEN, qys_proxy::Secret::new(APP_SECRET), Duration::from_secs(5), Duration::from_secs(60));
     let task = forward::spawn(settings, store.clone(), platform, TokenKey::new(b"forward-test-state-key"));
     (store, task)
 }
@@ -699,11 +709,11 @@ async fn a_forwarder_whose_lease_ran_out_does_not_post_what_another_took_over() 
     let db = dir.path().join("callbacks.sqlite3");
     let (slow, quick) = (fake_platform(true).await, fake_platform(false).await);
     // One slot: A takes its next entry only once its first attempt is over.
-    let (a, a_task) = forwarder(&db, &slow.url, &backend.url, Duration::from_millis(300), 1);
+    let (a, a_task) = forwarder(&db, platform_client(&slow.url, ConfirmLimits::default()), &backend.url, Duration::from_millis(300), 1);
     a.record("personal-auth", "flow=lease-1", b"mode=FACE&status=1&authId=one").unwrap();
     let first = dedup_key("personal-auth", "flow=lease-1", b"mode=FACE&status=1&authId=one");
     tokio::time::timeout(Duration::from_secs(30), slow.asked.notified()).await.expect("A asks the platform");
-    let (b, b_task) = forwarder(&db, &quick.url, &backend.url, Duration::from_secs(30), 16);
+    let (b, b_task) = forwarder(&db, platform_client(&quick.url, ConfirmLimits::default()), &backend.url, Duration::from_secs(30), 16);
     let delivered = async {
         while b.backend().outbox_counts().unwrap().delivered < 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -726,6 +736,33 @@ async fn a_forwarder_whose_lease_ran_out_does_not_post_what_another_took_over() 
     let seen = backend.seen.lock().unwrap();
     assert_eq!(seen.by_key[&first].len(), 1, "the first callback was POSTed by B only, not again by A");
     assert_eq!(seen.bad, 0);
+}
+
+/// The forwarder's confirmation calls spend the instance's `QYS_CONFIRM_RATE`, which the return
+/// page and `outcome` use too, and leave them half the burst: at 2 a second the forwarder may make
+/// one call at once, then one each 0.5 s, however many callbacks wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forwarders_confirmations_keep_to_the_confirmation_rate() {
+    let backend = backend(Box::new(|_: &str, _| false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("callbacks.sqlite3");
+    let platform = fake_platform(false).await;
+    let limits = ConfirmLimits { per_second: 2, ..ConfirmLimits::default() };
+    let (store, task) = forwarder(&db, platform_client(&platform.url, limits), &backend.url, Duration::from_secs(30), 16);
+    for i in 0..4 {
+        store.record("personal-auth", &format!("flow=rate-{i}"), format!("mode=FACE&status=1&authId=r{i}").as_bytes()).unwrap();
+    }
+    let delivered = async {
+        while store.backend().outbox_counts().unwrap().delivered < 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), delivered).await.expect("all four forwarded");
+    task.abort();
+    let calls = platform.calls.lock().unwrap().clone();
+    assert!(calls.len() >= 4, "one confirmation per callback: {}", calls.len());
+    let span = calls[3] - calls[0];
+    assert!(span >= Duration::from_millis(1400), "4 calls within {span:?}: faster than 2/s with 1 kept for the return page");
 }
 
 /// Forwarding settings are checked before anything starts; the secret never appears in `--help`.

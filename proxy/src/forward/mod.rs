@@ -5,9 +5,11 @@
 //! outbox entry (one transaction, [`crate::store::CallbackBackend::record`]), then answer the
 //! platform. The forwarder ([`spawn`]):
 //! 1. claims due entries under a lease ([`crate::store::CallbackBackend::claim_due`]);
-//! 2. on an entry's first attempt, asks the platform for the result ([`payload::build`]). If the
-//!    platform cannot be asked, the confirmation is retried with the entry's backoff; from the
-//!    [`CONFIRM_TRIES`]th attempt the body says `"verified": false` and why;
+//! 2. on an entry's first attempt, asks the platform for the result ([`payload::build`]), within
+//!    the instance's `QYS_CONFIRM_RATE`, which it shares with the return page (waiting at most
+//!    [`payload::BUDGET_WAIT`], else retried later). If the platform cannot be asked, the
+//!    confirmation is retried with the entry's backoff; from the [`CONFIRM_TRIES`]th attempt the
+//!    body says `"verified": false` and why;
 //! 3. renews the lease if the entry is still its own, else leaves it to its new holder
 //!    ([`crate::store::CallbackBackend::renew_lease`]), fixing the forwarded body on the first
 //!    attempt: every later attempt sends the same bytes under the same `Idempotency-Key`;
@@ -35,6 +37,7 @@ use crate::platform::Platform;
 use crate::token::TokenKey;
 use crate::store::{now, CallbackBackend, CallbackStore, OutboxEntry, StoreError};
 
+use payload::NotAsked;
 pub use settings::{ForwardArgs, ForwardSettings};
 
 /// Attempts at asking the platform before the body is fixed as "could not be asked".
@@ -183,11 +186,16 @@ async fn attempt(ctx: Arc<Ctx>, entry: OutboxEntry) {
         Some(payload) => payload,
         None => match payload::build(&ctx.platform, &ctx.key, &entry).await {
             Ok(body) => body,
-            Err(why) if entry.attempts + 1 < CONFIRM_TRIES => {
+            Err(NotAsked::Busy) => {
+                let why = "confirmation: QYS_CONFIRM_RATE is spent (the return pages come first)";
+                failed(&ctx, &entry, why.to_owned(), None).await;
+                return;
+            }
+            Err(NotAsked::Failed(why)) if entry.attempts + 1 < CONFIRM_TRIES => {
                 failed(&ctx, &entry, format!("confirmation: the platform could not be asked: {why}"), None).await;
                 return;
             }
-            Err(why) => payload::unconfirmed(&entry, &why),
+            Err(NotAsked::Failed(why)) => payload::unconfirmed(&entry, &why),
         },
     };
     // The confirmation (or a stall) may have outlasted the lease, and another instance may have
