@@ -275,6 +275,7 @@ async fn every_acknowledged_callback_is_forwarded_across_a_sigkill() {
         let bodies: HashSet<&String> = tries.iter().map(|(_, body)| body).collect();
         assert_eq!(bodies.len(), 1, "one body per key: {key}");
         let forwarded: Value = serde_json::from_str(&tries[0].1).unwrap();
+        assert_eq!(forwarded["idempotencyKey"].as_str(), Some(key.as_str()), "the header's key, signed in the body");
         let (kind, query, body) = &callbacks[i];
         assert_eq!((forwarded["kind"].as_str(), forwarded["query"].as_str()), (Some(*kind), Some(query.as_str())));
         let fields: HashMap<String, String> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
@@ -489,6 +490,7 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
     assert_eq!(by_key.len(), 5, "{by_key:?}");
     let all: Vec<&Value> = by_key.values().flatten().collect();
     assert!(all.iter().all(|t| t["verified"] == true), "the Node verifier accepts every real delivery");
+    assert!(all.iter().all(|t| body_of(t)["idempotencyKey"] == t["key"]), "the Idempotency-Key, signed in the body");
     let replayed = body_of(&by_key.remove(&replayed_fact).unwrap()[1]);
     assert_eq!((replayed["verified"].clone(), replayed["passed"].clone()), (json!(false), json!(true)), "{replayed}");
     assert!(replayed["reason"].as_str().unwrap().contains("no flow token of this proxy"), "{replayed}");
@@ -536,19 +538,24 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
     assert_eq!(tries.len(), 3, "replayed once more");
     assert_eq!((tries[2]["status"].as_i64(), &tries[2]["body"]), (Some(204), &tries[0]["body"]));
 
-    // The Node verifier refuses a changed body, a changed timestamp and an old one.
+    // The Node verifier refuses a changed body, a swapped key, a changed timestamp and an old one.
     let real = &by_key[&forged_company][1];
     let raw = base64::engine::general_purpose::STANDARD.decode(real["body"].as_str().unwrap()).unwrap();
     let (ts, sig) = (real["timestamp"].as_str().unwrap(), real["signature"].as_str().unwrap());
     let mut changed = raw.clone();
     let at = changed.iter().position(|&b| b == b'f').unwrap(); // "false" → "ralse"
     changed[at] = b'r';
+    // The body's idempotencyKey swapped for another callback's: a receiver that deduplicates on
+    // it (the header is not signed) must refuse it.
+    let swapped_key = String::from_utf8(raw.clone()).unwrap().replace(forged_company.as_str(), forged_person.as_str()).into_bytes();
+    assert_ne!(swapped_key, raw);
     let old = (qys_proxy::unix_millis() - 600_000).to_string();
     let old_sig = qys_proxy::forward::signature(SECRET, &old, std::str::from_utf8(&raw).unwrap());
     let later = (ts.parse::<u64>().unwrap() + 1).to_string();
     for (timestamp, signature, body, expected) in [
         (ts, sig, raw.clone(), 204),
         (ts, sig, changed.clone(), 401),
+        (ts, sig, swapped_key.clone(), 401),
         (later.as_str(), sig, raw.clone(), 401),
         (old.as_str(), old_sig.as_str(), raw.clone(), 401),
     ] {
@@ -567,7 +574,7 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
         assert_eq!(status.as_u16(), expected, "{timestamp}");
     }
 
-    // The Python and Java verifiers on the same real deliveries, and on a changed body.
+    // The Python and Java verifiers on the same real deliveries, a changed body and a swapped key.
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let real_lines: Vec<Value> = lines.lock().unwrap().iter().filter(|l| l["status"] != 401).cloned().collect();
     let mut py_in = String::new();
@@ -578,10 +585,12 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
     }
     let n = py_in.lines().count();
     assert!(n >= 9, "{n} deliveries");
-    py_in += &format!("{}\n", json!({"timestamp": ts, "signature": sig, "body": b64(&changed)}));
-    java_in += &format!("{ts} {sig} {}\n", b64(&changed));
+    for bad in [&changed, &swapped_key] {
+        py_in += &format!("{}\n", json!({"timestamp": ts, "signature": sig, "body": b64(bad)}));
+        java_in += &format!("{ts} {sig} {}\n", b64(bad));
+    }
     let mut expected = vec!["ok".to_owned(); n];
-    expected.push("bad".into());
+    expected.extend(["bad".to_owned(), "bad".to_owned()]);
     let mut python = Command::new("python3");
     python.arg(root().join("examples/verify_forward.py"));
     assert_eq!(run_verifier(python, &py_in), expected, "Python");

@@ -642,6 +642,7 @@ mod load {
             assert_eq!(bodies.len(), 1, "one body per key: {key}");
             let forwarded: Value = serde_json::from_str(&hits[0].body).unwrap();
             assert_eq!(forwarded["query"].as_str(), Some(callbacks[i].1.as_str()));
+            assert_eq!(forwarded["idempotencyKey"].as_str(), Some(key.as_str()), "the header's key, signed in the body");
             assert!(key_of_query.insert(&callbacks[i].1, key).is_none(), "a callback under two keys");
             let mut by_start: Vec<&Hit> = hits.iter().collect();
             by_start.sort_by_key(|h| h.start);

@@ -177,6 +177,10 @@ fn body(entry: &OutboxEntry, fields: &Map<String, Value>, answer: Option<Answer>
     };
     json!({
         "id": entry.id,
+        // The `Idempotency-Key` header's value, here so that it is signed: a captured request
+        // resent with another key in the header cannot make a receiver that deduplicates on
+        // this field act twice on one callback, or drop another one as already seen.
+        "idempotencyKey": entry.dedup_key,
         "kind": entry.kind,
         "receivedAt": entry.received_at,
         "confirmedAt": crate::store::now(),
