@@ -524,19 +524,25 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
     assert!(listed.contains("pending 0, delivered 5, dead 0"), "{listed}");
     let id = body_of(&by_key[&forged_person][1])["id"].as_i64().unwrap().to_string();
     let shown: Value = serde_json::from_str(&callbacks_cli(&db, &["show", &id])).unwrap();
-    assert_eq!((shown["state"].as_str(), shown["attempts"].as_i64(), shown["key"].as_str()), (Some("delivered"), Some(2), Some(forged_person.as_str())));
+    assert_eq!((shown["state"].as_str(), shown["key"].as_str()), (Some("delivered"), Some(forged_person.as_str())));
+    // The 500 and the 204 at least; a loaded machine may add a retry (a confirmation timeout, a
+    // lease run out), so not exactly 2.
+    assert!(shown["attempts"].as_i64().is_some_and(|n| n >= 2), "{shown}");
     assert_eq!(shown["forwarded"], forged);
+    let tries_of = |key: &str| lines.lock().unwrap().iter().filter(|l| l["key"] == key).cloned().collect::<Vec<_>>();
+    let before = tries_of(&forged_person).len();
     assert!(callbacks_cli(&db, &["replay", &id]).contains("queued"));
     let deadline = Instant::now() + Duration::from_secs(20);
     let tries = loop {
-        let tries = lines.lock().unwrap().iter().filter(|l| l["key"] == forged_person.as_str()).cloned().collect::<Vec<_>>();
-        if tries.len() == 3 || Instant::now() > deadline {
+        let tries = tries_of(&forged_person);
+        if tries[before..].iter().any(|t| t["status"] == 204) || Instant::now() > deadline {
             break tries;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(tries.len(), 3, "replayed once more");
-    assert_eq!((tries[2]["status"].as_i64(), &tries[2]["body"]), (Some(204), &tries[0]["body"]));
+    let replayed: Vec<&Value> = tries[before..].iter().collect();
+    assert!(replayed.iter().any(|t| t["status"] == 204), "delivered again after the replay: {replayed:?}");
+    assert!(replayed.iter().all(|t| t["body"] == tries[0]["body"]), "the same body on the replay");
 
     // The Node verifier refuses a changed body, a swapped key, a changed timestamp and an old one.
     let real = &by_key[&forged_company][1];
