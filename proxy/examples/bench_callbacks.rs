@@ -176,6 +176,9 @@ async fn main() {
         ("QYS_LISTEN", "127.0.0.1:0".into()),
         ("QYS_SANDBOX_LISTEN", "127.0.0.1:0".into()),
         ("QYS_CALLBACK_RATE", "0".into()),
+        // Each callback's confirmation spends the confirmation budget: measure the store and the
+        // forwarder, not the 20/s default.
+        ("QYS_CONFIRM_RATE", "1000000".into()),
         ("QYS_FORWARD_URL", receiver.clone()),
         ("QYS_FORWARD_SECRET", SECRET.into()),
     ];

@@ -92,7 +92,9 @@ pub struct Cli {
     /// Seconds a confirmation that is not a success (or that failed) is reused for its flow.
     #[arg(long, env = "QYS_CONFIRM_RECHECK_SECS", default_value_t = 5, global = true)]
     pub confirm_recheck_secs: u64,
-    /// Per instance: confirmation calls per second at most (bursts as large); beyond, 503.
+    /// Per instance: confirmation calls per second at most (bursts as large), the return page's,
+    /// `outcome`'s and the callback forwarder's together (the forwarder waits and leaves half the
+    /// burst to the others); beyond, 503.
     #[arg(long, env = "QYS_CONFIRM_RATE", default_value_t = 20, global = true)]
     pub confirm_rate: u32,
     /// SDK endpoint path.

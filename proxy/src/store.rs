@@ -8,7 +8,8 @@
 //! - Every delivery is first charged to its **source** ([`CallbackStore::admit`], a token bucket
 //!   per IP address, [`quota`]); a source over its [`RateLimit`] writes nothing.
 //! - Rows older than the retention period are deleted in bounded batches
-//!   ([`CallbackStore::sweep`], run periodically by [`CallbackStore::spawn_sweeper`]).
+//!   ([`CallbackStore::sweep`], run periodically by [`CallbackStore::spawn_sweeper`]), except
+//!   callbacks still to be forwarded.
 //!
 //! - With forwarding on ([`CallbackStore::with_forwarding`], `QYS_FORWARD_URL`), a well-formed
 //!   delivery also gets one **outbox** entry, in the same transaction that stores it; the
@@ -269,7 +270,7 @@ pub struct OutboxEntry {
     pub locked_until: i64,
     /// The last failure (HTTP status and a cut answer, or the transport error), or empty.
     pub last_error: String,
-    /// The exact JSON body forwarded, fixed by the first attempt ([`CallbackBackend::fix_payload`])
+    /// The exact JSON body forwarded, fixed by the first attempt ([`CallbackBackend::renew_lease`])
     /// so that every attempt with one `Idempotency-Key` carries one body; `None` before it.
     pub payload: Option<String>,
     /// When it was delivered or parked as dead (Unix ms).
@@ -353,7 +354,11 @@ impl From<rusqlite::Error> for StoreError {
 ///   when the lease has meanwhile expired); [`mark_failed`](Self::mark_failed) and
 ///   [`park_dead`](Self::park_dead) only apply while `owner` still holds the lease of a `pending`
 ///   entry (else they change nothing and return `false`: another forwarder has it now).
-/// - [`fix_payload`](Self::fix_payload): first writer wins, so one key never carries two bodies.
+/// - [`renew_lease`](Self::renew_lease), right before each POST, extends the lease only while
+///   `owner` still holds the `pending` entry (else the caller skips the POST: a pause longer
+///   than the lease — a slow confirmation, a stalled process — must not let two instances POST
+///   one entry), and fixes the forwarded body: first writer wins, so one key never carries two
+///   bodies.
 /// - Times are Unix milliseconds given by the caller (the backend does not read a clock), so
 ///   tests and the forwarder's policy decide them.
 ///
@@ -387,10 +392,11 @@ pub trait CallbackBackend: Send + Sync + 'static {
     /// body's length.
     fn count_malformed(&self, m: &Malformed<'_>, body_len: usize, received_at: i64) -> Result<(), StoreError>;
 
-    /// Deletes at most `limit` rows in one transaction, among: callbacks (with their outbox
-    /// entries, whatever their state) and samples received before `cutoff` (Unix ms), and
-    /// counters of days that ended at or before it. Returns how many it deleted (fewer than
-    /// `limit`: none are left).
+    /// Deletes at most `limit` rows in one transaction, among: callbacks received before `cutoff`
+    /// (Unix ms) with their outbox entries — only those without an entry, with a `delivered` one,
+    /// or with a `dead` one parked (`finished_at`) before `cutoff`, never a `pending` one (the
+    /// backend has not had it yet) —, samples received before `cutoff`, and counters of days that
+    /// ended at or before it. Returns how many it deleted (fewer than `limit`: none are left).
     fn delete_before(&self, cutoff: i64, limit: usize) -> Result<usize, StoreError>;
 
     /// All stored callbacks, oldest first.
@@ -409,9 +415,13 @@ pub trait CallbackBackend: Send + Sync + 'static {
     /// carry the new lease. Two concurrent calls never return the same entry while the lease runs.
     fn claim_due(&self, now: i64, limit: usize, owner: &str, lease_ms: i64) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Sets the entry's forwarded body if it has none yet, and returns the body it has now
-    /// (this one, or the one an earlier attempt fixed). `Err` if there is no such entry.
-    fn fix_payload(&self, id: i64, payload: &str) -> Result<String, StoreError>;
+    /// Right before `owner` POSTs the entry: if `owner` still holds it (`pending`, `owner`
+    /// unchanged — even if its lease ran out, nobody claimed it since), extends the lease to
+    /// `now + lease_ms`, sets `payload` as the forwarded body if it has none yet, and returns the
+    /// body it has now (this one, or the one an earlier attempt fixed). `None`, changing nothing,
+    /// when it is no longer `owner`'s (claimed by another forwarder, delivered, replayed, or gone):
+    /// the caller must not POST.
+    fn renew_lease(&self, id: i64, owner: &str, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError>;
 
     /// A `pending` entry was delivered at `at`: `delivered`, `finished_at = at`, attempts + 1,
     /// lease cleared, `last_error` kept. Whoever holds the lease. `false` if it was not pending.
@@ -576,8 +586,9 @@ impl CallbackStore {
         self.inner.backend.malformed_samples()
     }
 
-    /// Deletes everything older than `retention`, in transactions of at most [`SWEEP_BATCH`]
-    /// rows (the lock is released between them, so receivers are never held up long).
+    /// Deletes everything older than `retention` but callbacks whose forwarding is not finished
+    /// ([`CallbackBackend::delete_before`]), in transactions of at most [`SWEEP_BATCH`] rows (the
+    /// lock is released between them, so receivers are never held up long).
     pub fn sweep(&self, retention: Duration) -> Result<Swept, StoreError> {
         let cutoff = now().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         let mut swept = Swept::default();
@@ -778,8 +789,10 @@ mod tests {
         assert!(b.claim_due(t, 10, "two", 5000).unwrap().is_empty(), "leased entries are not claimed twice");
         assert_eq!(b.next_due().unwrap(), Some(t + 5000));
         let (a, c) = (claimed[0].id, claimed[1].id);
-        assert_eq!(b.fix_payload(a, "{\"x\":1}").unwrap(), "{\"x\":1}");
-        assert_eq!(b.fix_payload(a, "{\"x\":2}").unwrap(), "{\"x\":1}", "the first body stays");
+        assert_eq!(b.renew_lease(a, "two", t, 5000, "{\"x\":0}").unwrap(), None, "not the lease holder");
+        assert_eq!(b.renew_lease(a, "one", t + 10, 5000, "{\"x\":1}").unwrap().as_deref(), Some("{\"x\":1}"));
+        assert_eq!(b.renew_lease(a, "one", t + 20, 5000, "{\"x\":2}").unwrap().as_deref(), Some("{\"x\":1}"), "the first body stays");
+        assert_eq!(b.outbox_get(a).unwrap().unwrap().locked_until, t + 20 + 5000, "renewed");
         assert!(!b.mark_failed(a, "two", t + 100, "HTTP 500").unwrap(), "not the lease holder");
         assert!(b.mark_failed(a, "one", t + 100, "HTTP 500").unwrap());
         assert!(b.park_dead(c, "one", t, "HTTP 500").unwrap());
@@ -793,7 +806,10 @@ mod tests {
         let stolen = b.claim_due(t + 100 + 5000, 10, "three", 5000).unwrap();
         assert_eq!(stolen.len(), 1);
         assert!(!b.mark_failed(a, "two", t, "late").unwrap());
+        assert_eq!(b.renew_lease(a, "two", t + 5200, 5000, "{}").unwrap(), None, "taken over: the old holder must not POST");
+        assert_eq!(b.renew_lease(a, "three", t + 5200, 5000, "{}").unwrap().as_deref(), Some("{\"x\":1}"));
         assert!(b.mark_delivered(a, t + 6000).unwrap());
+        assert_eq!(b.renew_lease(a, "three", t + 6000, 5000, "{}").unwrap(), None, "delivered: nothing to POST");
         assert!(!b.mark_delivered(a, t + 6001).unwrap(), "already delivered");
         assert_eq!(b.outbox_counts().unwrap(), OutboxCounts { pending: 0, delivered: 1, dead: 1, unqueued: 1 });
         assert_eq!(b.next_due().unwrap(), None);
@@ -812,10 +828,12 @@ mod tests {
         assert_eq!(b.release("four").unwrap(), 1);
         assert_eq!(b.claim_due(t + 7000, 10, "five", 5000).unwrap().len(), 2);
         assert_eq!(b.outbox_list(OutboxFilter::All, 1, 10).unwrap().len(), 2, "after_id");
-        // The sweep takes the outbox entries with their callbacks.
+        // The sweep takes finished entries with their callbacks, never pending ones.
         drop((off, store, b));
-        let swept = CallbackStore::open(&path).unwrap().sweep(Duration::ZERO).unwrap();
-        assert_eq!(swept.rows, 3 + 3);
+        let reopened = CallbackStore::open(&path).unwrap();
+        assert_eq!(reopened.sweep(Duration::ZERO).unwrap().rows, 2, "the delivered entry and its callback");
+        let left = reopened.backend().outbox_counts().unwrap();
+        assert_eq!(left, OutboxCounts { pending: 2, delivered: 0, dead: 0, unqueued: 0 });
     }
 
     #[test]

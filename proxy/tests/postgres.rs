@@ -18,7 +18,7 @@ use pg::PgCluster;
 use qys_proxy::store::postgres::{PgUrl, PostgresBackend, MIGRATIONS};
 use qys_proxy::store::sqlite::SqliteBackend;
 use qys_proxy::store::{
-    now, CallbackBackend, CallbackStore, Malformed, MalformedClass, OutboxFilter, OutboxState, RateLimit, Recorded,
+    dedup_key, now, CallbackBackend, CallbackStore, Delivery, Malformed, MalformedClass, OutboxFilter, OutboxState, RateLimit, Recorded,
     DAY_MS, SAMPLE_BODY_BYTES, SAMPLE_SLOTS, SWEEP_BATCH,
 };
 
@@ -177,6 +177,56 @@ fn the_sweep_deletes_old_rows_in_batches_and_keeps_recent_ones() {
     assert_eq!(store.sweep(Duration::from_secs(5 * 86_400)).unwrap().rows, 0);
 }
 
+/// The retention sweep on entries in every state, all received 10 days ago, with a 5-day
+/// retention: what is left, by query and state, and how many rows went.
+fn sweep_keeps_unfinished(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
+    let t = now();
+    let old = t - 10 * DAY_MS;
+    let body = "mode=FACE&status=1";
+    for (query, forward) in
+        [("leased", true), ("pending", true), ("failed-once", true), ("delivered", true), ("dead-long-ago", true), ("dead-lately", true), ("unqueued", false)]
+    {
+        let key = dedup_key("personal-auth", query, body.as_bytes());
+        let delivery = Delivery { kind: "personal-auth", dedup_key: &key, query, body, received_at: old, forward };
+        backend.record(&delivery).unwrap();
+    }
+    let id: BTreeMap<String, i64> =
+        backend.outbox_list(OutboxFilter::All, 0, 100).unwrap().into_iter().map(|e| (e.query, e.id)).collect();
+    assert_eq!(backend.claim_due(old + 1, 100, "A", 1_000).unwrap().len(), 6);
+    assert!(backend.mark_delivered(id["delivered"], old + 2).unwrap());
+    assert!(backend.park_dead(id["dead-long-ago"], "A", old + 3, "gone").unwrap());
+    assert!(backend.park_dead(id["dead-lately"], "A", t - DAY_MS, "gone").unwrap());
+    assert!(backend.mark_failed(id["failed-once"], "A", t + DAY_MS, "HTTP 500").unwrap());
+    assert_eq!(backend.release("A").unwrap(), 2);
+    // Leased now, by another forwarder (the oldest due: "leased", recorded first).
+    let leased = backend.claim_due(t, 1, "B", 60_000).unwrap();
+    assert_eq!(leased.iter().map(|e| e.query.as_str()).collect::<Vec<_>>(), ["leased"]);
+    let swept = store(backend.clone()).sweep(Duration::from_secs(5 * 86_400)).unwrap();
+    let mut lines = vec![format!("swept {}", swept.rows)];
+    let left: Vec<String> = store(backend.clone()).all().unwrap().into_iter().map(|c| c.query).collect();
+    for query in left {
+        let entry = id.get(&query).and_then(|&i| backend.outbox_get(i).unwrap());
+        lines.push(format!("{query}: {}", entry.map(|e| format!("{} {:?}", e.state, e.owner)).unwrap_or("no entry".into())));
+    }
+    lines
+}
+
+#[test]
+fn the_sweep_never_deletes_a_callback_still_to_be_forwarded() {
+    let cluster = PgCluster::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sweep_keeps_unfinished(Arc::new(SqliteBackend::open(&dir.path().join("cb.sqlite3")).unwrap()));
+    let expected = [
+        "swept 5", // delivered and dead-long-ago with their entries, unqueued
+        "leased: pending \"B\"",
+        "pending: pending \"\"",
+        "failed-once: pending \"\"",
+        "dead-lately: dead \"\"",
+    ];
+    assert_eq!(sqlite, expected, "SQLite");
+    assert_eq!(sweep_keeps_unfinished(open_pg(&cluster.create_db())), expected, "PostgreSQL");
+}
+
 /// The outbox contract, step by step, as a transcript (entries named by their query, not their
 /// id: PostgreSQL's identity skips numbers on conflicts).
 fn outbox_transcript(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
@@ -199,9 +249,11 @@ fn outbox_transcript(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
     t.push(format!("again {}", backend.claim_due(t0 + 1000, 10, "C", 30_000).unwrap().len()));
     t.push(format!("next_due {:?}", backend.next_due().unwrap().map(|d| d - t0)));
     let (a0, a1, b0) = (a[0].id, a[1].id, b[0].id);
-    t.push(format!("payload {}", backend.fix_payload(a0, "{\"first\":1}").unwrap()));
-    t.push(format!("payload {}", backend.fix_payload(a0, "{\"second\":2}").unwrap()));
-    t.push(format!("payload of none {}", backend.fix_payload(-5, "{}").is_err()));
+    t.push(format!("payload {:?}", backend.renew_lease(a0, "A", t0 + 1500, 30_000, "{\"first\":1}").unwrap()));
+    t.push(format!("payload {:?}", backend.renew_lease(a0, "A", t0 + 1600, 30_000, "{\"second\":2}").unwrap()));
+    t.push(format!("renewed until {}", backend.outbox_get(a0).unwrap().unwrap().locked_until - t0));
+    t.push(format!("renewed by B {:?}", backend.renew_lease(a0, "B", t0 + 1600, 30_000, "{}").unwrap()));
+    t.push(format!("payload of none {:?}", backend.renew_lease(-5, "A", t0, 30_000, "{}").unwrap()));
     t.push(format!("failed by B {}", backend.mark_failed(a0, "B", t0 + 5000, "503").unwrap()));
     t.push(format!("failed by A {}", backend.mark_failed(a0, "A", t0 + 5000, "503 Service\0Unavailable").unwrap()));
     t.push(format!("dead by B {}", backend.park_dead(a1, "B", t0 + 2000, "gone").unwrap()));
@@ -590,6 +642,7 @@ mod load {
             assert_eq!(bodies.len(), 1, "one body per key: {key}");
             let forwarded: Value = serde_json::from_str(&hits[0].body).unwrap();
             assert_eq!(forwarded["query"].as_str(), Some(callbacks[i].1.as_str()));
+            assert_eq!(forwarded["idempotencyKey"].as_str(), Some(key.as_str()), "the header's key, signed in the body");
             assert!(key_of_query.insert(&callbacks[i].1, key).is_none(), "a callback under two keys");
             let mut by_start: Vec<&Hit> = hits.iter().collect();
             by_start.sort_by_key(|h| h.start);

@@ -5,12 +5,15 @@
 //! outbox entry (one transaction, [`crate::store::CallbackBackend::record`]), then answer the
 //! platform. The forwarder ([`spawn`]):
 //! 1. claims due entries under a lease ([`crate::store::CallbackBackend::claim_due`]);
-//! 2. on an entry's first attempt, asks the platform for the result and fixes the forwarded body
-//!    ([`payload::build`], [`crate::store::CallbackBackend::fix_payload`]): every later attempt
-//!    sends the same bytes under the same `Idempotency-Key`. If the platform cannot be asked, the
+//! 2. on an entry's first attempt, asks the platform for the result ([`payload::build`]), within
+//!    the instance's `QYS_CONFIRM_RATE`, which it shares with the return page (waiting at most
+//!    [`payload::BUDGET_WAIT`], else retried later). If the platform cannot be asked, the
 //!    confirmation is retried with the entry's backoff; from the [`CONFIRM_TRIES`]th attempt the
 //!    body says `"verified": false` and why;
-//! 3. POSTs it, signed ([`signature`]), within `QYS_FORWARD_TIMEOUT_MS`;
+//! 3. renews the lease if the entry is still its own, else leaves it to its new holder
+//!    ([`crate::store::CallbackBackend::renew_lease`]), fixing the forwarded body on the first
+//!    attempt: every later attempt sends the same bytes under the same `Idempotency-Key`;
+//!    then POSTs it, signed ([`signature`]), within `QYS_FORWARD_TIMEOUT_MS`;
 //! 4. records the outcome: 2xx → `delivered`; else `pending` again at now + [`backoff`], or, once
 //!    the entry is older than `QYS_FORWARD_GIVE_UP_HOURS`, `dead`.
 //!
@@ -34,6 +37,7 @@ use crate::platform::Platform;
 use crate::token::TokenKey;
 use crate::store::{now, CallbackBackend, CallbackStore, OutboxEntry, StoreError};
 
+use payload::NotAsked;
 pub use settings::{ForwardArgs, ForwardSettings};
 
 /// Attempts at asking the platform before the body is fixed as "could not be asked".
@@ -92,6 +96,12 @@ struct Ctx {
     owner: String,
 }
 
+impl Ctx {
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
 /// Starts this instance's forwarder: it runs until the runtime stops. `store` must be the
 /// handle the receivers record through (it wakes the forwarder at once on a new entry).
 pub fn spawn(settings: ForwardSettings, store: CallbackStore, platform: Platform, key: TokenKey) -> tokio::task::JoinHandle<()> {
@@ -121,7 +131,7 @@ async fn blocking<T: Send + 'static>(
 
 async fn run(ctx: Arc<Ctx>, store: CallbackStore) {
     let mut in_flight: JoinSet<()> = JoinSet::new();
-    let lease_ms = i64::try_from(ctx.settings.lease.as_millis()).unwrap_or(i64::MAX);
+    let lease_ms = ctx.lease_ms();
     loop {
         while let Some(done) = in_flight.try_join_next() {
             if let Err(e) = done {
@@ -172,26 +182,35 @@ async fn run(ctx: Arc<Ctx>, store: CallbackStore) {
 /// One attempt at one claimed entry; every outcome is recorded (or left to the lease).
 async fn attempt(ctx: Arc<Ctx>, entry: OutboxEntry) {
     let id = entry.id;
-    let payload = match entry.payload.clone() {
+    let body = match entry.payload.clone() {
         Some(payload) => payload,
-        None => {
-            let body = match payload::build(&ctx.platform, &ctx.key, &entry).await {
-                Ok(body) => body,
-                Err(why) if entry.attempts + 1 < CONFIRM_TRIES => {
-                    failed(&ctx, &entry, format!("confirmation: the platform could not be asked: {why}"), None).await;
-                    return;
-                }
-                Err(why) => payload::unconfirmed(&entry, &why),
-            };
-            let c = ctx.clone();
-            match blocking(move || c.backend.fix_payload(id, &body)).await {
-                Ok(fixed) => fixed,
-                Err(e) => {
-                    // Leased still: retried when the lease runs out.
-                    tracing::error!(id, error = %e, "cannot store a forwarded body");
-                    return;
-                }
+        None => match payload::build(&ctx.platform, &ctx.key, &entry).await {
+            Ok(body) => body,
+            Err(NotAsked::Busy) => {
+                let why = "confirmation: QYS_CONFIRM_RATE is spent (the return pages come first)";
+                failed(&ctx, &entry, why.to_owned(), None).await;
+                return;
             }
+            Err(NotAsked::Failed(why)) if entry.attempts + 1 < CONFIRM_TRIES => {
+                failed(&ctx, &entry, format!("confirmation: the platform could not be asked: {why}"), None).await;
+                return;
+            }
+            Err(NotAsked::Failed(why)) => payload::unconfirmed(&entry, &why),
+        },
+    };
+    // The confirmation (or a stall) may have outlasted the lease, and another instance may have
+    // claimed the entry since: POST only while it is still ours, under a fresh lease.
+    let c = ctx.clone();
+    let payload = match blocking(move || c.backend.renew_lease(id, &c.owner, now(), c.lease_ms(), &body)).await {
+        Ok(Some(fixed)) => fixed,
+        Ok(None) => {
+            tracing::warn!(id, "not forwarded by this instance: the entry is no longer leased to it (its lease ran out)");
+            return;
+        }
+        Err(e) => {
+            // Leased still: retried when the lease runs out.
+            tracing::error!(id, error = %e, "cannot renew the lease before forwarding");
+            return;
         }
     };
     let timestamp = crate::unix_millis().to_string();

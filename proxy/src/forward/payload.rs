@@ -12,6 +12,8 @@
 //! platform agrees with the callback's claim (passed or not passed). `passed` is the platform's
 //! own word (`null` when it was not asked).
 
+use std::time::Duration;
+
 use serde_json::{json, Map, Value};
 
 use crate::platform::{Platform, PlatformError};
@@ -38,10 +40,25 @@ struct Answer {
     result: Value,
 }
 
-/// Builds the forwarded body of `entry`. `Err` (with why) when the platform could not be asked
-/// right now (timeout, unreachable, not understood): the caller retries the confirmation later
-/// or, after a few attempts, forwards [`unconfirmed`].
-pub async fn build(platform: &Platform, key: &TokenKey, entry: &OutboxEntry) -> Result<String, String> {
+/// Longest a confirmation waits for the instance's confirmation budget (`QYS_CONFIRM_RATE`,
+/// shared with the return page: [`crate::proxy::Confirmations::spend_for_forwarding`]); part of
+/// the lease.
+pub const BUDGET_WAIT: Duration = Duration::from_secs(2);
+
+/// Why the platform was not asked now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotAsked {
+    /// The confirmation budget stayed spent for [`BUDGET_WAIT`]: ask later. Not the platform's
+    /// failure, so it never makes the body "could not be asked".
+    Busy,
+    /// The call failed (timeout, unreachable, not understood): why.
+    Failed(String),
+}
+
+/// Builds the forwarded body of `entry`. `Err` when the platform could not be asked right now:
+/// the caller retries the confirmation later or, after a few failed calls, forwards
+/// [`unconfirmed`].
+pub async fn build(platform: &Platform, key: &TokenKey, entry: &OutboxEntry) -> Result<String, NotAsked> {
     let fields = form_fields(&entry.body);
     let claimed = fields.get("status").and_then(Value::as_str) == Some("1");
     let flow = own_flow(key, &entry.kind, &entry.query);
@@ -49,13 +66,16 @@ pub async fn build(platform: &Platform, key: &TokenKey, entry: &OutboxEntry) -> 
         Ok(q) => q,
         Err(reason) => return Ok(body(entry, &fields, None, Some(reason))),
     };
+    if !platform.confirmations().spend_for_forwarding(BUDGET_WAIT).await {
+        return Err(NotAsked::Busy);
+    }
     let answer = match ask(platform, &question).await {
         Ok(answer) => answer,
         Err(PlatformError::Platform { code, logged, .. }) => {
             let reason = format!("the platform refused the question: code {code} ({logged})");
             return Ok(body(entry, &fields, None, Some(reason)));
         }
-        Err(e) => return Err(e.logged().1),
+        Err(e) => return Err(NotAsked::Failed(e.logged().1)),
     };
     let status = fields.get("status").and_then(Value::as_str).unwrap_or("");
     let reason = if answer.passed != claimed {
@@ -157,6 +177,10 @@ fn body(entry: &OutboxEntry, fields: &Map<String, Value>, answer: Option<Answer>
     };
     json!({
         "id": entry.id,
+        // The `Idempotency-Key` header's value, here so that it is signed: a captured request
+        // resent with another key in the header cannot make a receiver that deduplicates on
+        // this field act twice on one callback, or drop another one as already seen.
+        "idempotencyKey": entry.dedup_key,
         "kind": entry.kind,
         "receivedAt": entry.received_at,
         "confirmedAt": crate::store::now(),

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::payload::BUDGET_WAIT;
 use crate::cli::{check_base_url, Cli};
 use crate::Secret;
 
@@ -54,9 +55,10 @@ pub struct ForwardSettings {
     pub timeout: Duration,
     /// Requests in flight at once.
     pub concurrency: usize,
-    /// How long a claimed entry stays leased to this instance: one confirmation call plus one
-    /// forwarded request plus a margin. An instance killed mid-attempt holds its entries this
-    /// long; then any instance (itself restarted, or another) retries them.
+    /// How long a claimed entry stays leased to this instance: the wait for the confirmation
+    /// budget, one confirmation call, one forwarded request and a margin; renewed right before
+    /// the POST. An instance killed mid-attempt holds its entries this long; then any instance
+    /// (itself restarted, or another) retries them.
     pub lease: Duration,
 }
 
@@ -71,12 +73,12 @@ impl ForwardSettings {
             give_up: Duration::from_secs(72 * 3600),
             timeout: Duration::from_millis(10_000),
             concurrency: 16,
-            lease: Duration::from_millis(10_000 + 15_000 + LEASE_MARGIN_MS),
+            lease: BUDGET_WAIT + Duration::from_millis(10_000 + 15_000 + LEASE_MARGIN_MS),
         }
     }
 }
 
-/// Added to the confirmation and forwarding timeouts to make the lease.
+/// Added to the budget wait, the confirmation and forwarding timeouts to make the lease.
 pub const LEASE_MARGIN_MS: u64 = 5_000;
 
 impl Cli {
@@ -107,8 +109,9 @@ impl Cli {
         if !(1..=1024).contains(&f.forward_concurrency) {
             return Err("QYS_FORWARD_CONCURRENCY must be between 1 and 1024".into());
         }
-        let lease_ms = self
-            .connect_timeout_ms
+        let lease_ms = u64::try_from(BUDGET_WAIT.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.connect_timeout_ms)
             .saturating_add(self.timeout_ms)
             .saturating_add(f.forward_timeout_ms)
             .saturating_add(LEASE_MARGIN_MS);

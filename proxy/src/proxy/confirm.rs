@@ -217,6 +217,30 @@ impl Confirmations {
         false
     }
 
+    /// One platform call's worth of the budget for the callback forwarder, waiting for the
+    /// refill at most `within`; whether it got one. The forwarder can wait where a person
+    /// cannot, so it leaves a reserve of half the burst (rounded down) to the return page and
+    /// `outcome`: a backlog of callbacks never makes them busy on its own, and they come first
+    /// on the refill. Both share the one `QYS_CONFIRM_RATE` because both spend the AppToken's
+    /// quota.
+    pub async fn spend_for_forwarding(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = Instant::now();
+            match self.spend_for_forwarding_at(now) {
+                Ok(()) => return true,
+                Err(wait) if now + wait <= deadline => tokio::time::sleep(wait).await,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn spend_for_forwarding_at(&self, now: Instant) -> Result<(), Duration> {
+        let rate = f64::from(self.limits.per_second);
+        let keep = f64::from(self.limits.per_second / 2);
+        self.budget.lock().expect("not poisoned").bucket.take_keeping(now, rate, rate, keep)
+    }
+
     /// The flow's confirmation: kept, or asked of the platform (see the module documentation).
     /// `return_page`: asked by the flow's return page.
     async fn confirm_with(&self, platform: &Platform, flow: &FlowToken, return_page: bool) -> Result<Confirmed, Unconfirmed> {
@@ -376,5 +400,19 @@ mod tests {
         let much_later = start + Duration::from_secs(60);
         assert!(c.spend_at(much_later) && c.spend_at(much_later), "refilled to the burst");
         assert!(!c.spend_at(much_later), "and no more");
+    }
+
+    #[test]
+    fn the_forwarder_shares_the_budget_and_leaves_half_the_burst_to_people() {
+        let c = Confirmations::new(ConfirmLimits { per_second: 4, ..ConfirmLimits::default() });
+        let start = Instant::now();
+        assert_eq!(c.spend_for_forwarding_at(start), Ok(()));
+        assert_eq!(c.spend_for_forwarding_at(start), Ok(()));
+        assert_eq!(c.spend_for_forwarding_at(start), Err(Duration::from_millis(250)), "two are kept for people");
+        assert!(c.spend_at(start) && c.spend_at(start), "the return page has them");
+        assert!(!c.spend_at(start), "four calls in all, whoever made them");
+        let later = start + Duration::from_millis(250);
+        assert_eq!(c.spend_for_forwarding_at(later), Err(Duration::from_millis(500)), "the reserve refills first");
+        assert!(c.spend_at(later), "people still get the refill");
     }
 }

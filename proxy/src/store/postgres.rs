@@ -353,19 +353,40 @@ impl CallbackBackend for PostgresBackend {
         let limit = limit_i64(limit);
         self.run(OP_TIMEOUT, move |mut c| async move {
             let tx = c.transaction().await?;
-            // The oldest callbacks no other sweeper holds, their outbox entries, then them.
+            // The oldest callbacks no other sweeper holds whose forwarding is finished or was
+            // never asked for (the rule of the SQLite backend's `FINISHED_BEFORE`: a pending
+            // entry is never swept; a dead one a retention period after it was parked), their
+            // outbox entries, then them. The row lock on the callback keeps a concurrent
+            // `replay` from creating an entry for it meanwhile (its foreign key check waits);
+            // one that re-queues an existing entry is seen by the outbox DELETE, which checks
+            // the state again on the row as updated (READ COMMITTED), and the callback then
+            // stays (`NOT EXISTS`).
             let st = tx
                 .prepare_cached(
-                    "SELECT id FROM callbacks WHERE received_at < $1 ORDER BY received_at LIMIT $2
-                     FOR UPDATE SKIP LOCKED",
+                    "SELECT c.id FROM callbacks c LEFT JOIN outbox o ON o.id = c.id
+                     WHERE c.received_at < $1
+                       AND (o.id IS NULL OR o.state = 'delivered'
+                            OR (o.state = 'dead' AND o.finished_at < $1))
+                     ORDER BY c.received_at LIMIT $2
+                     FOR UPDATE OF c SKIP LOCKED",
                 )
                 .await?;
             let ids: Vec<i64> = tx.query(&st, &[&cutoff, &limit]).await?.iter().map(|r| r.get(0)).collect();
             let mut deleted = 0i64;
             if !ids.is_empty() {
-                let st = tx.prepare_cached("DELETE FROM outbox WHERE id = ANY($1)").await?;
-                deleted += tx.execute(&st, &[&ids]).await? as i64;
-                let st = tx.prepare_cached("DELETE FROM callbacks WHERE id = ANY($1)").await?;
+                let st = tx
+                    .prepare_cached(
+                        "DELETE FROM outbox WHERE id = ANY($1)
+                           AND (state = 'delivered' OR (state = 'dead' AND finished_at < $2))",
+                    )
+                    .await?;
+                deleted += tx.execute(&st, &[&ids, &cutoff]).await? as i64;
+                let st = tx
+                    .prepare_cached(
+                        "DELETE FROM callbacks c WHERE id = ANY($1)
+                           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = c.id)",
+                    )
+                    .await?;
                 deleted += tx.execute(&st, &[&ids]).await? as i64;
             }
             if deleted < limit {
@@ -481,17 +502,21 @@ impl CallbackBackend for PostgresBackend {
         })
     }
 
-    fn fix_payload(&self, id: i64, payload: &str) -> Result<String, StoreError> {
-        let payload = text(payload).into_owned();
+    fn renew_lease(&self, id: i64, owner: &str, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError> {
+        let (owner, until, payload) = (text(owner).into_owned(), now.saturating_add(lease_ms), text(payload).into_owned());
         self.run(OP_TIMEOUT, move |c| async move {
-            // COALESCE is evaluated on the row as locked: two concurrent first attempts get one body.
+            // Evaluated on the row as locked: a claim by another instance that committed first
+            // changed the owner (nothing changes here); one that comes while this holds the row
+            // skips it (SKIP LOCKED), and after it sees the renewed lease. COALESCE: two
+            // attempts racing on one entry still leave one body.
             let st = c
-                .prepare_cached("UPDATE outbox SET payload = COALESCE(payload, $2) WHERE id = $1 RETURNING payload")
+                .prepare_cached(
+                    "UPDATE outbox SET locked_until = $3, payload = COALESCE(payload, $4)
+                     WHERE id = $1 AND state = 'pending' AND owner = $2
+                     RETURNING payload",
+                )
                 .await?;
-            match c.query_opt(&st, &[&id, &payload]).await? {
-                Some(row) => Ok(row.try_get(0)?),
-                None => Err(StoreError::new(format!("no outbox entry {id}"))),
-            }
+            Ok(c.query_opt(&st, &[&id, &owner, &until, &payload]).await?.map(|row| row.try_get(0)).transpose()?)
         })
     }
 

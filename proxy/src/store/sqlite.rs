@@ -72,6 +72,13 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at) WHERE state = 'pending
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, id);
 ";
 
+/// The retention sweep's condition on `callbacks c LEFT JOIN outbox o` (`?1`: the cutoff): no
+/// outbox entry, or a finished one — delivered, or parked as dead before the cutoff (a dead entry
+/// stays a whole retention period after it was parked, for `replay`). A `pending` entry (leased or
+/// not) is never swept: that would lose a callback the backend has not had.
+const FINISHED_BEFORE: &str = "(o.id IS NULL OR o.state = 'delivered'
+     OR (o.state = 'dead' AND o.finished_at < ?1))";
+
 /// The columns of an [`OutboxEntry`], from `outbox o JOIN callbacks c USING (id)`.
 const ENTRY_COLUMNS: &str = "o.id, c.dedup_key, c.kind, c.query, c.body, c.received_at, c.deliveries, o.state,
     o.attempts, o.next_at, o.enqueued_at, o.owner, o.locked_until, o.last_error, o.payload, o.finished_at";
@@ -183,19 +190,23 @@ impl CallbackBackend for SqliteBackend {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // The outbox entries of the callbacks about to go (the same oldest `limit`), then those.
-        let mut deleted = tx
-            .prepare_cached(
-                "DELETE FROM outbox WHERE id IN
-                     (SELECT id FROM callbacks WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
-            )?
-            .execute(params![cutoff, limit])? as i64;
-        deleted += tx
-            .prepare_cached(
-                "DELETE FROM callbacks WHERE id IN
-                     (SELECT id FROM callbacks WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
-            )?
-            .execute(params![cutoff, limit])? as i64;
+        // The oldest callbacks whose forwarding is finished or was never asked for
+        // ([`FINISHED_BEFORE`]), their outbox entries, then them.
+        let ids: Vec<i64> = tx
+            .prepare_cached(&format!(
+                "SELECT c.id FROM callbacks c LEFT JOIN outbox o ON o.id = c.id
+                 WHERE c.received_at < ?1 AND {FINISHED_BEFORE} ORDER BY c.received_at LIMIT ?2"
+            ))?
+            .query_map(params![cutoff, limit], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut deleted = 0i64;
+        {
+            let mut outbox = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            let mut callbacks = tx.prepare_cached("DELETE FROM callbacks WHERE id = ?1")?;
+            for id in ids {
+                deleted += (outbox.execute([id])? + callbacks.execute([id])?) as i64;
+            }
+        }
         if deleted < limit {
             deleted += tx
                 .prepare_cached(
@@ -293,14 +304,16 @@ impl CallbackBackend for SqliteBackend {
         Ok(entries)
     }
 
-    fn fix_payload(&self, id: i64, payload: &str) -> Result<String, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached("UPDATE outbox SET payload = ?2 WHERE id = ?1 AND payload IS NULL")?.execute(params![id, payload])?;
-        let fixed: Option<Option<String>> =
-            tx.prepare_cached("SELECT payload FROM outbox WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?;
-        tx.commit()?;
-        fixed.flatten().ok_or_else(|| StoreError::new(format!("no outbox entry {id}")))
+    fn renew_lease(&self, id: i64, owner: &str, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "UPDATE outbox SET locked_until = ?3, payload = COALESCE(payload, ?4)
+                 WHERE id = ?1 AND state = 'pending' AND owner = ?2
+                 RETURNING payload",
+            )?
+            .query_row(params![id, owner, now.saturating_add(lease_ms), payload], |r| r.get(0))
+            .optional()?)
     }
 
     fn mark_delivered(&self, id: i64, at: i64) -> Result<bool, StoreError> {
