@@ -300,10 +300,10 @@ async fn post_callback(stack: &Stack, path: &str, body: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn callbacks_are_stored_once_and_malformed_ones_counted() {
     let stack = Stack::start().await;
-    let personal = "/qys/callback/personal-auth?flow=abc";
+    let personal = &signed_callback(SECRET, "/qys/callback/personal-auth?flow=abc");
     assert_eq!(post_callback(&stack, personal, "mode=FACE&status=1").await, json!({"code": 0}));
     assert_eq!(post_callback(&stack, personal, "mode=FACE&status=1").await, json!({"code": 0}), "retry");
-    let company = "/qys/callback/company-auth";
+    let company = &signed_callback(SECRET, "/qys/callback/company-auth");
     let info = form_urlencoded::Serializer::new(String::new())
         .append_pair("status", "1")
         .append_pair("actionEvent", "7")
@@ -318,7 +318,7 @@ async fn callbacks_are_stored_once_and_malformed_ones_counted() {
     // Only well-formed deliveries are stored; malformed ones are counted and sampled (issue 8).
     let stored = stack.store.all().unwrap();
     assert_eq!(stored.len(), 2);
-    assert_eq!((stored[0].deliveries, stored[0].query.as_str()), (2, "flow=abc"));
+    assert_eq!((stored[0].deliveries, stored[0].query.as_str()), (2, &personal["/qys/callback/personal-auth?".len()..]));
     assert!(stored[1].error.is_empty() && stored[1].body.contains("authInfo"));
     let samples = stack.store.malformed_samples().unwrap();
     assert!(samples[0].reason.contains("mode") && samples[1].reason.contains("requestId"));

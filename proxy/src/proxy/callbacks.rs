@@ -1,6 +1,7 @@
 //! The server-callback receivers. Each delivery is first charged to its source (over the rate
-//! limit: 429, nothing written); a well-formed one is then stored in full before `{"code":0}` is
-//! answered, a malformed one only counted and sampled (constant disk) and answered 1001.
+//! limit: 429, nothing written); a well-formed one through a callback URL this proxy issued (a
+//! valid `sig`) is then stored in full before `{"code":0}` is answered; any other is only counted
+//! and sampled (constant disk) and answered 1001.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::error::ProxyError;
 use super::{read_body, App, MAX_BODY};
 use crate::protocol::codes;
 use crate::store::{CallbackStore, Malformed, MalformedClass, Recorded, Refused, StoreError};
+use crate::token::TokenKey;
 
 /// A source over its rate limit (HTTP 429).
 pub const RATE_LIMITED: i64 = 42900;
@@ -115,6 +117,8 @@ async fn receive_callback(
         Err((MalformedClass::ContentType, "Content-Type must be application/x-www-form-urlencoded".to_owned()))
     } else if query.len() > MAX_QUERY {
         Err((MalformedClass::Query, format!("the query string is longer than {MAX_QUERY} bytes")))
+    } else if !signed(&app.cfg.token_key, kind, &query) {
+        Err((MalformedClass::Unsigned, "the callback URL is not one this proxy issued (no valid sig)".to_owned()))
     } else {
         let fields: Vec<(String, String)> =
             form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
@@ -134,6 +138,13 @@ async fn receive_callback(
             Ok(Json(json!({"code": codes::CALLBACK_MALFORMED, "message": reason})).into_response())
         }
     }
+}
+
+/// Whether the query's first `sig` signs its first `flow` and `t` (empty when absent) for `kind`.
+fn signed(key: &TokenKey, kind: &str, query: &str) -> bool {
+    let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let (flow, t) = (param("flow").unwrap_or_default(), param("t").unwrap_or_default());
+    param("sig").is_some_and(|sig| key.verify_callback_sig(kind, &flow, &t, &sig))
 }
 
 /// 429 `{"code":42900}` with `Retry-After`; nothing is written. Logged at most once a minute per

@@ -24,17 +24,33 @@ impl App {
     /// (never the raw text, which the platform or a server behind it might read otherwise).
     /// The proxy's own receiver carries the flow's state and its sealed flow token (`t`): the
     /// forwarder verifies a callback through that token, so a callback nobody sent through a
-    /// flow of this proxy can never be forwarded as verified (issue 9).
-    fn callback_url(&self, requested: Option<&str>, default_path: &str, state: &str, flow: &str) -> Result<String, ProtocolError> {
+    /// flow of this proxy can never be forwarded as verified (issue 9). Its `sig` (an HMAC of
+    /// the kind, state and token that no browser sees) is what the receiver stores a delivery
+    /// for; one without it is only counted.
+    fn callback_url(&self, requested: Option<&str>, kind: &str, receiver: &str, state: &str, flow: &str) -> Result<String, ProtocolError> {
         let Some(requested) = requested else {
-            return Ok(format!("{}{default_path}?flow={state}&t={flow}", self.cfg.public_url));
+            let sig = self.cfg.token_key.callback_sig(kind, state, flow);
+            return Ok(format!("{}{receiver}?flow={state}&t={flow}&sig={sig}", self.cfg.public_url));
         };
         let invalid = |message: String| ProtocolError { code: codes::INVALID_PARAM, message };
         let url = normalise_callback_url(requested).map_err(|why| invalid(format!("callbackUrl {why}")))?;
         if !self.callback_prefixes.iter().any(|prefix| url_under(&url, prefix)) {
             return Err(invalid("callbackUrl is not in the proxy's allowlist (QYS_CALLBACK_URL_ALLOWLIST)".into()));
         }
+        // Deliveries there would carry no `sig` and only be counted; without a callbackUrl the
+        // platform gets the receiver's signed URL.
+        if self.is_own_receiver(&url) {
+            return Err(invalid("callbackUrl is this proxy's own callback receiver: leave callbackUrl out to use it".into()));
+        }
         Ok(url.into())
+    }
+
+    /// Whether `url` (normalised) names one of the proxy's callback receivers, whatever its query.
+    fn is_own_receiver(&self, url: &url::Url) -> bool {
+        [&self.cfg.paths.personal_callback, &self.cfg.paths.company_callback].into_iter().any(|path| {
+            normalise_callback_url(&format!("{}{path}", self.cfg.public_url))
+                .is_ok_and(|own| own.origin() == url.origin() && own.path() == url.path())
+        })
     }
 
     /// A redirect's `returnUrl`, normalised to plain ASCII (so it fits a `Location` header):
@@ -152,12 +168,14 @@ impl App {
             Params::Sign(_) => None,
             Params::PersonalAuth(p) => Some(self.callback_url(
                 p.callback_url.as_deref(),
+                "personal-auth",
                 &self.cfg.paths.personal_callback,
                 &sdk.state,
                 &callback_flow,
             )),
             Params::EnterpriseAuth(p) => Some(self.callback_url(
                 p.callback_url.as_deref(),
+                "company-auth",
                 &self.cfg.paths.company_callback,
                 &sdk.state,
                 &callback_flow,

@@ -242,6 +242,17 @@ pub fn posted_message(page: &Page) -> Option<(Value, Value)> {
     Some((message, origin))
 }
 
+/// `path_query` with the `sig` a proxy whose token key comes from the AppSecret `secret` puts
+/// in the callback URLs it hands the platform (a [`Stack`]'s: [`SECRET`]), as the platform's
+/// deliveries carry it.
+pub fn signed_callback(secret: &str, path_query: &str) -> String {
+    let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+    let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let kind = path.rsplit('/').next().unwrap();
+    let sig = TokenKey::derive_from_secret(secret).callback_sig(kind, &param("flow").unwrap_or_default(), &param("t").unwrap_or_default());
+    format!("{path_query}{}sig={sig}", if query.is_empty() { "?" } else { "&" })
+}
+
 /// A state value as the SDK makes them.
 pub fn state(tag: &str) -> String {
     format!("{tag:_<16}0123456789")
