@@ -3,24 +3,21 @@
 //! valid `sig`) is then stored in full before `{"code":0}` is answered; any other is only counted
 //! and sampled (constant disk) and answered 1001.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ProxyError;
-use super::{read_body, App, MAX_BODY};
+use super::{peer, read_body, App, MAX_BODY};
 use crate::protocol::codes;
 use crate::store::{CallbackStore, Malformed, MalformedClass, Recorded, Refused, StoreError};
 use crate::token::TokenKey;
-
-/// A source over its rate limit (HTTP 429).
-pub const RATE_LIMITED: i64 = 42900;
 
 /// Longest query string of a well-formed delivery. The proxy's own `callbackUrl` carries
 /// `?flow=<state>` (≤ 64 characters) and an allow-listed one is ≤ 512 characters in all.
@@ -85,8 +82,8 @@ async fn receive_callback(
     check: CallbackCheck,
 ) -> Result<Response, ProxyError> {
     let store = &app.cfg.store;
-    // The peer, when the server runs with connect info; without it every peer shares one bucket.
-    let source = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    // Without connect info every peer shares one bucket.
+    let source = peer(request.extensions());
     if let Err(refused) = store.admit(source) {
         return Ok(too_many(kind, source, refused));
     }
@@ -155,7 +152,7 @@ fn too_many(kind: &str, source: Option<IpAddr>, refused: Refused) -> Response {
     }
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({"code": RATE_LIMITED, "message": "too many callbacks from this address; retry later"})),
+        Json(json!({"code": codes::RATE_LIMITED, "message": "too many callbacks from this address; retry later"})),
     )
         .into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(refused.retry_after));

@@ -1,6 +1,7 @@
 //! The SDK endpoint: body decoding, the four flows and `outcome`, and the platform's ticket and
 //! page-URL calls.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::confirm::confirm;
 use super::error::ProxyError;
-use super::{normalise_callback_url, read_body, url_under, with_cors, App, UpstreamMode};
+use super::{normalise_callback_url, peer, read_body, url_under, with_cors, App, UpstreamMode};
 use crate::mask::Masked;
 use crate::platform::PlatformError;
 use crate::protocol::{self, codes, Action, Params, Presentation, ProtocolError, Request as SdkMessage, SdkRequest};
@@ -122,16 +123,18 @@ fn success(result: Value) -> Response {
 impl App {
     async fn answer(&self, request: Request, origin: Option<&str>) -> Result<Response, ProxyError> {
         let (parts, body) = request.into_parts();
+        let source = peer(&parts.extensions);
         let body = read_body(body).await?;
         let message = decode_sdk_request(&parts.headers, &body)
             .inspect_err(|e| tracing::info!(code = e.code, reason = ?e.message, "refused SDK request"))?;
         match message {
-            SdkMessage::Flow(sdk) => self.start_flow(*sdk, origin).await,
-            SdkMessage::Outcome { state, flow } => self.outcome(&state, &flow, origin).await,
+            SdkMessage::Flow(sdk) => self.start_flow(*sdk, origin, source).await,
+            SdkMessage::Outcome { state, flow } => self.outcome(&state, &flow, origin, source).await,
         }
     }
 
-    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>) -> Result<Response, ProxyError> {
+    /// Every input is checked before the source is charged, so a bad one gets its own error.
+    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>, source: Option<IpAddr>) -> Result<Response, ProxyError> {
         let started = std::time::Instant::now();
         let (subject, contact) = match &sdk.params {
             Params::Sign(p) => (p.contract_id.clone(), p.contact.value.clone()),
@@ -182,6 +185,7 @@ impl App {
             )),
         }
         .transpose()?;
+        self.charge(source, "flow start").map_err(ProxyError::RateLimited)?;
         let granted = match sdk.presentation {
             Presentation::MiniProgram => self
                 .ticket(&sdk, callback_url.as_deref())
@@ -213,7 +217,7 @@ impl App {
     }
 
     /// `outcome`: the flow token's facts, confirmed with the platform like the return page does.
-    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>) -> Result<Response, ProxyError> {
+    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>, source: Option<IpAddr>) -> Result<Response, ProxyError> {
         let token = self
             .cfg
             .token_key
@@ -226,6 +230,7 @@ impl App {
             })
             .inspect_err(|reason| tracing::info!(reason, "outcome refused a flow token"))
             .map_err(|_| ProxyError::FlowTokenInvalid)?;
+        self.charge(source, "outcome").map_err(ProxyError::RateLimited)?;
         let confirmed = confirm(&self.cfg.platform, &token, false).await?;
         let result = match confirmed {
             Some((event, data)) => json!({"event": event, "data": data}),
