@@ -460,3 +460,51 @@ async fn one_address_over_its_sdk_rate_gets_429_and_spends_no_platform_quota() {
     assert!(qys_proxy::proxy::sdk_limit(-1.0, 9).unwrap_err().contains("QYS_SDK_RATE"));
     assert!(qys_proxy::proxy::sdk_limit(f64::NAN, 9).is_err());
 }
+
+/// The platform's text on the success path: a page URL that is not an absolute http(s) URL of
+/// at most 4096 bytes without user-info, or a ticket the SDK would refuse, is the platform's bad
+/// answer (502 / 50201), not a page handed to the browser; confirmed data reaches `outcome` and
+/// the return page as screened strings (no control or bidi characters, at most 256 characters,
+/// non-strings null).
+#[tokio::test(flavor = "multi_thread")]
+async fn platform_text_on_the_success_path_is_checked_and_screened() {
+    let (platform, (answer, _)) = scripted_platform(Value::Null).await;
+    let stack = Stack::with(Options { platform_url: Some(platform), ..Options::default() }).await;
+    let auth = json!({"contact": "13700000044"});
+    let long = format!("http://127.0.0.1:1/{}", "a".repeat(4096));
+    for bad in ["javascript:alert(1)//", "/relative", "http://user:pw@127.0.0.1:1/p", &long, "data:text/html,<script>"] {
+        *answer.lock().unwrap() = json!({"pageUrl": bad, "authUrl": bad});
+        let (status, body) = stack.call("personalAuth", &state("u"), auth.clone()).await;
+        assert_eq!((status, body["code"].clone()), (502, json!(50201)), "{bad}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("result.authUrl is not an absolute http(s) URL"), "{body}");
+        assert!(!body.to_string().contains("alert") && !body.to_string().contains("<script"), "{body}");
+    }
+    // A good one is passed in the form that was checked.
+    *answer.lock().unwrap() = json!({"authUrl": "HTTP://127.0.0.1:1/p?n=\u{202e}x"});
+    let (_, body) = stack.call("personalAuth", &state("u"), auth.clone()).await;
+    assert_eq!(body["result"]["pageUrl"], "http://127.0.0.1:1/p?n=%E2%80%AEx", "{body}");
+    for bad in ["t\"><img src=x>", "", &"t".repeat(513), "t 1"] {
+        *answer.lock().unwrap() = json!({"ticket": bad});
+        let envelope = json!({"v": 1, "action": "personalAuth", "state": state("m"), "params": auth, "presentation": "miniProgram"});
+        let (status, body) = stack.send(PAGE_ORIGIN, envelope).await;
+        assert_eq!((status, body["code"].clone()), (502, json!(50201)), "{bad:?}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("result.ticket"), "{body}");
+    }
+
+    // Confirmed data: screened strings.
+    *answer.lock().unwrap() = json!({"authUrl": "http://127.0.0.1:1/p"});
+    let (_, started) = stack.call("personalAuth", &state("d"), auth.clone()).await;
+    let flow = started["result"]["flow"].as_str().unwrap().to_owned();
+    *answer.lock().unwrap() = json!({
+        "realName": true, "mode": "FACE",
+        "username": "王\u{202e}五\n</script><script>alert(1)</script>",
+        "mobile": 13700000044u64,
+        "idCardNo": "1".repeat(5000),
+    });
+    let (status, body) = stack.outcome(PAGE_ORIGIN, &state("d"), &flow).await;
+    assert_eq!((status, body["result"]["event"].clone()), (200, json!("authSuccess")), "{body}");
+    let data = &body["result"]["data"];
+    assert_eq!(data["username"], "王五 </script><script>alert(1)</script>", "{data}");
+    assert_eq!(data["mobile"], Value::Null, "not a string");
+    assert_eq!(data["cardNo"].as_str().unwrap().chars().count(), 257, "256 characters and the cut mark");
+}

@@ -248,7 +248,15 @@ impl App {
             Action::EnterpriseAuth => "/companyauth/miniappexchange",
         };
         let result = self.cfg.platform.post(path, &protocol::ticket_body(&sdk.params, callback_url)).await?;
-        result_field(&result, "ticket")
+        let ticket = result_field(&result, "ticket")?;
+        // The SDK's rule for a ticket: the plugin gets it as is, ticket mode puts it in a URL.
+        let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+        if ticket.is_empty() || ticket.len() > TICKET_MAX || !ticket.bytes().all(plain) {
+            return Err(PlatformError::BadResponse(format!(
+                "result.ticket is not 1–{TICKET_MAX} characters of A–Z a–z 0–9 - _ . ~"
+            )));
+        }
+        Ok(ticket)
     }
 
     async fn page_url(&self, sdk: &SdkRequest, callback_page: &str, callback_url: Option<&str>) -> Result<String, PlatformError> {
@@ -268,10 +276,29 @@ impl App {
                     Action::PersonalAuth => ("/v2/personalauth", "authUrl"),
                     Action::EnterpriseAuth => ("/companyauth/h5page", "authUrl"),
                 };
-                result_field(&self.cfg.platform.post(path, &body).await?, name)
+                checked_page_url(&result_field(&self.cfg.platform.post(path, &body).await?, name)?, name)
             }
         }
     }
+}
+
+/// Longest ticket and page URL passed on: the SDK's own limits.
+const TICKET_MAX: usize = 512;
+const PAGE_URL_MAX: usize = 4096;
+
+/// The platform's page URL as the browser will get it: an absolute http(s) URL without
+/// user-info, in its WHATWG serialisation (what was checked is what is sent), at most
+/// [`PAGE_URL_MAX`] bytes. Anything else is the platform's bad answer (50201), not a page the
+/// SDK would refuse after the flow was started.
+fn checked_page_url(raw: &str, name: &str) -> Result<String, PlatformError> {
+    url::Url::parse(raw)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .filter(|u| u.username().is_empty() && u.password().is_none() && u.as_str().len() <= PAGE_URL_MAX)
+        .map(String::from)
+        .ok_or_else(|| {
+            PlatformError::BadResponse(format!("result.{name} is not an absolute http(s) URL of at most {PAGE_URL_MAX} bytes"))
+        })
 }
 
 fn result_field(result: &Value, name: &str) -> Result<String, PlatformError> {
