@@ -29,7 +29,8 @@ for (const [name, head] of Object.entries(pages)) {
   writeFileSync(join(www, `${name}.html`),
     `<!doctype html>\n<meta charset="utf-8">\n<link rel="icon" href="data:,">\n${head}\n<title>${name}</title>\n`);
 }
-const proxy = await startProxy({ QYS_WWW_DIR: www });
+// Every call comes from 127.0.0.1: no per-address limit, or the calls would measure its 429s.
+const proxy = await startProxy({ QYS_WWW_DIR: www, QYS_SDK_RATE: '0' });
 const browser = await launch();
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 const ms = (x) => `${x.toFixed(x < 1 ? 2 : 1)} ms`.padStart(9);

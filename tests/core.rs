@@ -691,6 +691,20 @@ fn proxy_answers_decode_to_a_grant_or_a_typed_error() {
     assert!(http
         .message
         .contains("origin x is not allowed (proxy code 40300)"));
+    // A source over the proxy's per-address limit (QYS_SDK_RATE): retryable, so `http` with
+    // the status, and the proxy's code in the message.
+    let limited = decode_response(
+        429,
+        Some(&v(
+            r#"{"code":42900,"message":"too many requests from this address; retry in 1 s"}"#,
+        )),
+        origin,
+    )
+    .unwrap_err();
+    assert_eq!((limited.kind, limited.code), (ErrorKind::Http, Some(429)));
+    assert!(limited
+        .message
+        .contains("too many requests from this address; retry in 1 s (proxy code 42900)"));
     assert_eq!(
         decode_response(500, None, origin).unwrap_err().code,
         Some(500)

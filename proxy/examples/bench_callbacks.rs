@@ -29,8 +29,11 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use qys_proxy::token::TokenKey;
 
 const SECRET: &str = "bench-callbacks-forward-secret-3f9a0c1e";
+/// `QYS_STATE_KEY` of the instances: the callback URLs carry its `sig`, as the proxy's own do.
+const STATE_KEY: &str = "bench-callbacks-state-key-8d2b6e0f4a17c953";
 
 struct Instance {
     child: Child,
@@ -108,7 +111,9 @@ async fn send(urls: Arc<Vec<String>>, tag: &'static str, range: std::ops::Range<
                 if rate > 0.0 {
                     tokio::time::sleep_until(start + Duration::from_secs_f64((i - first) as f64 / rate)).await;
                 }
-                let url = format!("{}/qys/callback/personal-auth?flow={tag}-{i}", urls[i % urls.len()]);
+                let flow = format!("{tag}-{i}");
+                let sig = TokenKey::new(STATE_KEY.as_bytes()).callback_sig("personal-auth", &flow, "");
+                let url = format!("{}/qys/callback/personal-auth?flow={flow}&sig={sig}", urls[i % urls.len()]);
                 for _ in 0..100 {
                     let sent = client
                         .post(&url)
@@ -179,6 +184,7 @@ async fn main() {
         // Each callback's confirmation spends the confirmation budget: measure the store and the
         // forwarder, not the 20/s default.
         ("QYS_CONFIRM_RATE", "1000000".into()),
+        ("QYS_STATE_KEY", STATE_KEY.into()),
         ("QYS_FORWARD_URL", receiver.clone()),
         ("QYS_FORWARD_SECRET", SECRET.into()),
     ];

@@ -71,6 +71,14 @@ pub struct Cli {
     /// Server callbacks one address may send at once (at least 4: the platform's tries of one callback).
     #[arg(long, env = "QYS_CALLBACK_BURST", default_value_t = crate::store::quota::DEFAULT_BURST, global = true)]
     pub callback_burst: u32,
+    /// Flow starts, `outcome` calls and return-page confirmations (what spends the platform
+    /// quota) accepted per second from one address (IPv6: one /64), once its burst is spent; more
+    /// get 429 / 42900. 0: no limit (behind a reverse proxy: limit there).
+    #[arg(long, env = "QYS_SDK_RATE", default_value_t = crate::proxy::DEFAULT_SDK_RATE, global = true)]
+    pub sdk_rate: f64,
+    /// Such requests one address may make at once.
+    #[arg(long, env = "QYS_SDK_BURST", default_value_t = crate::proxy::DEFAULT_SDK_BURST, global = true)]
+    pub sdk_burst: u32,
     /// Days stored server callbacks, malformed-callback counters and samples are kept.
     #[arg(long, env = "QYS_CALLBACK_RETENTION_DAYS", default_value_t = crate::store::DEFAULT_RETENTION_DAYS, global = true)]
     pub callback_retention_days: u32,
@@ -330,6 +338,7 @@ impl Cli {
             per_second: self.confirm_rate,
         };
         let store = self.callback_store()?;
+        let sdk_limit = crate::proxy::sdk_limit(self.sdk_rate, self.sdk_burst)?;
         let token_key = match &self.state_key {
             Some(k) if k.len() < 32 => return Err("QYS_STATE_KEY must be at least 32 characters".into()),
             Some(k) => TokenKey::new(k.as_bytes()),
@@ -363,6 +372,7 @@ impl Cli {
                 company_callback: self.company_callback_path.clone(),
             },
             store,
+            sdk_limit,
             static_dirs,
         })
     }

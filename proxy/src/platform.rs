@@ -212,6 +212,13 @@ fn hidden(c: char) -> bool {
         || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
+/// A platform string on its way to a page, a log line or the integrator's callbacks, as every
+/// platform text goes: no control or invisible formatting characters, at most [`TEXT_MAX`]
+/// characters.
+pub fn plain_text(text: &str) -> String {
+    limit(&clean(text))
+}
+
 /// Line breaks and tabs become spaces; other [`hidden`] characters are dropped.
 fn clean(text: &str) -> String {
     text.chars()

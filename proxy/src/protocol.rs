@@ -36,6 +36,9 @@ pub mod codes {
     pub const UPSTREAM_TIMEOUT: i64 = 50400;
     /// `outcome`: this instance's confirmation calls per second are spent; retry in a moment.
     pub const CONFIRMATIONS_BUSY: i64 = 50300;
+    /// A source over its rate limit (HTTP 429 with `Retry-After`): SDK requests that reach the
+    /// platform, return-page confirmations, server callbacks.
+    pub const RATE_LIMITED: i64 = 42900;
     /// A server callback could not be stored; the platform should retry.
     pub const CALLBACK_NOT_STORED: i64 = 50000;
     /// A server callback lacks a field or has a value outside its enum.

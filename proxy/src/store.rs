@@ -93,6 +93,8 @@ pub enum MalformedClass {
     TooLarge,
     /// A required field is missing or has a value outside its rule.
     Fields,
+    /// The URL carries no valid `sig`: not a callback URL this proxy handed out.
+    Unsigned,
 }
 
 impl MalformedClass {
@@ -103,6 +105,7 @@ impl MalformedClass {
             Self::Query => "query",
             Self::TooLarge => "too-large",
             Self::Fields => "fields",
+            Self::Unsigned => "unsigned",
         }
     }
 }

@@ -67,12 +67,17 @@ mod action_name {
     }
 }
 
-/// Signs, verifies, seals and unseals [`FlowToken`]s with one key.
+/// Signs, verifies, seals and unseals [`FlowToken`]s with one key, and signs the proxy's own
+/// callback URLs.
 #[derive(Clone)]
 pub struct TokenKey {
     mac: Vec<u8>,
     seal: Key,
+    callback: [u8; 32],
 }
+
+/// Bytes of a callback URL's `sig` (before base64url: 22 characters).
+const CALLBACK_SIG_LEN: usize = 16;
 
 impl std::fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,7 +107,8 @@ impl TokenKey {
     /// setting (`QYS_STATE_KEY`) covers both.
     pub fn new(key: &[u8]) -> Self {
         let seal = hmac_sha256(key, b"qys-proxy/flow-token/v1");
-        Self { mac: key.to_vec(), seal: seal.into() }
+        let callback = hmac_sha256(key, b"qys-proxy/callback-url/v1");
+        Self { mac: key.to_vec(), seal: seal.into(), callback }
     }
 
     /// Derives a key from the platform secret, so instances sharing the secret share the key.
@@ -145,6 +151,30 @@ impl TokenKey {
             .encrypt(Nonce::from_slice(&nonce), payload.as_slice())
             .expect("ChaCha20-Poly1305 seals any payload under 256 GiB");
         B64.encode([nonce.as_slice(), &sealed].concat())
+    }
+
+    /// The `sig` of a callback URL the proxy hands the platform: an HMAC of the receiver's kind
+    /// (`personal-auth`, `company-auth`) and the URL's `flow` and `t` values (`t` empty when
+    /// absent). Only the platform ever sees it (browsers get `flow`, never this), so a delivery
+    /// that carries a valid one comes through a URL this proxy issued.
+    pub fn callback_sig(&self, kind: &str, flow: &str, t: &str) -> String {
+        B64.encode(&self.callback_mac(kind, flow, t).finalize().into_bytes()[..CALLBACK_SIG_LEN])
+    }
+
+    /// Whether `sig` is [`Self::callback_sig`] of these values (compared in constant time).
+    pub fn verify_callback_sig(&self, kind: &str, flow: &str, t: &str, sig: &str) -> bool {
+        let Ok(sig) = B64.decode(sig) else { return false };
+        sig.len() == CALLBACK_SIG_LEN && self.callback_mac(kind, flow, t).verify_truncated_left(&sig).is_ok()
+    }
+
+    /// Each part length-prefixed, so no two splits of the same bytes sign alike.
+    fn callback_mac(&self, kind: &str, flow: &str, t: &str) -> HmacSha256 {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.callback).expect("HMAC takes any key length");
+        for part in [kind, flow, t] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        mac
     }
 
     /// Opens a flow token and checks its expiry against `now` (Unix seconds).
@@ -253,6 +283,21 @@ mod tests {
         // Authentic but not a FlowToken.
         let junk = ChaCha20Poly1305::new(&key.seal).encrypt(Nonce::from_slice(&[0; NONCE_LEN]), b"[]".as_slice()).unwrap();
         assert_eq!(key.unseal(&B64.encode([[0; NONCE_LEN].as_slice(), &junk].concat()), 0), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn callback_sigs_bind_kind_flow_and_token() {
+        let key = TokenKey::derive_from_secret("s3cret");
+        let sig = key.callback_sig("personal-auth", "st", "tok");
+        assert_eq!(sig.len(), 22);
+        assert!(key.verify_callback_sig("personal-auth", "st", "tok", &sig));
+        for (kind, flow, t) in [("company-auth", "st", "tok"), ("personal-auth", "st2", "tok"), ("personal-auth", "st", ""), ("personal-auth", "stt", "ok")] {
+            assert!(!key.verify_callback_sig(kind, flow, t, &sig), "{kind} {flow} {t}");
+        }
+        assert!(!TokenKey::derive_from_secret("other").verify_callback_sig("personal-auth", "st", "tok", &sig));
+        assert!(!key.verify_callback_sig("personal-auth", "st", "tok", &sig[..21]), "a shorter sig");
+        assert!(!key.verify_callback_sig("personal-auth", "st", "tok", ""));
+        assert!(!key.verify_callback_sig("personal-auth", "st", "tok", "not base64!"));
     }
 
     /// Computed independently with Python's `cryptography` (ChaCha20Poly1305) and `hmac`,

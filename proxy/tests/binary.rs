@@ -98,7 +98,7 @@ fn post_callback(url: &str, body: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         common::client()
-            .post(format!("{url}/qys/callback/personal-auth?flow=restart"))
+            .post(format!("{url}{}", common::signed_callback(SECRET, "/qys/callback/personal-auth?flow=restart")))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body.to_owned())
             .send()

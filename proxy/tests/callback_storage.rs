@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use qys_proxy::cli::Cli;
+use qys_proxy::token::TokenKey;
 use qys_proxy::{proxy, Secret};
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -21,6 +22,8 @@ use tokio::task::JoinSet;
 const PERSONAL: &str = "/qys/callback/personal-auth";
 const COMPANY: &str = "/qys/callback/company-auth";
 const FORM: &str = "application/x-www-form-urlencoded";
+/// The AppSecret the proxies here derive their token key from.
+const SECRET: &str = "s";
 /// The receivers' largest body.
 const BODY: usize = 16 * 1024;
 
@@ -44,15 +47,21 @@ impl Proxy {
         let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let bound = listener.local_addr().unwrap();
-        let cfg = cli.proxy_config("http://127.0.0.1:1", "t", Secret::new("s"), bound, false).unwrap();
+        let cfg = cli.proxy_config("http://127.0.0.1:1", "t", Secret::new(SECRET), bound, false).unwrap();
         // Served with the peer address, as `spawn_server` does.
         let app = proxy::router(cfg).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Proxy { url: format!("http://{bound}"), db, _dir: dir }
     }
 
-    /// POSTs `body` to `path_query` from `client`; (HTTP status, JSON answer, Retry-After).
+    /// POSTs `body` to `path_query` as the platform does, through the URL the proxy issued
+    /// ([`signed`]), from `client`; (HTTP status, JSON answer, Retry-After).
     async fn post(&self, client: &reqwest::Client, path_query: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
+        self.post_as_is(client, &signed(path_query), content_type, body).await
+    }
+
+    /// [`Self::post`] to `path_query` exactly as given.
+    async fn post_as_is(&self, client: &reqwest::Client, path_query: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
         let mut request = client.post(format!("{}{path_query}", self.url)).body(body);
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
@@ -84,6 +93,16 @@ impl Proxy {
         let wal = std::fs::metadata(wal_path(&self.db)).map(|m| m.len()).unwrap_or(0);
         (pages * page_size) as u64 + wal
     }
+}
+
+/// `path_query` with the `sig` the proxy puts in the callback URLs it hands the platform, under
+/// the key of [`Proxy::start`]'s secret.
+fn signed(path_query: &str) -> String {
+    let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+    let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let kind = path.rsplit('/').next().unwrap();
+    let sig = TokenKey::derive_from_secret(SECRET).callback_sig(kind, &param("flow").unwrap_or_default(), &param("t").unwrap_or_default());
+    format!("{path_query}{}sig={sig}", if query.is_empty() { "?" } else { "&" })
 }
 
 fn wal_path(db: &Path) -> PathBuf {
@@ -138,7 +157,7 @@ async fn a_thousand_malformed_deliveries_cost_constant_disk_and_are_counted() {
             let (proxy_url, client) = (proxy.url.clone(), client.clone());
             sent.spawn(async move {
                 let (path, content_type, body, _) = malformed(i);
-                let mut request = client.post(format!("{proxy_url}{path}")).body(body);
+                let mut request = client.post(format!("{proxy_url}{}", signed(&path))).body(body);
                 if let Some(ct) = content_type {
                     request = request.header("content-type", ct);
                 }
@@ -182,6 +201,68 @@ async fn a_thousand_malformed_deliveries_cost_constant_disk_and_are_counted() {
     assert_eq!(proxy.int("SELECT COUNT(*) FROM malformed_samples WHERE source = '127.0.0.1'"), 100);
 }
 
+/// Forged but well-formed deliveries (issue 8 follow-up): without the `sig` of a callback URL the
+/// proxy issued, a plausible callback is counted and sampled like a malformed one — a thousand
+/// of them, 16 KiB each, cost constant disk — and a signed one is still stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_well_formed_deliveries_without_the_proxys_sig_cost_constant_disk() {
+    let proxy = Proxy::start(&["--callback-rate", "100000", "--callback-burst", "100000"]).await;
+    let client = client_from("127.0.0.1");
+    let good = signed(&format!("{PERSONAL}?flow=real&t=tok"));
+    let ok = proxy.post_as_is(&client, &good, Some(FORM), b"mode=FACE&status=1".to_vec()).await;
+    assert_eq!((ok.status, ok.json), (200, json!({"code": 0})), "a delivery through a URL the proxy issued");
+    let sig = good.rsplit_once("sig=").unwrap().1.to_owned();
+    for (forged, why) in [
+        (format!("{PERSONAL}?flow=real&t=tok"), "no sig"),
+        (format!("{COMPANY}?flow=real&t=tok&sig={sig}"), "the sig of the other receiver"),
+        (format!("{PERSONAL}?flow=other&t=tok&sig={sig}"), "another flow"),
+        (format!("{PERSONAL}?flow=real&t=tok2&sig={sig}"), "another token"),
+        (format!("{PERSONAL}?flow=real&sig={sig}"), "no token"),
+        (format!("{PERSONAL}?flow=real&t=tok&sig={}", &sig[..21]), "a cut sig"),
+        (format!("{PERSONAL}?flow=real&t=tok&sig=x{}", &sig[1..]), "an altered sig"),
+        (format!("{PERSONAL}?sig={sig}&flow=real&t=tok&sig=x"), "a second sig is not read"),
+    ] {
+        let body = if forged.starts_with(COMPANY) { "status=1&actionEvent=7&requestId=r" } else { "mode=FACE&status=1" };
+        let answer = proxy.post_as_is(&client, &forged, Some(FORM), body.as_bytes().to_vec()).await;
+        let expected = if why == "a second sig is not read" { 0 } else { 1001 };
+        assert_eq!((answer.status, answer.json["code"].clone()), (200, json!(expected)), "{why}: {answer:?}");
+        if expected == 1001 {
+            assert!(answer.json["message"].as_str().unwrap().contains("sig"), "{why}: {answer:?}");
+        }
+    }
+    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks"), 2, "the signed delivery and its reordered retry only");
+    assert_eq!(proxy.int("SELECT SUM(count) FROM malformed_counts WHERE class = 'unsigned'"), 7);
+
+    let before = proxy.bytes_on_disk();
+    for chunk in (0..1000).collect::<Vec<_>>().chunks(8) {
+        let mut sent = JoinSet::new();
+        for &i in chunk {
+            let (proxy_url, client) = (proxy.url.clone(), client.clone());
+            sent.spawn(async move {
+                let body = padded(&format!("mode=FACE&status=1&authId=forged-{i}"));
+                let response = client
+                    .post(format!("{proxy_url}{PERSONAL}?flow=forged-{i}&t=made-up&sig=AAAAAAAAAAAAAAAAAAAAAA"))
+                    .header("content-type", FORM)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status().as_u16(), response.json::<Value>().await.unwrap())
+            });
+        }
+        while let Some(answer) = sent.join_next().await {
+            let (status, json) = answer.unwrap();
+            assert_eq!((status, json["code"].clone()), (200, json!(1001)), "{json}");
+        }
+    }
+    let after = proxy.bytes_on_disk();
+    eprintln!("1000 forged 16 KiB deliveries: {before} B before, {after} B after");
+    assert!(after <= before + 512 * 1024, "the forged flood grew the database by {} bytes", after - before);
+    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks"), 2, "none of them stored");
+    assert_eq!(proxy.int("SELECT SUM(count) FROM malformed_counts WHERE class = 'unsigned'"), 1007);
+    assert_eq!(proxy.int("SELECT COUNT(*) FROM malformed_samples WHERE class = 'unsigned'"), 100, "the sample ring holds them");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn well_formed_deliveries_are_stored_once_before_the_answer_and_malformed_ones_are_not() {
     let proxy = Proxy::start(&[]).await;
@@ -189,7 +270,7 @@ async fn well_formed_deliveries_are_stored_once_before_the_answer_and_malformed_
     let personal = format!("{PERSONAL}?flow=abc");
     let ok = proxy.post(&client, &personal, Some(FORM), b"mode=FACE&status=1".to_vec()).await;
     assert_eq!((ok.status, ok.json), (200, json!({"code": 0})));
-    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE query = 'flow=abc'"), 1, "committed before the answer");
+    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE query LIKE 'flow=abc&sig=%'"), 1, "committed before the answer");
     let retry = proxy.post(&client, &personal, Some("application/x-www-form-urlencoded; charset=UTF-8"), b"mode=FACE&status=1".to_vec()).await;
     assert_eq!((retry.status, retry.json), (200, json!({"code": 0})), "a retry");
     let info = form_urlencoded::Serializer::new(String::new())
@@ -215,7 +296,7 @@ async fn well_formed_deliveries_are_stored_once_before_the_answer_and_malformed_
     assert_eq!((too_large.status, too_large.json["code"].clone()), (413, json!(41300)));
 
     assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks"), 2, "well-formed deliveries only");
-    assert_eq!(proxy.int("SELECT deliveries FROM callbacks WHERE query = 'flow=abc'"), 2);
+    assert_eq!(proxy.int("SELECT deliveries FROM callbacks WHERE query LIKE 'flow=abc&sig=%'"), 2);
     assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE error <> ''"), 0);
     assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE kind = 'company-auth' AND body LIKE '%authInfo%'"), 1);
     let classes: Vec<(String, String, i64)> = proxy
@@ -272,7 +353,7 @@ async fn a_source_over_its_rate_gets_429_and_writes_nothing_while_other_sources_
             assert_eq!((answer.status, answer.json), (200, json!({"code": 0})));
         }
     }
-    assert_eq!(proxy.int("SELECT deliveries FROM callbacks WHERE query = 'flow=platform'"), 4);
+    assert_eq!(proxy.int("SELECT deliveries FROM callbacks WHERE query LIKE 'flow=platform&sig=%'"), 4);
     // …and its malformed deliveries are still counted and answered 1001.
     let (path, content_type, body, _) = malformed(2);
     let bad = proxy.post(&platform, &path, content_type, body).await;
@@ -376,7 +457,7 @@ async fn the_retention_sweep_deletes_old_rows_and_keeps_recent_ones() {
     }
     assert_eq!(proxy.int(&format!("SELECT COUNT(*) FROM callbacks WHERE received_at < {}", now - 30 * DAY)), 0);
     assert_eq!(proxy.int(&format!("SELECT COUNT(*) FROM callbacks WHERE received_at = {recent}")), 10, "recent rows kept");
-    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE query = 'flow=new'"), 1);
+    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE query LIKE 'flow=new&sig=%'"), 1);
     assert_eq!(proxy.int("SELECT COUNT(*) FROM malformed_samples"), 1);
     assert_eq!(proxy.int("SELECT received_at FROM malformed_samples"), recent);
     assert_eq!(proxy.int("SELECT last_at FROM malformed_counts"), recent);

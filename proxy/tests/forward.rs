@@ -23,6 +23,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use common::binary::{self, Running};
+use common::forwarding::signed_query;
 use common::{open, posted_message, state};
 use qys_proxy::forward::{self, ForwardSettings};
 use qys_proxy::platform::Platform;
@@ -192,9 +193,9 @@ async fn every_acknowledged_callback_is_forwarded_across_a_sigkill() {
     let callbacks: Vec<(&'static str, String, String)> = (0..N)
         .map(|i| {
             if i % 4 == 3 {
-                ("company-auth", format!("flow=load-{i:04}"), format!("status=1&actionEvent=7&requestId=load-req-{i}"))
+                ("company-auth", signed_query("company-auth", &format!("flow=load-{i:04}")), format!("status=1&actionEvent=7&requestId=load-req-{i}"))
             } else {
-                ("personal-auth", format!("flow=load-{i:04}"), format!("mode=FACE&status=1&authId=load-{i}"))
+                ("personal-auth", signed_query("personal-auth", &format!("flow=load-{i:04}")), format!("mode=FACE&status=1&authId=load-{i}"))
             }
         })
         .collect();
@@ -461,23 +462,22 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
     let proxy_url = _proxy.url.clone();
 
     // 3. Forged: status passed for a flow the person never finished (the sandbox says not
-    //    real-named), and a company request the platform never saw.
+    //    real-named), and a company request the platform never saw. Without a callback URL the
+    //    proxy signed they are only counted (1001); through a signed one (a URL leaked from
+    //    the platform's side, say), stored, but never forwarded as verified.
     let (st3, _page3, auth3) = rt.block_on(personal_auth(&client, &proxy_url, "13900000063", "fw3"));
+    let post = |kind: &str, query: &str, body: &str| -> Value {
+        rt.block_on(async {
+            let url = format!("{proxy_url}/qys/callback/{kind}?{query}");
+            let sent = client.post(url).header("content-type", "application/x-www-form-urlencoded").body(body.to_owned()).send();
+            sent.await.unwrap().json().await.unwrap()
+        })
+    };
+    let unsigned = post("personal-auth", &format!("flow={st3}"), &format!("mode=FACE&status=1&authId={auth3}"));
+    assert_eq!(unsigned["code"], 1001, "{unsigned}");
     let forge = |kind: &str, query: &str, body: &str| {
-        let answer: Value = rt
-            .block_on(async {
-                client
-                    .post(format!("{proxy_url}/qys/callback/{kind}?{query}"))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(body.to_owned())
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-            })
-            .unwrap();
-        assert_eq!(answer["code"], 0, "stored like any well-formed callback");
+        let query = &signed_query(kind, query);
+        assert_eq!(post(kind, query, body)["code"], 0, "stored like any well-formed callback");
         dedup_key(kind, query, body.as_bytes())
     };
     let forged_person = forge("personal-auth", &format!("flow={st3}"), &format!("mode=FACE&status=1&authId={auth3}"));
@@ -626,8 +626,9 @@ async fn failing_entries_are_parked_dead_then_replayed() {
     let base = RwLock::new(proxy.url.clone());
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    assert!(send_until_acked(&client, &base, "personal-auth", "flow=dead", "mode=BANK&status=2&authId=gone", deadline).await);
-    let key = dedup_key("personal-auth", "flow=dead", b"mode=BANK&status=2&authId=gone");
+    let query = signed_query("personal-auth", "flow=dead");
+    assert!(send_until_acked(&client, &base, "personal-auth", &query, "mode=BANK&status=2&authId=gone", deadline).await);
+    let key = dedup_key("personal-auth", &query, b"mode=BANK&status=2&authId=gone");
     let dead_db = db.clone();
     let listed = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(30);

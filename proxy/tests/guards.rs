@@ -300,10 +300,10 @@ async fn post_callback(stack: &Stack, path: &str, body: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn callbacks_are_stored_once_and_malformed_ones_counted() {
     let stack = Stack::start().await;
-    let personal = "/qys/callback/personal-auth?flow=abc";
+    let personal = &signed_callback(SECRET, "/qys/callback/personal-auth?flow=abc");
     assert_eq!(post_callback(&stack, personal, "mode=FACE&status=1").await, json!({"code": 0}));
     assert_eq!(post_callback(&stack, personal, "mode=FACE&status=1").await, json!({"code": 0}), "retry");
-    let company = "/qys/callback/company-auth";
+    let company = &signed_callback(SECRET, "/qys/callback/company-auth");
     let info = form_urlencoded::Serializer::new(String::new())
         .append_pair("status", "1")
         .append_pair("actionEvent", "7")
@@ -318,7 +318,7 @@ async fn callbacks_are_stored_once_and_malformed_ones_counted() {
     // Only well-formed deliveries are stored; malformed ones are counted and sampled (issue 8).
     let stored = stack.store.all().unwrap();
     assert_eq!(stored.len(), 2);
-    assert_eq!((stored[0].deliveries, stored[0].query.as_str()), (2, "flow=abc"));
+    assert_eq!((stored[0].deliveries, stored[0].query.as_str()), (2, &personal["/qys/callback/personal-auth?".len()..]));
     assert!(stored[1].error.is_empty() && stored[1].body.contains("authInfo"));
     let samples = stack.store.malformed_samples().unwrap();
     assert!(samples[0].reason.contains("mode") && samples[1].reason.contains("requestId"));
@@ -382,4 +382,129 @@ async fn sandbox_retries_callbacks_four_times_then_stops() {
     assert!(gap(1, 2) >= delay, "third after the pause: {:?}", gap(1, 2));
     assert!(gap(2, 3) < delay / 2, "fourth at once: {:?}", gap(2, 3));
     assert_eq!(seen_ok.lock().unwrap().len(), 2, "a delivery that succeeds is not retried");
+}
+
+/// What a scripted platform answers (`result` of every success) and every request it got (the
+/// JSON body, `null` for a GET).
+type Script = (Arc<Mutex<Value>>, Arc<Mutex<Vec<Value>>>);
+
+/// A platform answering every call `{"code":0,"result":<script>}`, recording each request.
+async fn scripted_platform(result: Value) -> (String, Script) {
+    let script: Script = (Arc::new(Mutex::new(result)), Arc::default());
+    let (answer, calls) = script.clone();
+    let router = Router::new().fallback(any(move |body: axum::body::Bytes| {
+        let (answer, calls) = (answer.clone(), calls.clone());
+        async move {
+            calls.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+            Json(json!({"code": 0, "message": "SUCCESS", "result": answer.lock().unwrap().clone()}))
+        }
+    }));
+    let (listener, url) = bind().await;
+    spawn_server(listener, router);
+    (url, script)
+}
+
+/// A client whose connections come from `source` (any 127.0.0.0/8 address is loopback).
+fn client_from(source: &str) -> reqwest::Client {
+    let address = source.parse::<std::net::IpAddr>().unwrap();
+    reqwest::Client::builder().local_address(address).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Flow starts, `outcome` and return-page confirmations are charged to their source address
+/// (`QYS_SDK_RATE` / `QYS_SDK_BURST`): past the burst, 429 / 42900 with `Retry-After` and no
+/// platform call, while another address and bad inputs get their usual answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_over_its_sdk_rate_gets_429_and_spends_no_platform_quota() {
+    let (platform, (_, calls)) = scripted_platform(json!({"pageUrl": "http://127.0.0.1:1/page", "signatories": []})).await;
+    let sdk_limit = qys_proxy::proxy::sdk_limit(0.001, 3).unwrap();
+    let stack = Stack::with(Options { platform_url: Some(platform), sdk_limit, ..Options::default() }).await;
+    let sign = json!({"contractId": "2603417854124281870", "contact": "13700000044"});
+    let mut flows = Vec::new();
+    for n in 0..2 {
+        let (status, body) = stack.call("personalSign", &state(&format!("r{n}")), sign.clone()).await;
+        assert_eq!((status, body["code"].clone()), (200, json!(0)), "{body}");
+        flows.push(body["result"]["flow"].as_str().unwrap().to_owned());
+    }
+    let (status, body) = stack.outcome(PAGE_ORIGIN, &state("r0"), &flows[0]).await;
+    assert_eq!((status, body["result"]["event"].clone()), (200, json!("pending")), "{body}");
+    assert_eq!(calls.lock().unwrap().len(), 3, "the burst: two starts and an outcome");
+    // A bad input still gets its own error (checked before the source is charged).
+    let (status, body) = stack.call("personalSign", &state("bad"), json!({"contractId": "1", "contact": "x"})).await;
+    assert_eq!((status, body["code"].clone()), (400, json!(40003)), "{body}");
+
+    let refused = sdk_request(&stack.client, &stack.proxy, PAGE_ORIGIN, "personalSign", &state("r3"), sign.clone()).await;
+    assert_eq!(refused.status(), 429);
+    let header = |name: &str| refused.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(header("access-control-allow-origin").as_deref(), Some(PAGE_ORIGIN), "the SDK can read the refusal");
+    assert!(header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], 42900, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("too many requests from this address"), "{body}");
+    let (status, body) = stack.outcome(PAGE_ORIGIN, &state("r1"), &flows[1]).await;
+    assert_eq!((status, body["code"].clone()), (429, json!(42900)), "outcome: {body}");
+    let callback_page = calls.lock().unwrap()[0]["callbackPage"].as_str().unwrap().to_owned();
+    let page = stack.client.get(&callback_page).send().await.unwrap();
+    assert_eq!(page.status(), 429, "the return page");
+    assert!(page.headers().contains_key("retry-after"));
+    assert!(page.text().await.unwrap().contains("Too many requests from this address"));
+    assert_eq!(calls.lock().unwrap().len(), 3, "no platform call past the limit");
+
+    // Another address has its own bucket.
+    let other = client_from("127.0.0.2");
+    let response = sdk_request(&other, &stack.proxy, PAGE_ORIGIN, "personalSign", &state("o1"), sign).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(calls.lock().unwrap().len(), 4);
+
+    assert_eq!(qys_proxy::proxy::sdk_limit(0.0, 0), Ok(qys_proxy::store::RateLimit::OFF));
+    assert!(qys_proxy::proxy::sdk_limit(2.0, 0).unwrap_err().contains("QYS_SDK_BURST"));
+    assert!(qys_proxy::proxy::sdk_limit(-1.0, 9).unwrap_err().contains("QYS_SDK_RATE"));
+    assert!(qys_proxy::proxy::sdk_limit(f64::NAN, 9).is_err());
+}
+
+/// The platform's text on the success path: a page URL that is not an absolute http(s) URL of
+/// at most 4096 bytes without user-info, or a ticket the SDK would refuse, is the platform's bad
+/// answer (502 / 50201), not a page handed to the browser; confirmed data reaches `outcome` and
+/// the return page as screened strings (no control or bidi characters, at most 256 characters,
+/// non-strings null).
+#[tokio::test(flavor = "multi_thread")]
+async fn platform_text_on_the_success_path_is_checked_and_screened() {
+    let (platform, (answer, _)) = scripted_platform(Value::Null).await;
+    let stack = Stack::with(Options { platform_url: Some(platform), ..Options::default() }).await;
+    let auth = json!({"contact": "13700000044"});
+    let long = format!("http://127.0.0.1:1/{}", "a".repeat(4096));
+    for bad in ["javascript:alert(1)//", "/relative", "http://user:pw@127.0.0.1:1/p", &long, "data:text/html,<script>"] {
+        *answer.lock().unwrap() = json!({"pageUrl": bad, "authUrl": bad});
+        let (status, body) = stack.call("personalAuth", &state("u"), auth.clone()).await;
+        assert_eq!((status, body["code"].clone()), (502, json!(50201)), "{bad}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("result.authUrl is not an absolute http(s) URL"), "{body}");
+        assert!(!body.to_string().contains("alert") && !body.to_string().contains("<script"), "{body}");
+    }
+    // A good one is passed in the form that was checked.
+    *answer.lock().unwrap() = json!({"authUrl": "HTTP://127.0.0.1:1/p?n=\u{202e}x"});
+    let (_, body) = stack.call("personalAuth", &state("u"), auth.clone()).await;
+    assert_eq!(body["result"]["pageUrl"], "http://127.0.0.1:1/p?n=%E2%80%AEx", "{body}");
+    for bad in ["t\"><img src=x>", "", &"t".repeat(513), "t 1"] {
+        *answer.lock().unwrap() = json!({"ticket": bad});
+        let envelope = json!({"v": 1, "action": "personalAuth", "state": state("m"), "params": auth, "presentation": "miniProgram"});
+        let (status, body) = stack.send(PAGE_ORIGIN, envelope).await;
+        assert_eq!((status, body["code"].clone()), (502, json!(50201)), "{bad:?}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("result.ticket"), "{body}");
+    }
+
+    // Confirmed data: screened strings.
+    *answer.lock().unwrap() = json!({"authUrl": "http://127.0.0.1:1/p"});
+    let (_, started) = stack.call("personalAuth", &state("d"), auth.clone()).await;
+    let flow = started["result"]["flow"].as_str().unwrap().to_owned();
+    *answer.lock().unwrap() = json!({
+        "realName": true, "mode": "FACE",
+        "username": "王\u{202e}五\n</script><script>alert(1)</script>",
+        "mobile": 13700000044u64,
+        "idCardNo": "1".repeat(5000),
+    });
+    let (status, body) = stack.outcome(PAGE_ORIGIN, &state("d"), &flow).await;
+    assert_eq!((status, body["result"]["event"].clone()), (200, json!("authSuccess")), "{body}");
+    let data = &body["result"]["data"];
+    assert_eq!(data["username"], "王五 </script><script>alert(1)</script>", "{data}");
+    assert_eq!(data["mobile"], Value::Null, "not a string");
+    assert_eq!(data["cardNo"].as_str().unwrap().chars().count(), 257, "256 characters and the cut mark");
 }

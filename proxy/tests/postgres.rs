@@ -444,6 +444,7 @@ mod load {
     use serde_json::Value;
 
     use crate::binary::{self, Running};
+    use crate::forwarding::signed_query;
 
     /// `QYS_FORWARD_SECRET` of these tests.
     pub const SECRET: &str = "postgres-test-forward-secret-0c9e7d51a3";
@@ -567,9 +568,9 @@ mod load {
         (0..n)
             .map(|i| {
                 if i % 4 == 3 {
-                    ("company-auth".into(), format!("flow={tag}-{i:04}"), format!("status=1&actionEvent=7&requestId={tag}-req-{i}"))
+                    ("company-auth".into(), signed_query("company-auth", &format!("flow={tag}-{i:04}")), format!("status=1&actionEvent=7&requestId={tag}-req-{i}"))
                 } else {
-                    ("personal-auth".into(), format!("flow={tag}-{i:04}"), format!("mode=FACE&status=1&authId={tag}-{i}"))
+                    ("personal-auth".into(), signed_query("personal-auth", &format!("flow={tag}-{i:04}")), format!("mode=FACE&status=1&authId={tag}-{i}"))
                 }
             })
             .collect()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use qys_proxy::platform::Platform;
 use qys_proxy::proxy::{self, Paths, ProxyConfig, UpstreamMode};
-use qys_proxy::store::CallbackStore;
+use qys_proxy::store::{CallbackStore, RateLimit};
 use qys_proxy::token::TokenKey;
 use qys_proxy::{spawn_server, Secret};
 use tokio::net::TcpListener;
@@ -34,6 +34,7 @@ async fn static_proxy() -> (String, tempfile::TempDir) {
         token_ttl: Duration::from_secs(60),
         paths: Paths::default(),
         store: CallbackStore::open(&dir.path().join("db.sqlite3")).unwrap(),
+        sdk_limit: RateLimit::OFF,
         static_dirs: vec![("/pkg".into(), pkg), ("/".into(), www)],
     };
     spawn_server(listener, proxy::router(cfg));

@@ -1,24 +1,23 @@
 //! The server-callback receivers. Each delivery is first charged to its source (over the rate
-//! limit: 429, nothing written); a well-formed one is then stored in full before `{"code":0}` is
-//! answered, a malformed one only counted and sampled (constant disk) and answered 1001.
+//! limit: 429, nothing written); a well-formed one through a callback URL this proxy issued (a
+//! valid `sig`) is then stored in full before `{"code":0}` is answered; any other is only counted
+//! and sampled (constant disk) and answered 1001.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ProxyError;
-use super::{read_body, App, MAX_BODY};
+use super::{peer, read_body, App, MAX_BODY};
 use crate::protocol::codes;
 use crate::store::{CallbackStore, Malformed, MalformedClass, Recorded, Refused, StoreError};
-
-/// A source over its rate limit (HTTP 429).
-pub const RATE_LIMITED: i64 = 42900;
+use crate::token::TokenKey;
 
 /// Longest query string of a well-formed delivery. The proxy's own `callbackUrl` carries
 /// `?flow=<state>` (≤ 64 characters) and an allow-listed one is ≤ 512 characters in all.
@@ -83,8 +82,8 @@ async fn receive_callback(
     check: CallbackCheck,
 ) -> Result<Response, ProxyError> {
     let store = &app.cfg.store;
-    // The peer, when the server runs with connect info; without it every peer shares one bucket.
-    let source = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    // Without connect info every peer shares one bucket.
+    let source = peer(request.extensions());
     if let Err(refused) = store.admit(source) {
         return Ok(too_many(kind, source, refused));
     }
@@ -115,6 +114,8 @@ async fn receive_callback(
         Err((MalformedClass::ContentType, "Content-Type must be application/x-www-form-urlencoded".to_owned()))
     } else if query.len() > MAX_QUERY {
         Err((MalformedClass::Query, format!("the query string is longer than {MAX_QUERY} bytes")))
+    } else if !signed(&app.cfg.token_key, kind, &query) {
+        Err((MalformedClass::Unsigned, "the callback URL is not one this proxy issued (no valid sig)".to_owned()))
     } else {
         let fields: Vec<(String, String)> =
             form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
@@ -136,6 +137,13 @@ async fn receive_callback(
     }
 }
 
+/// Whether the query's first `sig` signs its first `flow` and `t` (empty when absent) for `kind`.
+fn signed(key: &TokenKey, kind: &str, query: &str) -> bool {
+    let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let (flow, t) = (param("flow").unwrap_or_default(), param("t").unwrap_or_default());
+    param("sig").is_some_and(|sig| key.verify_callback_sig(kind, &flow, &t, &sig))
+}
+
 /// 429 `{"code":42900}` with `Retry-After`; nothing is written. Logged at most once a minute per
 /// source.
 fn too_many(kind: &str, source: Option<IpAddr>, refused: Refused) -> Response {
@@ -144,7 +152,7 @@ fn too_many(kind: &str, source: Option<IpAddr>, refused: Refused) -> Response {
     }
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({"code": RATE_LIMITED, "message": "too many callbacks from this address; retry later"})),
+        Json(json!({"code": codes::RATE_LIMITED, "message": "too many callbacks from this address; retry later"})),
     )
         .into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(refused.retry_after));

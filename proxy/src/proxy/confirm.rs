@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::bucket::TokenBucket;
-use crate::platform::{Platform, PlatformError};
+use crate::platform::{plain_text, Platform, PlatformError};
 use crate::protocol::{self, Action};
 use crate::token::FlowToken;
 use crate::unix_millis;
@@ -303,13 +303,13 @@ async fn ask(platform: &Platform, flow: &FlowToken) -> Result<Confirmed, Platfor
                 return Ok(None);
             }
             let mut info = json!({
-                "username": r["username"],
-                "mobile": r["mobile"],
-                "cardNo": r["idCardNo"],
+                "username": text(&r["username"]),
+                "mobile": text(&r["mobile"]),
+                "cardNo": text(&r["idCardNo"]),
             });
             if r["mode"] == "BANK" {
-                info["bankNo"] = r["bankNo"].clone();
-                info["contact"] = r["bankMobile"].clone();
+                info["bankNo"] = text(&r["bankNo"]);
+                info["contact"] = text(&r["bankMobile"]);
             }
             Ok(Some(("authSuccess", info)))
         }
@@ -319,12 +319,19 @@ async fn ask(platform: &Platform, flow: &FlowToken) -> Result<Confirmed, Platfor
                 return Ok(None);
             }
             Ok(Some(("authSuccess", json!({
-                "name": r["companyName"],
-                "registerNo": r["registerNo"],
-                "legalPerson": r["legalPerson"],
+                "name": text(&r["companyName"]),
+                "registerNo": text(&r["registerNo"]),
+                "legalPerson": text(&r["legalPerson"]),
             }))))
         }
     }
+}
+
+/// A confirmed field as the page gets it: a string screened like every platform text
+/// ([`plain_text`]), anything else `null` (the SDK keeps only strings). It is shown on the
+/// integrator's page, so a name cannot carry a 4 MiB string or a bidi override.
+fn text(value: &Value) -> Value {
+    value.as_str().map_or(Value::Null, |s| Value::String(plain_text(s)))
 }
 
 #[cfg(test)]

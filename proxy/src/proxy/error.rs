@@ -45,6 +45,11 @@ pub enum ProxyError {
     /// The return page while this instance's confirmation calls per second are spent: its 503
     /// HTML page with `Retry-After: 1`.
     ReturnBusy,
+    /// A flow start or `outcome` from a source over `QYS_SDK_RATE`: 429 `RATE_LIMITED` with
+    /// `Retry-After` (seconds).
+    RateLimited(u64),
+    /// The return page for a source over `QYS_SDK_RATE`: its 429 HTML page with `Retry-After`.
+    ReturnRateLimited(u64),
 }
 
 impl fmt::Display for ProxyError {
@@ -62,6 +67,7 @@ impl fmt::Display for ProxyError {
             Self::ReturnLinkInvalid => f.write_str("the return link is invalid or has expired"),
             Self::ReturnUnconfirmed => f.write_str("the outcome could not be confirmed with the platform"),
             Self::Busy | Self::ReturnBusy => f.write_str("too many confirmations right now; retry in a moment"),
+            Self::RateLimited(_) | Self::ReturnRateLimited(_) => f.write_str("too many requests from this address"),
         }
     }
 }
@@ -151,6 +157,16 @@ impl IntoResponse for ProxyError {
                 busy
             }
             Self::ReturnBusy => return_page::busy(),
+            Self::RateLimited(retry_after) => {
+                let mut limited = error_json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    codes::RATE_LIMITED,
+                    format!("too many requests from this address; retry in {retry_after} s"),
+                );
+                limited.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                limited
+            }
+            Self::ReturnRateLimited(retry_after) => return_page::rate_limited(retry_after),
         }
     }
 }

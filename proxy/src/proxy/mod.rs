@@ -8,13 +8,14 @@ mod error;
 mod return_page;
 mod sdk;
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -22,7 +23,8 @@ use tower_http::services::ServeDir;
 
 use crate::platform::Platform;
 use crate::protocol::{codes, ProtocolError};
-use crate::store::CallbackStore;
+use crate::store::quota::SourceQuota;
+use crate::store::{CallbackStore, RateLimit};
 use crate::token::TokenKey;
 use error::ProxyError;
 
@@ -32,6 +34,27 @@ pub use sdk::fill_template;
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 16 * 1024;
+
+/// Default `QYS_SDK_RATE`: a flow (a start, a return page, an `outcome` or two) every two
+/// seconds from one address, sustained.
+pub const DEFAULT_SDK_RATE: f64 = 2.0;
+/// Default `QYS_SDK_BURST`: an office behind one address starting many flows at once, and the
+/// repository's browser tests (every call from 127.0.0.1), fit in it.
+pub const DEFAULT_SDK_BURST: u32 = 300;
+
+/// The checked `QYS_SDK_RATE` / `QYS_SDK_BURST`; rate 0 is no limit.
+pub fn sdk_limit(per_second: f64, burst: u32) -> Result<RateLimit, String> {
+    if !per_second.is_finite() || per_second < 0.0 {
+        return Err(format!("QYS_SDK_RATE {per_second} must be a number ≥ 0 (0: no limit)"));
+    }
+    if per_second == 0.0 {
+        return Ok(RateLimit::OFF);
+    }
+    if burst == 0 {
+        return Err("QYS_SDK_BURST must be at least 1".into());
+    }
+    Ok(RateLimit { per_second, burst })
+}
 
 /// How the proxy turns a validated iframe or redirect request into a page URL. (Mini-program
 /// flows always exchange a ticket: the plugin opens it.)
@@ -93,6 +116,9 @@ pub struct ProxyConfig {
     pub paths: Paths,
     /// Server-callback store.
     pub store: CallbackStore,
+    /// Per source address: flow starts, `outcome` and return-page confirmations, the requests
+    /// that spend the platform quota (`QYS_SDK_RATE`, `QYS_SDK_BURST`).
+    pub sdk_limit: RateLimit,
     /// Static directories: (mount path, directory), e.g. `("/", "www")`, `("/pkg", "pkg")`.
     pub static_dirs: Vec<(String, PathBuf)>,
 }
@@ -111,6 +137,8 @@ struct App {
     public_origin: String,
     /// `QYS_CALLBACK_URL_ALLOWLIST`, normalised by [`callback_allowlist_entry`].
     callback_prefixes: Vec<url::Url>,
+    /// The buckets of [`ProxyConfig::sdk_limit`].
+    sdk_sources: SourceQuota,
 }
 
 /// The proxy's router.
@@ -127,7 +155,8 @@ pub fn router(cfg: ProxyConfig) -> Router {
                 .ok()
         })
         .collect();
-    let app = Arc::new(App { cfg, public_origin, callback_prefixes });
+    let sdk_sources = SourceQuota::new(cfg.sdk_limit);
+    let app = Arc::new(App { cfg, public_origin, callback_prefixes, sdk_sources });
     let mut router = Router::new()
         .route(&paths.proxy, post(sdk::sdk_endpoint).options(preflight))
         .route(&paths.return_page, get(return_page::return_page))
@@ -215,7 +244,25 @@ fn same_origin_reference(location: &str) -> bool {
         && base.join(location).is_ok_and(|u| u.origin() == base.origin())
 }
 
+/// The request's TCP peer, when the server runs with connect info (`spawn_server` does). There
+/// is no `X-Forwarded-For` trust: behind a reverse proxy every request has its address, so the
+/// per-source limits are turned off there (rate 0) and set in the reverse proxy.
+fn peer(extensions: &Extensions) -> Option<IpAddr> {
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip())
+}
+
 impl App {
+    /// Charges a request that may spend platform quota to its source; `Err` is the refusal's
+    /// `Retry-After` in seconds. A limited source is logged at most once a minute.
+    fn charge(&self, source: Option<IpAddr>, what: &'static str) -> Result<(), u64> {
+        self.sdk_sources.admit(source).map_err(|refused| {
+            if let Some(refused_since) = refused.report {
+                tracing::warn!(source = ?source, what, refused_since, "SDK requests over the source's rate limit (QYS_SDK_RATE); answering 429");
+            }
+            refused.retry_after
+        })
+    }
+
     /// The proxy's own origin or one of `QYS_ALLOWED_ORIGINS`.
     fn origin_allowed(&self, origin: &str) -> bool {
         origin == self.public_origin || self.cfg.allowed_origins.iter().any(|o| o == origin)

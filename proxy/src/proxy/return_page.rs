@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
 use super::confirm::{confirm, Unconfirmed};
 use super::error::ProxyError;
-use super::App;
+use super::{peer, App};
 use crate::mask::Masked;
 use crate::protocol;
 use crate::token::FlowToken;
@@ -70,6 +70,18 @@ pub(super) fn busy() -> Response {
     response
 }
 
+/// The page of [`ProxyError::ReturnRateLimited`]: 429 with `Retry-After`.
+pub(super) fn rate_limited(retry_after: u64) -> Response {
+    let mut response = return_html(
+        StatusCode::TOO_MANY_REQUESTS,
+        "请求过多",
+        &format!("Too many requests from this address. Reload this page in {retry_after} s."),
+        None,
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
 /// The origin of `url` when it is an absolute http(s) URL on an origin allowed now (the
 /// proxy's own or in `QYS_ALLOWED_ORIGINS`): checked when a token is used, since the allow-list
 /// may have changed since the flow started, and a token made with a leaked key must not choose
@@ -104,8 +116,8 @@ fn back_to_page(app: &App, flow: &FlowToken, return_url: &str) -> Result<Respons
     Ok(response)
 }
 
-pub(super) async fn return_page(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Result<Response, ProxyError> {
-    let query = query.unwrap_or_default();
+pub(super) async fn return_page(State(app): State<Arc<App>>, request: Request) -> Result<Response, ProxyError> {
+    let query = request.uri().query().unwrap_or_default();
     let token = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "t").map(|(_, v)| v.into_owned());
     // `None`: no token; `Some(why)`: a token refused.
     let flow = token
@@ -125,6 +137,7 @@ pub(super) async fn return_page(State(app): State<Arc<App>>, RawQuery(query): Ra
     if let Some(return_url) = &flow.return_url {
         return back_to_page(&app, &flow, return_url);
     }
+    app.charge(peer(request.extensions()), "return page").map_err(ProxyError::ReturnRateLimited)?;
     let confirmed = confirm(&app.cfg.platform, &flow, true).await.map_err(|e| match e {
         Unconfirmed::Busy => ProxyError::ReturnBusy,
         Unconfirmed::Platform(_) => ProxyError::ReturnUnconfirmed,

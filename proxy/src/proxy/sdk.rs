@@ -1,6 +1,7 @@
 //! The SDK endpoint: body decoding, the four flows and `outcome`, and the platform's ticket and
 //! page-URL calls.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::confirm::confirm;
 use super::error::ProxyError;
-use super::{normalise_callback_url, read_body, url_under, with_cors, App, UpstreamMode};
+use super::{normalise_callback_url, peer, read_body, url_under, with_cors, App, UpstreamMode};
 use crate::mask::Masked;
 use crate::platform::PlatformError;
 use crate::protocol::{self, codes, Action, Params, Presentation, ProtocolError, Request as SdkMessage, SdkRequest};
@@ -24,17 +25,33 @@ impl App {
     /// (never the raw text, which the platform or a server behind it might read otherwise).
     /// The proxy's own receiver carries the flow's state and its sealed flow token (`t`): the
     /// forwarder verifies a callback through that token, so a callback nobody sent through a
-    /// flow of this proxy can never be forwarded as verified (issue 9).
-    fn callback_url(&self, requested: Option<&str>, default_path: &str, state: &str, flow: &str) -> Result<String, ProtocolError> {
+    /// flow of this proxy can never be forwarded as verified (issue 9). Its `sig` (an HMAC of
+    /// the kind, state and token that no browser sees) is what the receiver stores a delivery
+    /// for; one without it is only counted.
+    fn callback_url(&self, requested: Option<&str>, kind: &str, receiver: &str, state: &str, flow: &str) -> Result<String, ProtocolError> {
         let Some(requested) = requested else {
-            return Ok(format!("{}{default_path}?flow={state}&t={flow}", self.cfg.public_url));
+            let sig = self.cfg.token_key.callback_sig(kind, state, flow);
+            return Ok(format!("{}{receiver}?flow={state}&t={flow}&sig={sig}", self.cfg.public_url));
         };
         let invalid = |message: String| ProtocolError { code: codes::INVALID_PARAM, message };
         let url = normalise_callback_url(requested).map_err(|why| invalid(format!("callbackUrl {why}")))?;
         if !self.callback_prefixes.iter().any(|prefix| url_under(&url, prefix)) {
             return Err(invalid("callbackUrl is not in the proxy's allowlist (QYS_CALLBACK_URL_ALLOWLIST)".into()));
         }
+        // Deliveries there would carry no `sig` and only be counted; without a callbackUrl the
+        // platform gets the receiver's signed URL.
+        if self.is_own_receiver(&url) {
+            return Err(invalid("callbackUrl is this proxy's own callback receiver: leave callbackUrl out to use it".into()));
+        }
         Ok(url.into())
+    }
+
+    /// Whether `url` (normalised) names one of the proxy's callback receivers, whatever its query.
+    fn is_own_receiver(&self, url: &url::Url) -> bool {
+        [&self.cfg.paths.personal_callback, &self.cfg.paths.company_callback].into_iter().any(|path| {
+            normalise_callback_url(&format!("{}{path}", self.cfg.public_url))
+                .is_ok_and(|own| own.origin() == url.origin() && own.path() == url.path())
+        })
     }
 
     /// A redirect's `returnUrl`, normalised to plain ASCII (so it fits a `Location` header):
@@ -106,16 +123,18 @@ fn success(result: Value) -> Response {
 impl App {
     async fn answer(&self, request: Request, origin: Option<&str>) -> Result<Response, ProxyError> {
         let (parts, body) = request.into_parts();
+        let source = peer(&parts.extensions);
         let body = read_body(body).await?;
         let message = decode_sdk_request(&parts.headers, &body)
             .inspect_err(|e| tracing::info!(code = e.code, reason = ?e.message, "refused SDK request"))?;
         match message {
-            SdkMessage::Flow(sdk) => self.start_flow(*sdk, origin).await,
-            SdkMessage::Outcome { state, flow } => self.outcome(&state, &flow, origin).await,
+            SdkMessage::Flow(sdk) => self.start_flow(*sdk, origin, source).await,
+            SdkMessage::Outcome { state, flow } => self.outcome(&state, &flow, origin, source).await,
         }
     }
 
-    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>) -> Result<Response, ProxyError> {
+    /// Every input is checked before the source is charged, so a bad one gets its own error.
+    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>, source: Option<IpAddr>) -> Result<Response, ProxyError> {
         let started = std::time::Instant::now();
         let (subject, contact) = match &sdk.params {
             Params::Sign(p) => (p.contract_id.clone(), p.contact.value.clone()),
@@ -152,18 +171,21 @@ impl App {
             Params::Sign(_) => None,
             Params::PersonalAuth(p) => Some(self.callback_url(
                 p.callback_url.as_deref(),
+                "personal-auth",
                 &self.cfg.paths.personal_callback,
                 &sdk.state,
                 &callback_flow,
             )),
             Params::EnterpriseAuth(p) => Some(self.callback_url(
                 p.callback_url.as_deref(),
+                "company-auth",
                 &self.cfg.paths.company_callback,
                 &sdk.state,
                 &callback_flow,
             )),
         }
         .transpose()?;
+        self.charge(source, "flow start").map_err(ProxyError::RateLimited)?;
         let granted = match sdk.presentation {
             Presentation::MiniProgram => self
                 .ticket(&sdk, callback_url.as_deref())
@@ -195,7 +217,7 @@ impl App {
     }
 
     /// `outcome`: the flow token's facts, confirmed with the platform like the return page does.
-    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>) -> Result<Response, ProxyError> {
+    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>, source: Option<IpAddr>) -> Result<Response, ProxyError> {
         let token = self
             .cfg
             .token_key
@@ -208,6 +230,7 @@ impl App {
             })
             .inspect_err(|reason| tracing::info!(reason, "outcome refused a flow token"))
             .map_err(|_| ProxyError::FlowTokenInvalid)?;
+        self.charge(source, "outcome").map_err(ProxyError::RateLimited)?;
         let confirmed = confirm(&self.cfg.platform, &token, false).await?;
         let result = match confirmed {
             Some((event, data)) => json!({"event": event, "data": data}),
@@ -225,7 +248,15 @@ impl App {
             Action::EnterpriseAuth => "/companyauth/miniappexchange",
         };
         let result = self.cfg.platform.post(path, &protocol::ticket_body(&sdk.params, callback_url)).await?;
-        result_field(&result, "ticket")
+        let ticket = result_field(&result, "ticket")?;
+        // The SDK's rule for a ticket: the plugin gets it as is, ticket mode puts it in a URL.
+        let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+        if ticket.is_empty() || ticket.len() > TICKET_MAX || !ticket.bytes().all(plain) {
+            return Err(PlatformError::BadResponse(format!(
+                "result.ticket is not 1–{TICKET_MAX} characters of A–Z a–z 0–9 - _ . ~"
+            )));
+        }
+        Ok(ticket)
     }
 
     async fn page_url(&self, sdk: &SdkRequest, callback_page: &str, callback_url: Option<&str>) -> Result<String, PlatformError> {
@@ -245,10 +276,29 @@ impl App {
                     Action::PersonalAuth => ("/v2/personalauth", "authUrl"),
                     Action::EnterpriseAuth => ("/companyauth/h5page", "authUrl"),
                 };
-                result_field(&self.cfg.platform.post(path, &body).await?, name)
+                checked_page_url(&result_field(&self.cfg.platform.post(path, &body).await?, name)?, name)
             }
         }
     }
+}
+
+/// Longest ticket and page URL passed on: the SDK's own limits.
+const TICKET_MAX: usize = 512;
+const PAGE_URL_MAX: usize = 4096;
+
+/// The platform's page URL as the browser will get it: an absolute http(s) URL without
+/// user-info, in its WHATWG serialisation (what was checked is what is sent), at most
+/// [`PAGE_URL_MAX`] bytes. Anything else is the platform's bad answer (50201), not a page the
+/// SDK would refuse after the flow was started.
+fn checked_page_url(raw: &str, name: &str) -> Result<String, PlatformError> {
+    url::Url::parse(raw)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .filter(|u| u.username().is_empty() && u.password().is_none() && u.as_str().len() <= PAGE_URL_MAX)
+        .map(String::from)
+        .ok_or_else(|| {
+            PlatformError::BadResponse(format!("result.{name} is not an absolute http(s) URL of at most {PAGE_URL_MAX} bytes"))
+        })
 }
 
 fn result_field(result: &Value, name: &str) -> Result<String, PlatformError> {

@@ -1,10 +1,13 @@
-//! Per-source rate limit of the callback receivers: a token bucket per peer address, in memory,
-//! for at most [`MAX_SOURCES`] sources (the least recently seen is forgotten first; a forgotten
+//! Per-source rate limits: a token bucket per peer address, in memory, for at most
+//! [`MAX_SOURCES`] sources (the least recently seen is forgotten first; a forgotten
 //! source starts again with a full bucket, so forgetting only ever loosens the limit).
 //!
 //! A source is an IPv4 address, or an IPv6 /64 (one host usually holds a whole /64); an
 //! IPv4-mapped IPv6 address counts as its IPv4 address. An unknown peer (`None`) is one shared
 //! source.
+//!
+//! The callback receivers' limit lives on the store; the SDK endpoint's (`QYS_SDK_RATE`) is a
+//! second [`SourceQuota`] in the proxy.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
@@ -78,7 +81,7 @@ pub struct Refused {
 type Source = Option<IpAddr>;
 
 /// The buckets of the sources seen recently.
-pub(super) struct SourceQuota {
+pub(crate) struct SourceQuota {
     limit: RateLimit,
     cap: usize,
     sources: Mutex<Sources>,
@@ -111,7 +114,7 @@ fn source_of(ip: Option<IpAddr>) -> Source {
 }
 
 impl SourceQuota {
-    pub(super) fn new(limit: RateLimit) -> Self {
+    pub(crate) fn new(limit: RateLimit) -> Self {
         Self::with_cap(limit, MAX_SOURCES)
     }
 
@@ -123,7 +126,7 @@ impl SourceQuota {
         self.limit
     }
 
-    pub(super) fn admit(&self, ip: Option<IpAddr>) -> Result<(), Refused> {
+    pub(crate) fn admit(&self, ip: Option<IpAddr>) -> Result<(), Refused> {
         self.admit_at(ip, Instant::now())
     }
 

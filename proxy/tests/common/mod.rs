@@ -11,7 +11,7 @@ use std::time::Duration;
 use qys_proxy::platform::Platform;
 use qys_proxy::proxy::{self, ConfirmLimits, Paths, ProxyConfig, UpstreamMode};
 use qys_proxy::sandbox::{self, SandboxConfig};
-use qys_proxy::store::CallbackStore;
+use qys_proxy::store::{CallbackStore, RateLimit};
 use qys_proxy::token::TokenKey;
 use qys_proxy::{cli, spawn_server, Secret};
 use serde_json::{json, Value};
@@ -34,6 +34,8 @@ pub struct Options {
     pub token_ttl: Duration,
     pub miniprogram_env: String,
     pub confirm: ConfirmLimits,
+    /// `QYS_SDK_RATE` / `QYS_SDK_BURST`: the production defaults unless a test sets its own.
+    pub sdk_limit: RateLimit,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             // Tests ask `outcome`, finish the flow and ask again at once: no reuse of a
             // "pending" here (production keeps one for 5 s; tests/return_cache.rs covers it).
             confirm: ConfirmLimits { recheck: Duration::ZERO, ..ConfirmLimits::default() },
+            sdk_limit: proxy::sdk_limit(proxy::DEFAULT_SDK_RATE, proxy::DEFAULT_SDK_BURST).unwrap(),
         }
     }
 }
@@ -112,6 +115,7 @@ impl Stack {
             token_ttl: opts.token_ttl,
             paths: Paths::default(),
             store: store.clone(),
+            sdk_limit: opts.sdk_limit,
             static_dirs: Vec::new(),
         };
         spawn_server(proxy_listener, proxy::router(cfg));
@@ -240,6 +244,17 @@ pub fn posted_message(page: &Page) -> Option<(Value, Value)> {
     let after = rest[values.byte_offset()..].strip_prefix(',')?;
     let origin = serde_json::Deserializer::from_str(after).into_iter::<Value>().next()?.ok()?;
     Some((message, origin))
+}
+
+/// `path_query` with the `sig` a proxy whose token key comes from the AppSecret `secret` puts
+/// in the callback URLs it hands the platform (a [`Stack`]'s: [`SECRET`]), as the platform's
+/// deliveries carry it.
+pub fn signed_callback(secret: &str, path_query: &str) -> String {
+    let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+    let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let kind = path.rsplit('/').next().unwrap();
+    let sig = TokenKey::derive_from_secret(secret).callback_sig(kind, &param("flow").unwrap_or_default(), &param("t").unwrap_or_default());
+    format!("{path_query}{}sig={sig}", if query.is_empty() { "?" } else { "&" })
 }
 
 /// A state value as the SDK makes them.
