@@ -753,6 +753,81 @@ async fn a_forwarder_whose_lease_ran_out_does_not_post_what_another_took_over() 
     assert_eq!(seen.bad, 0);
 }
 
+/// A backend that holds the first request it gets until `release` (after telling `held`), and
+/// answers every request 204; the `Idempotency-Key` of each request, in order.
+struct HoldingBackend {
+    url: String,
+    held: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+    keys: Arc<Mutex<Vec<String>>>,
+}
+
+async fn holding_backend() -> HoldingBackend {
+    let held = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let keys: Arc<Mutex<Vec<String>>> = Arc::default();
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (h, r, k) = (held.clone(), release.clone(), keys.clone());
+    let answer = move |headers: HeaderMap, body: Bytes| {
+        let (held, release, keys, first) = (h.clone(), r.clone(), k.clone(), first.clone());
+        async move {
+            assert!(common::forwarding::verify(SECRET, &headers, &body));
+            keys.lock().unwrap().push(headers["idempotency-key"].to_str().unwrap().to_owned());
+            if first.swap(false, Ordering::SeqCst) {
+                held.notify_one();
+                release.notified().await;
+            }
+            StatusCode::NO_CONTENT
+        }
+    };
+    let router = axum::Router::new().route("/hook", axum::routing::post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    HoldingBackend { url, held, release, keys }
+}
+
+/// One instance, two attempts at one entry: the first one's confirmation outlasts its lease, the
+/// instance's own run loop claims the entry again and the second attempt POSTs (held by the
+/// backend). When the first attempt's confirmation comes back, it must not POST too: the owner
+/// is the same, the claim is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_whose_lease_ran_out_does_not_post_what_its_own_instance_claimed_again() {
+    let backend = holding_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("callbacks.sqlite3");
+    let slow = fake_platform(true).await;
+    // Two slots: the first attempt (held by the platform) and the second (held by the backend).
+    let (a, task) = forwarder(&db, platform_client(&slow.url, ConfirmLimits::default()), &backend.url, Duration::from_millis(300), 2);
+    a.record("personal-auth", "flow=again-1", b"mode=FACE&status=1&authId=one").unwrap();
+    let first = dedup_key("personal-auth", "flow=again-1", b"mode=FACE&status=1&authId=one");
+    tokio::time::timeout(Duration::from_secs(30), slow.asked.notified()).await.expect("the first attempt asks the platform");
+    tokio::time::timeout(Duration::from_secs(30), backend.held.notified()).await.expect("the second attempt POSTs");
+    // Both slots are taken: the next callback is claimed only once an attempt is over, and the
+    // second one stays held below, so its delivery shows that the first attempt is over.
+    a.record("personal-auth", "flow=again-2", b"mode=FACE&status=1&authId=two").unwrap();
+    let second = dedup_key("personal-auth", "flow=again-2", b"mode=FACE&status=1&authId=two");
+    slow.release.notify_one();
+    let forwarded = async {
+        while !backend.keys.lock().unwrap().contains(&second) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), forwarded).await.expect("the second callback is forwarded");
+    backend.release.notify_one();
+    let delivered = async {
+        while a.backend().outbox_counts().unwrap().delivered < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), delivered).await.expect("both delivered");
+    task.abort();
+    let keys = backend.keys.lock().unwrap();
+    assert_eq!(keys.iter().filter(|k| **k == first).count(), 1, "the first callback was POSTed once, by the second attempt: {keys:?}");
+    let entry = a.backend().outbox_list(qys_proxy::store::OutboxFilter::All, 0, 10).unwrap().remove(0);
+    assert_eq!((entry.claim, entry.attempts), (2, 1), "claimed twice, one attempt recorded");
+}
+
 /// The forwarder's confirmation calls spend the instance's `QYS_CONFIRM_RATE`, which the return
 /// page and `outcome` use too, and leave them half the burst: at 2 a second the forwarder may make
 /// one call at once, then one each 0.5 s, however many callbacks wait.

@@ -10,7 +10,8 @@
 //!    [`payload::BUDGET_WAIT`], else retried later). If the platform cannot be asked, the
 //!    confirmation is retried with the entry's backoff; from the [`CONFIRM_TRIES`]th attempt the
 //!    body says `"verified": false` and why;
-//! 3. renews the lease if the entry is still its own, else leaves it to its new holder
+//! 3. renews the lease if this claim still holds the entry, else leaves it to its new holder —
+//!    another instance, or this one claiming it again after the lease ran out
 //!    ([`crate::store::CallbackBackend::renew_lease`]), fixing the forwarded body on the first
 //!    attempt: every later attempt sends the same bytes under the same `Idempotency-Key`;
 //!    then POSTs it, signed ([`signature`]), within `QYS_FORWARD_TIMEOUT_MS`;
@@ -198,13 +199,14 @@ async fn attempt(ctx: Arc<Ctx>, entry: OutboxEntry) {
             Err(NotAsked::Failed(why)) => payload::unconfirmed(&entry, &why),
         },
     };
-    // The confirmation (or a stall) may have outlasted the lease, and another instance may have
-    // claimed the entry since: POST only while it is still ours, under a fresh lease.
-    let c = ctx.clone();
-    let payload = match blocking(move || c.backend.renew_lease(id, &c.owner, now(), c.lease_ms(), &body)).await {
+    // The confirmation (or a stall) may have outlasted the lease, and another instance, or this
+    // one's run loop, may have claimed the entry since: POST only while this claim still holds
+    // it, under a fresh lease.
+    let (c, claim) = (ctx.clone(), entry.claim);
+    let payload = match blocking(move || c.backend.renew_lease(id, &c.owner, claim, now(), c.lease_ms(), &body)).await {
         Ok(Some(fixed)) => fixed,
         Ok(None) => {
-            tracing::warn!(id, "not forwarded by this instance: the entry is no longer leased to it (its lease ran out)");
+            tracing::warn!(id, claim, "not forwarded by this attempt: the entry is no longer its own (claimed again after the lease ran out, delivered or replayed)");
             return;
         }
         Err(e) => {
@@ -262,13 +264,13 @@ async fn attempt(ctx: Arc<Ctx>, entry: OutboxEntry) {
 /// Records a failed attempt: retried after [`backoff`], or parked as dead once older than the
 /// give-up age.
 async fn failed(ctx: &Arc<Ctx>, entry: &OutboxEntry, error: String, retry_after: Option<Duration>) {
-    let (id, at) = (entry.id, now());
+    let (id, claim, at) = (entry.id, entry.claim, now());
     let age = Duration::from_millis(u64::try_from(at.saturating_sub(entry.enqueued_at)).unwrap_or(0));
     let c = ctx.clone();
     if age >= ctx.settings.give_up {
         tracing::error!(id, attempts = entry.attempts + 1, error = %error, "server callback not forwarded; parked as dead");
         let owner = c.owner.clone();
-        if let Err(e) = blocking(move || c.backend.park_dead(id, &owner, at, &error)).await {
+        if let Err(e) = blocking(move || c.backend.park_dead(id, &owner, claim, at, &error)).await {
             tracing::error!(id, error = %e, "cannot park a callback as dead");
         }
         return;
@@ -277,7 +279,7 @@ async fn failed(ctx: &Arc<Ctx>, entry: &OutboxEntry, error: String, retry_after:
     let next_at = at.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
     tracing::warn!(id, attempts = entry.attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "server callback not forwarded yet");
     let owner = c.owner.clone();
-    if let Err(e) = blocking(move || c.backend.mark_failed(id, &owner, next_at, &error)).await {
+    if let Err(e) = blocking(move || c.backend.mark_failed(id, &owner, claim, next_at, &error)).await {
         tracing::error!(id, error = %e, "cannot record a failed forwarding attempt");
     }
 }
