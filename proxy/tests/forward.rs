@@ -828,6 +828,118 @@ async fn an_attempt_whose_lease_ran_out_does_not_post_what_its_own_instance_clai
     assert_eq!((entry.claim, entry.attempts), (2, 1), "claimed twice, one attempt recorded");
 }
 
+/// A platform whose personal-auth result answers `faults` (HTTP status, body) in turn, then, with
+/// `forever` the last fault again, else "real-named"; when each request arrived.
+async fn faulty_platform(faults: Vec<(u16, &'static str)>, forever: bool) -> (String, Arc<Mutex<Vec<Instant>>>) {
+    let calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let c = calls.clone();
+    let answer = move || {
+        let n = {
+            let mut calls = c.lock().unwrap();
+            calls.push(Instant::now());
+            calls.len() - 1
+        };
+        let fault = faults.get(n).or(faults.last().filter(|_| forever)).copied();
+        async move {
+            let (status, body) = fault.unwrap_or((200, r#"{"code":0,"message":"SUCCESS","result":{"realName":true}}"#));
+            (StatusCode::from_u16(status).unwrap(), body)
+        }
+    };
+    let router = axum::Router::new().route("/v2/personalauth/result", axum::routing::get(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, calls)
+}
+
+/// A personal-auth callback with this proxy's flow token, as the SDK's flows get them: the
+/// platform is asked about the token's contact, and can make it `verified`.
+fn callback_with_token(store: &CallbackStore, state: &str) -> String {
+    let flow = qys_proxy::token::FlowToken {
+        action: qys_proxy::protocol::Action::PersonalAuth,
+        state: state.to_owned(),
+        target_origin: "http://127.0.0.1:1".into(),
+        subject: String::new(),
+        contact: "13700000044".into(),
+        expires: 1,
+        return_url: None,
+    };
+    let token = TokenKey::new(b"forward-test-state-key").seal(&flow);
+    let query = format!("flow={state}&t={token}");
+    let body = format!("mode=FACE&status=1&authId={state}");
+    store.record("personal-auth", &query, body.as_bytes()).unwrap();
+    dedup_key("personal-auth", &query, body.as_bytes())
+}
+
+/// Quick retries, one slot, the give-up age `give_up`.
+fn retrying(receiver: &str, give_up: Duration) -> ForwardSettings {
+    let mut settings = ForwardSettings::new(receiver, qys_proxy::Secret::new(SECRET));
+    (settings.retry_base, settings.retry_cap, settings.give_up, settings.concurrency) =
+        (Duration::from_millis(50), Duration::from_millis(200), give_up, 1);
+    settings
+}
+
+/// The forwarded body of `key`, once the backend has answered it 204 (bounded wait).
+async fn forwarded_body(backend: &Backend, key: &str) -> Value {
+    let body = async {
+        loop {
+            if let Some((_, body)) = backend.seen.lock().unwrap().by_key.get(key).and_then(|tries| tries.iter().find(|(s, _)| *s == 204)) {
+                return serde_json::from_str::<Value>(body).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), body).await.expect("forwarded")
+}
+
+/// No answer from the platform is not its word: a gateway's page, HTTP 5xx or 429 with any code,
+/// the proxy's request refused (442) are asked again, however many times, and the callback
+/// arrives verified once the platform answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_is_asked_again_until_it_answers() {
+    let backend = backend(Box::new(|_: &str, _| false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = vec![
+        (503, "<html>Service Temporarily Unavailable</html>"),
+        (502, r#"{"code":500,"message":"系统繁忙"}"#),
+        (429, r#"{"code":1,"message":"请求过于频繁"}"#),
+        (401, r#"{"code":442,"message":"INVALID TOKEN"}"#),
+        (500, r#"{"code":1604,"message":"INVALID AUTHID"}"#),
+    ];
+    let (url, calls) = faulty_platform(faults, false).await;
+    let store = CallbackStore::open(&dir.path().join("callbacks.sqlite3")).unwrap().with_forwarding(true);
+    let platform = platform_client(&url, ConfirmLimits::default());
+    let task = forward::spawn(retrying(&backend.url, Duration::from_secs(3600)), store.clone(), platform, TokenKey::new(b"forward-test-state-key"));
+    let key = callback_with_token(&store, "asked-again");
+    let body = forwarded_body(&backend, &key).await;
+    task.abort();
+    assert_eq!((body["verified"].clone(), body["passed"].clone(), body["reason"].clone()), (json!(true), json!(true), Value::Null), "{body}");
+    assert_eq!(calls.lock().unwrap().len(), 6, "five faults, then the answer");
+    let entry = store.backend().outbox_list(qys_proxy::store::OutboxFilter::All, 0, 10).unwrap().remove(0);
+    assert_eq!(entry.attempts, 6, "each fault failed an attempt");
+}
+
+/// A platform that never answers delays the callback until the give-up age, not longer: then it
+/// is forwarded `verified: false` with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_answer_the_callback_is_forwarded_unverified_at_the_give_up_age() {
+    let backend = backend(Box::new(|_: &str, _| false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, calls) = faulty_platform(vec![(503, r#"{"code":503,"message":"busy"}"#)], true).await;
+    let store = CallbackStore::open(&dir.path().join("callbacks.sqlite3")).unwrap().with_forwarding(true);
+    let platform = platform_client(&url, ConfirmLimits::default());
+    let give_up = Duration::from_millis(1500);
+    let task = forward::spawn(retrying(&backend.url, give_up), store.clone(), platform, TokenKey::new(b"forward-test-state-key"));
+    let key = callback_with_token(&store, "never-answered");
+    let body = forwarded_body(&backend, &key).await;
+    task.abort();
+    assert_eq!((body["verified"].clone(), body["passed"].clone()), (json!(false), Value::Null), "{body}");
+    assert!(body["reason"].as_str().unwrap().starts_with("the platform could not be asked: HTTP 503, code 503"), "{body}");
+    let waited = body["confirmedAt"].as_i64().unwrap() - body["receivedAt"].as_i64().unwrap();
+    assert!(waited >= 1500, "forwarded unverified after {waited} ms, before the give-up age");
+    assert!(calls.lock().unwrap().len() >= 4, "asked again meanwhile: {}", calls.lock().unwrap().len());
+}
+
 /// The forwarder's confirmation calls spend the instance's `QYS_CONFIRM_RATE`, which the return
 /// page and `outcome` use too, and leave them half the burst: at 2 a second the forwarder may make
 /// one call at once, then one each 0.5 s, however many callbacks wait.
