@@ -43,6 +43,9 @@ pub enum PlatformError {
         message: Option<String>,
         /// The log's version: the screened message with any signing value cut out.
         logged: String,
+        /// The HTTP status it came with: a 5xx or 429 says the platform could not answer now,
+        /// whatever the code (the forwarder asks again).
+        http: u16,
     },
 }
 
@@ -148,7 +151,7 @@ impl Platform {
             let text = envelope.get("message").and_then(Value::as_str).unwrap_or("");
             let screened = screen(text, &ours);
             let message = screened.shown.filter(|m| !m.trim().is_empty());
-            return Err(PlatformError::Platform { code, message, logged: screened.logged });
+            return Err(PlatformError::Platform { code, message, logged: screened.logged, http: status.as_u16() });
         }
         Ok(envelope.get("result").cloned().unwrap_or(Value::Null))
     }
@@ -379,7 +382,7 @@ mod tests {
         assert!(our_message(1605).contains("COMPANY ALREADY AUTHED"));
         assert!(our_message(442).contains("INVALID TOKEN"));
         assert_eq!(our_message(9), "the platform refused the request (code 9)");
-        let e = PlatformError::Platform { code: 442, message: None, logged: "INVALID TOKEN [redacted]".into() };
+        let e = PlatformError::Platform { code: 442, message: None, logged: "INVALID TOKEN [redacted]".into(), http: 401 };
         assert_eq!(e.code_and_message(), (442, our_message(442)));
         assert_eq!(e.logged(), (442, "INVALID TOKEN [redacted]".into()));
     }

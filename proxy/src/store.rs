@@ -269,6 +269,10 @@ pub struct OutboxEntry {
     pub enqueued_at: i64,
     /// The forwarder holding the lease, or empty.
     pub owner: String,
+    /// How many times the entry was claimed: the number of the current (or last) claim. With
+    /// `owner`, it names one attempt: an instance that claims again an entry whose earlier attempt
+    /// outlived its lease must not let that earlier attempt POST, renew or fail it.
+    pub claim: i64,
     /// Until when it holds it (Unix ms; 0 when none).
     pub locked_until: i64,
     /// The last failure (HTTP status and a cut answer, or the transport error), or empty.
@@ -350,15 +354,17 @@ impl From<rusqlite::Error> for StoreError {
 /// instances on one PostgreSQL database) share it through leases:
 /// - [`claim_due`](Self::claim_due) hands an entry to at most one forwarder at a time: only
 ///   `pending` entries with `next_at <= now` and `locked_until <= now` (no live lease), oldest
-///   `next_at` first, and sets `owner`, `locked_until = now + lease_ms` in the same transaction.
+///   `next_at` first, and sets `owner`, `locked_until = now + lease_ms` and `claims + 1` in the
+///   same transaction. A lease is (`owner`, [`OutboxEntry::claim`]): the owner alone cannot tell
+///   two attempts of one instance apart (its own re-claim after a lease ran out).
 ///   SQLite: one `IMMEDIATE` transaction (a single writer). PostgreSQL: `UPDATE … WHERE id IN
 ///   (SELECT id … ORDER BY next_at LIMIT n FOR UPDATE SKIP LOCKED) RETURNING …`.
 /// - [`mark_delivered`](Self::mark_delivered) holds whoever reports it (a delivery is a fact even
 ///   when the lease has meanwhile expired); [`mark_failed`](Self::mark_failed) and
-///   [`park_dead`](Self::park_dead) only apply while `owner` still holds the lease of a `pending`
-///   entry (else they change nothing and return `false`: another forwarder has it now).
+///   [`park_dead`](Self::park_dead) only apply while the lease (`owner`, `claim`) still holds a
+///   `pending` entry (else they change nothing and return `false`: another attempt has it now).
 /// - [`renew_lease`](Self::renew_lease), right before each POST, extends the lease only while
-///   `owner` still holds the `pending` entry (else the caller skips the POST: a pause longer
+///   it still holds the `pending` entry (else the caller skips the POST: a pause longer
 ///   than the lease — a slow confirmation, a stalled process — must not let two instances POST
 ///   one entry), and fixes the forwarded body: first writer wins, so one key never carries two
 ///   bodies.
@@ -375,6 +381,7 @@ impl From<rusqlite::Error> for StoreError {
 ///     enqueued_at INTEGER NOT NULL,    -- give-up age counts from here; replay resets it
 ///     owner TEXT NOT NULL DEFAULT '',  -- lease holder ('' = none)
 ///     locked_until INTEGER NOT NULL DEFAULT 0,
+///     claims INTEGER NOT NULL DEFAULT 0, -- +1 per claim: the lease is (owner, claims)
 ///     last_error TEXT NOT NULL DEFAULT '',
 ///     payload TEXT,                    -- forwarded JSON body, fixed by the first attempt
 ///     finished_at INTEGER              -- delivered / dead at
@@ -414,30 +421,32 @@ pub trait CallbackBackend: Send + Sync + 'static {
     // ---- outbox (issue 9) ----
 
     /// Leases up to `limit` due entries to `owner` until `now + lease_ms`: `pending`,
-    /// `next_at <= now`, `locked_until <= now`, by `next_at` then `id`. The returned entries
-    /// carry the new lease. Two concurrent calls never return the same entry while the lease runs.
+    /// `next_at <= now`, `locked_until <= now`, by `next_at` then `id`; each entry's `claims`
+    /// goes up by one. The returned entries carry the new lease ([`OutboxEntry::claim`]). Two concurrent calls never return the same entry while the lease runs.
     fn claim_due(&self, now: i64, limit: usize, owner: &str, lease_ms: i64) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Right before `owner` POSTs the entry: if `owner` still holds it (`pending`, `owner`
-    /// unchanged — even if its lease ran out, nobody claimed it since), extends the lease to
+    /// Right before `owner` POSTs the entry: if its claim number `claim` still holds it
+    /// (`pending`, `owner` and `claims` unchanged — even if the lease ran out, nobody claimed it
+    /// since, this instance included), extends the lease to
     /// `now + lease_ms`, sets `payload` as the forwarded body if it has none yet, and returns the
     /// body it has now (this one, or the one an earlier attempt fixed). `None`, changing nothing,
     /// when it is no longer `owner`'s (claimed by another forwarder, delivered, replayed, or gone):
     /// the caller must not POST.
-    fn renew_lease(&self, id: i64, owner: &str, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError>;
+    fn renew_lease(&self, id: i64, owner: &str, claim: i64, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError>;
 
     /// A `pending` entry was delivered at `at`: `delivered`, `finished_at = at`, attempts + 1,
     /// lease cleared, `last_error` kept. Whoever holds the lease. `false` if it was not pending.
     fn mark_delivered(&self, id: i64, at: i64) -> Result<bool, StoreError>;
 
-    /// An attempt by `owner` failed: attempts + 1, `next_at`, `last_error = error`, lease
-    /// cleared; stays `pending`. `false` (nothing changed) unless `owner` holds its lease.
-    fn mark_failed(&self, id: i64, owner: &str, next_at: i64, error: &str) -> Result<bool, StoreError>;
+    /// An attempt by `owner`'s claim `claim` failed: attempts + 1, `next_at`, `last_error =
+    /// error`, lease cleared; stays `pending`. `false` (nothing changed) unless that claim holds
+    /// its lease.
+    fn mark_failed(&self, id: i64, owner: &str, claim: i64, next_at: i64, error: &str) -> Result<bool, StoreError>;
 
-    /// The last attempt by `owner` failed and the entry is too old to retry: `dead`,
-    /// attempts + 1, `finished_at = at`, `last_error = error`, lease cleared. `false` (nothing
-    /// changed) unless `owner` holds its lease.
-    fn park_dead(&self, id: i64, owner: &str, at: i64, error: &str) -> Result<bool, StoreError>;
+    /// The last attempt by `owner`'s claim `claim` failed and the entry is too old to retry:
+    /// `dead`, attempts + 1, `finished_at = at`, `last_error = error`, lease cleared. `false`
+    /// (nothing changed) unless that claim holds its lease.
+    fn park_dead(&self, id: i64, owner: &str, claim: i64, at: i64, error: &str) -> Result<bool, StoreError>;
 
     /// Clears every lease `owner` holds (a forwarder stopping); returns how many.
     fn release(&self, owner: &str) -> Result<usize, StoreError>;
@@ -788,31 +797,37 @@ mod tests {
         assert_eq!(claimed[0].query, "flow=a");
         assert_eq!(claimed[0].deliveries, 2);
         assert_eq!(claimed[0].dedup_key, dedup_key("personal-auth", "flow=a", b"mode=FACE&status=1"));
-        assert_eq!((claimed[0].owner.as_str(), claimed[0].locked_until), ("one", t + 5000));
+        assert_eq!((claimed[0].owner.as_str(), claimed[0].locked_until, claimed[0].claim), ("one", t + 5000, 1));
         assert!(b.claim_due(t, 10, "two", 5000).unwrap().is_empty(), "leased entries are not claimed twice");
         assert_eq!(b.next_due().unwrap(), Some(t + 5000));
         let (a, c) = (claimed[0].id, claimed[1].id);
-        assert_eq!(b.renew_lease(a, "two", t, 5000, "{\"x\":0}").unwrap(), None, "not the lease holder");
-        assert_eq!(b.renew_lease(a, "one", t + 10, 5000, "{\"x\":1}").unwrap().as_deref(), Some("{\"x\":1}"));
-        assert_eq!(b.renew_lease(a, "one", t + 20, 5000, "{\"x\":2}").unwrap().as_deref(), Some("{\"x\":1}"), "the first body stays");
+        assert_eq!(b.renew_lease(a, "two", 1, t, 5000, "{\"x\":0}").unwrap(), None, "not the lease holder");
+        assert_eq!(b.renew_lease(a, "one", 1, t + 10, 5000, "{\"x\":1}").unwrap().as_deref(), Some("{\"x\":1}"));
+        assert_eq!(b.renew_lease(a, "one", 1, t + 20, 5000, "{\"x\":2}").unwrap().as_deref(), Some("{\"x\":1}"), "the first body stays");
         assert_eq!(b.outbox_get(a).unwrap().unwrap().locked_until, t + 20 + 5000, "renewed");
-        assert!(!b.mark_failed(a, "two", t + 100, "HTTP 500").unwrap(), "not the lease holder");
-        assert!(b.mark_failed(a, "one", t + 100, "HTTP 500").unwrap());
-        assert!(b.park_dead(c, "one", t, "HTTP 500").unwrap());
+        assert!(!b.mark_failed(a, "two", 1, t + 100, "HTTP 500").unwrap(), "not the lease holder");
+        assert!(b.mark_failed(a, "one", 1, t + 100, "HTTP 500").unwrap());
+        assert!(b.park_dead(c, "one", 1, t, "HTTP 500").unwrap());
         let e = b.outbox_get(a).unwrap().unwrap();
         assert_eq!((e.state, e.attempts, e.next_at, e.owner.as_str(), e.last_error.as_str()), (OutboxState::Pending, 1, t + 100, "", "HTTP 500"));
         let again = b.claim_due(t + 100, 10, "two", 5000).unwrap();
-        assert_eq!(again.iter().map(|e| e.id).collect::<Vec<_>>(), vec![a]);
+        assert_eq!(again.iter().map(|e| (e.id, e.claim)).collect::<Vec<_>>(), vec![(a, 2)]);
         assert_eq!(again[0].payload.as_deref(), Some("{\"x\":1}"));
         // An expired lease is claimable by another forwarder; the first one's report then counts
         // only if it is a delivery.
         let stolen = b.claim_due(t + 100 + 5000, 10, "three", 5000).unwrap();
         assert_eq!(stolen.len(), 1);
-        assert!(!b.mark_failed(a, "two", t, "late").unwrap());
-        assert_eq!(b.renew_lease(a, "two", t + 5200, 5000, "{}").unwrap(), None, "taken over: the old holder must not POST");
-        assert_eq!(b.renew_lease(a, "three", t + 5200, 5000, "{}").unwrap().as_deref(), Some("{\"x\":1}"));
+        assert!(!b.mark_failed(a, "two", 2, t, "late").unwrap());
+        assert_eq!(b.renew_lease(a, "two", 2, t + 5200, 5000, "{}").unwrap(), None, "taken over: the old holder must not POST");
+        // ... and by the same forwarder: its earlier attempt is not the new one.
+        let reclaimed = b.claim_due(t + 100 + 10_000, 10, "three", 5000).unwrap();
+        assert_eq!(reclaimed.iter().map(|e| (e.id, e.claim)).collect::<Vec<_>>(), vec![(a, 4)]);
+        assert_eq!(b.renew_lease(a, "three", 3, t + 10_200, 5000, "{}").unwrap(), None, "claimed again: the earlier attempt must not POST");
+        assert!(!b.mark_failed(a, "three", 3, t + 10_200, "late").unwrap(), "nor fail the entry");
+        assert!(!b.park_dead(a, "three", 3, t + 10_200, "late").unwrap(), "nor park it");
+        assert_eq!(b.renew_lease(a, "three", 4, t + 10_200, 5000, "{}").unwrap().as_deref(), Some("{\"x\":1}"));
         assert!(b.mark_delivered(a, t + 6000).unwrap());
-        assert_eq!(b.renew_lease(a, "three", t + 6000, 5000, "{}").unwrap(), None, "delivered: nothing to POST");
+        assert_eq!(b.renew_lease(a, "three", 4, t + 6000, 5000, "{}").unwrap(), None, "delivered: nothing to POST");
         assert!(!b.mark_delivered(a, t + 6001).unwrap(), "already delivered");
         assert_eq!(b.outbox_counts().unwrap(), OutboxCounts { pending: 0, delivered: 1, dead: 1, unqueued: 1 });
         assert_eq!(b.next_due().unwrap(), None);
@@ -827,6 +842,7 @@ mod tests {
         assert_eq!(b.outbox_counts().unwrap(), OutboxCounts { pending: 2, delivered: 1, dead: 0, unqueued: 0 });
         let c2 = b.outbox_get(c).unwrap().unwrap();
         assert_eq!((c2.state, c2.attempts, c2.enqueued_at, c2.finished_at), (OutboxState::Pending, 0, t + 7000, None));
+        assert_eq!(c2.claim, 1, "a replay keeps the claim number: an attempt from before it cannot act");
         assert_eq!(b.claim_due(t + 7000, 1, "four", 5000).unwrap().len(), 1, "limit");
         assert_eq!(b.release("four").unwrap(), 1);
         assert_eq!(b.claim_due(t + 7000, 10, "five", 5000).unwrap().len(), 2);
@@ -837,6 +853,32 @@ mod tests {
         assert_eq!(reopened.sweep(Duration::ZERO).unwrap().rows, 2, "the delivered entry and its callback");
         let left = reopened.backend().outbox_counts().unwrap();
         assert_eq!(left, OutboxCounts { pending: 2, delivered: 0, dead: 0, unqueued: 0 });
+    }
+
+    #[test]
+    fn a_file_from_before_claim_numbers_is_upgraded_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cb.sqlite3");
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE callbacks (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, dedup_key TEXT NOT NULL UNIQUE,
+                 query TEXT NOT NULL, body TEXT NOT NULL, error TEXT NOT NULL, received_at INTEGER NOT NULL,
+                 deliveries INTEGER NOT NULL DEFAULT 1);
+             CREATE TABLE outbox (id INTEGER PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                 next_at INTEGER NOT NULL, enqueued_at INTEGER NOT NULL, owner TEXT NOT NULL DEFAULT '',
+                 locked_until INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', payload TEXT,
+                 finished_at INTEGER);
+             INSERT INTO callbacks VALUES (1, 'personal-auth', 'k', 'flow=old', 'mode=FACE&status=1', '', 1, 1);
+             INSERT INTO outbox (id, state, next_at, enqueued_at, owner, locked_until) VALUES (1, 'pending', 1, 1, 'gone', 2);",
+        )
+        .unwrap();
+        drop(old);
+        let b = CallbackStore::open(&path).unwrap().backend();
+        let claimed = b.claim_due(now(), 10, "new", 5000).unwrap();
+        assert_eq!(claimed.iter().map(|e| (e.query.as_str(), e.claim)).collect::<Vec<_>>(), [("flow=old", 1)]);
+        assert!(b.renew_lease(1, "new", 1, now(), 5000, "{}").unwrap().is_some());
+        drop(b);
+        CallbackStore::open(&path).expect("an upgraded file opens again");
     }
 
     #[test]

@@ -754,6 +754,194 @@ async fn a_forwarder_whose_lease_ran_out_does_not_post_what_another_took_over() 
     assert_eq!(seen.bad, 0);
 }
 
+/// A backend that holds the first request it gets until `release` (after telling `held`), and
+/// answers every request 204; the `Idempotency-Key` of each request, in order.
+struct HoldingBackend {
+    url: String,
+    held: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+    keys: Arc<Mutex<Vec<String>>>,
+}
+
+async fn holding_backend() -> HoldingBackend {
+    let held = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let keys: Arc<Mutex<Vec<String>>> = Arc::default();
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (h, r, k) = (held.clone(), release.clone(), keys.clone());
+    let answer = move |headers: HeaderMap, body: Bytes| {
+        let (held, release, keys, first) = (h.clone(), r.clone(), k.clone(), first.clone());
+        async move {
+            assert!(common::forwarding::verify(SECRET, &headers, &body));
+            keys.lock().unwrap().push(headers["idempotency-key"].to_str().unwrap().to_owned());
+            if first.swap(false, Ordering::SeqCst) {
+                held.notify_one();
+                release.notified().await;
+            }
+            StatusCode::NO_CONTENT
+        }
+    };
+    let router = axum::Router::new().route("/hook", axum::routing::post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    HoldingBackend { url, held, release, keys }
+}
+
+/// One instance, two attempts at one entry: the first one's confirmation outlasts its lease, the
+/// instance's own run loop claims the entry again and the second attempt POSTs (held by the
+/// backend). When the first attempt's confirmation comes back, it must not POST too: the owner
+/// is the same, the claim is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_whose_lease_ran_out_does_not_post_what_its_own_instance_claimed_again() {
+    let backend = holding_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("callbacks.sqlite3");
+    let slow = fake_platform(true).await;
+    // Two slots: the first attempt (held by the platform) and the second (held by the backend).
+    let (a, task) = forwarder(&db, platform_client(&slow.url, ConfirmLimits::default()), &backend.url, Duration::from_millis(300), 2);
+    a.record("personal-auth", "flow=again-1", b"mode=FACE&status=1&authId=one").unwrap();
+    let first = dedup_key("personal-auth", "flow=again-1", b"mode=FACE&status=1&authId=one");
+    tokio::time::timeout(Duration::from_secs(30), slow.asked.notified()).await.expect("the first attempt asks the platform");
+    tokio::time::timeout(Duration::from_secs(30), backend.held.notified()).await.expect("the second attempt POSTs");
+    // Both slots are taken: the next callback is claimed only once an attempt is over, and the
+    // second one stays held below, so its delivery shows that the first attempt is over.
+    a.record("personal-auth", "flow=again-2", b"mode=FACE&status=1&authId=two").unwrap();
+    let second = dedup_key("personal-auth", "flow=again-2", b"mode=FACE&status=1&authId=two");
+    slow.release.notify_one();
+    let forwarded = async {
+        while !backend.keys.lock().unwrap().contains(&second) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), forwarded).await.expect("the second callback is forwarded");
+    backend.release.notify_one();
+    let delivered = async {
+        while a.backend().outbox_counts().unwrap().delivered < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), delivered).await.expect("both delivered");
+    task.abort();
+    let keys = backend.keys.lock().unwrap();
+    assert_eq!(keys.iter().filter(|k| **k == first).count(), 1, "the first callback was POSTed once, by the second attempt: {keys:?}");
+    let entry = a.backend().outbox_list(qys_proxy::store::OutboxFilter::All, 0, 10).unwrap().remove(0);
+    assert_eq!((entry.claim, entry.attempts), (2, 1), "claimed twice, one attempt recorded");
+}
+
+/// A platform whose personal-auth result answers `faults` (HTTP status, body) in turn, then, with
+/// `forever` the last fault again, else "real-named"; when each request arrived.
+async fn faulty_platform(faults: Vec<(u16, &'static str)>, forever: bool) -> (String, Arc<Mutex<Vec<Instant>>>) {
+    let calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let c = calls.clone();
+    let answer = move || {
+        let n = {
+            let mut calls = c.lock().unwrap();
+            calls.push(Instant::now());
+            calls.len() - 1
+        };
+        let fault = faults.get(n).or(faults.last().filter(|_| forever)).copied();
+        async move {
+            let (status, body) = fault.unwrap_or((200, r#"{"code":0,"message":"SUCCESS","result":{"realName":true}}"#));
+            (StatusCode::from_u16(status).unwrap(), body)
+        }
+    };
+    let router = axum::Router::new().route("/v2/personalauth/result", axum::routing::get(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, calls)
+}
+
+/// A personal-auth callback with this proxy's flow token, as the SDK's flows get them: the
+/// platform is asked about the token's contact, and can make it `verified`.
+fn callback_with_token(store: &CallbackStore, state: &str) -> String {
+    let flow = qys_proxy::token::FlowToken {
+        action: qys_proxy::protocol::Action::PersonalAuth,
+        state: state.to_owned(),
+        target_origin: "http://127.0.0.1:1".into(),
+        subject: String::new(),
+        contact: "13700000044".into(),
+        expires: 1,
+        return_url: None,
+    };
+    let token = TokenKey::new(b"forward-test-state-key").seal(&flow);
+    let query = format!("flow={state}&t={token}");
+    let body = format!("mode=FACE&status=1&authId={state}");
+    store.record("personal-auth", &query, body.as_bytes()).unwrap();
+    dedup_key("personal-auth", &query, body.as_bytes())
+}
+
+/// Quick retries, one slot, the give-up age `give_up`.
+fn retrying(receiver: &str, give_up: Duration) -> ForwardSettings {
+    let mut settings = ForwardSettings::new(receiver, qys_proxy::Secret::new(SECRET));
+    (settings.retry_base, settings.retry_cap, settings.give_up, settings.concurrency) =
+        (Duration::from_millis(50), Duration::from_millis(200), give_up, 1);
+    settings
+}
+
+/// The forwarded body of `key`, once the backend has answered it 204 (bounded wait).
+async fn forwarded_body(backend: &Backend, key: &str) -> Value {
+    let body = async {
+        loop {
+            if let Some((_, body)) = backend.seen.lock().unwrap().by_key.get(key).and_then(|tries| tries.iter().find(|(s, _)| *s == 204)) {
+                return serde_json::from_str::<Value>(body).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), body).await.expect("forwarded")
+}
+
+/// No answer from the platform is not its word: a gateway's page, HTTP 5xx or 429 with any code,
+/// the proxy's request refused (442) are asked again, however many times, and the callback
+/// arrives verified once the platform answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_is_asked_again_until_it_answers() {
+    let backend = backend(Box::new(|_: &str, _| false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = vec![
+        (503, "<html>Service Temporarily Unavailable</html>"),
+        (502, r#"{"code":500,"message":"系统繁忙"}"#),
+        (429, r#"{"code":1,"message":"请求过于频繁"}"#),
+        (401, r#"{"code":442,"message":"INVALID TOKEN"}"#),
+        (500, r#"{"code":1604,"message":"INVALID AUTHID"}"#),
+    ];
+    let (url, calls) = faulty_platform(faults, false).await;
+    let store = CallbackStore::open(&dir.path().join("callbacks.sqlite3")).unwrap().with_forwarding(true);
+    let platform = platform_client(&url, ConfirmLimits::default());
+    let task = forward::spawn(retrying(&backend.url, Duration::from_secs(3600)), store.clone(), platform, TokenKey::new(b"forward-test-state-key"));
+    let key = callback_with_token(&store, "asked-again");
+    let body = forwarded_body(&backend, &key).await;
+    task.abort();
+    assert_eq!((body["verified"].clone(), body["passed"].clone(), body["reason"].clone()), (json!(true), json!(true), Value::Null), "{body}");
+    assert_eq!(calls.lock().unwrap().len(), 6, "five faults, then the answer");
+    let entry = store.backend().outbox_list(qys_proxy::store::OutboxFilter::All, 0, 10).unwrap().remove(0);
+    assert_eq!(entry.attempts, 6, "each fault failed an attempt");
+}
+
+/// A platform that never answers delays the callback until the give-up age, not longer: then it
+/// is forwarded `verified: false` with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_answer_the_callback_is_forwarded_unverified_at_the_give_up_age() {
+    let backend = backend(Box::new(|_: &str, _| false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, calls) = faulty_platform(vec![(503, "<html>Service Temporarily Unavailable</html>")], true).await;
+    let store = CallbackStore::open(&dir.path().join("callbacks.sqlite3")).unwrap().with_forwarding(true);
+    let platform = platform_client(&url, ConfirmLimits::default());
+    let give_up = Duration::from_millis(1500);
+    let task = forward::spawn(retrying(&backend.url, give_up), store.clone(), platform, TokenKey::new(b"forward-test-state-key"));
+    let key = callback_with_token(&store, "never-answered");
+    let body = forwarded_body(&backend, &key).await;
+    task.abort();
+    assert_eq!((body["verified"].clone(), body["passed"].clone()), (json!(false), Value::Null), "{body}");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(reason.starts_with("the platform could not be asked: ") && reason.contains("HTTP 503"), "{body}");
+    let waited = body["confirmedAt"].as_i64().unwrap() - body["receivedAt"].as_i64().unwrap();
+    assert!(waited >= 1500, "forwarded unverified after {waited} ms, before the give-up age");
+    assert!(calls.lock().unwrap().len() >= 4, "asked again meanwhile: {}", calls.lock().unwrap().len());
+}
+
 /// The forwarder's confirmation calls spend the instance's `QYS_CONFIRM_RATE`, which the return
 /// page and `outcome` use too, and leave them half the burst: at 2 a second the forwarder may make
 /// one call at once, then one each 0.5 s, however many callbacks wait.

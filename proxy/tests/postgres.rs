@@ -88,6 +88,29 @@ fn an_applied_migration_edited_afterwards_stops_the_start_and_a_newer_one_is_tol
     assert!(e.contains("0001_callbacks") && e.contains("must not be edited"), "{e}");
 }
 
+/// A database migrated by the version before claim numbers, with an entry leased by an instance
+/// of that version, gets `outbox.claims` when a newer instance starts; the old lease's holder can
+/// no longer act once the entry is claimed again.
+#[test]
+fn a_database_from_before_claim_numbers_is_migrated_at_start() {
+    let cluster = PgCluster::shared();
+    let url = cluster.create_db();
+    drop(open_pg(&url));
+    cluster.query(&url, "ALTER TABLE outbox DROP COLUMN claims; DELETE FROM schema_migrations WHERE version = 3");
+    cluster.query(
+        &url,
+        "INSERT INTO callbacks (kind, dedup_key, query, body, received_at) VALUES ('personal-auth', 'k', 'flow=old', 'x', 1);
+         INSERT INTO outbox (id, state, next_at, enqueued_at, owner, locked_until)
+             SELECT id, 'pending', 1, 1, 'old', 2 FROM callbacks",
+    );
+    let backend = open_pg(&url);
+    assert_eq!(cluster.query(&url, "SELECT max(version) FROM schema_migrations"), "3");
+    let claimed = backend.claim_due(now(), 10, "new", 30_000).unwrap();
+    assert_eq!(claimed.iter().map(|e| (e.query.as_str(), e.claim)).collect::<Vec<_>>(), [("flow=old", 1)]);
+    assert_eq!(backend.renew_lease(claimed[0].id, "old", 0, now(), 30_000, "{}").unwrap(), None);
+    assert!(backend.renew_lease(claimed[0].id, "new", 1, now(), 30_000, "{}").unwrap().is_some());
+}
+
 #[test]
 fn an_unreachable_database_fails_the_start_without_showing_the_password() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -194,9 +217,9 @@ fn sweep_keeps_unfinished(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
         backend.outbox_list(OutboxFilter::All, 0, 100).unwrap().into_iter().map(|e| (e.query, e.id)).collect();
     assert_eq!(backend.claim_due(old + 1, 100, "A", 1_000).unwrap().len(), 6);
     assert!(backend.mark_delivered(id["delivered"], old + 2).unwrap());
-    assert!(backend.park_dead(id["dead-long-ago"], "A", old + 3, "gone").unwrap());
-    assert!(backend.park_dead(id["dead-lately"], "A", t - DAY_MS, "gone").unwrap());
-    assert!(backend.mark_failed(id["failed-once"], "A", t + DAY_MS, "HTTP 500").unwrap());
+    assert!(backend.park_dead(id["dead-long-ago"], "A", 1, old + 3, "gone").unwrap());
+    assert!(backend.park_dead(id["dead-lately"], "A", 1, t - DAY_MS, "gone").unwrap());
+    assert!(backend.mark_failed(id["failed-once"], "A", 1, t + DAY_MS, "HTTP 500").unwrap());
     assert_eq!(backend.release("A").unwrap(), 2);
     // Leased now, by another forwarder (the oldest due: "leased", recorded first).
     let leased = backend.claim_due(t, 1, "B", 60_000).unwrap();
@@ -244,20 +267,23 @@ fn outbox_transcript(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
     let name = |id: i64| backend.outbox_get(id).unwrap().map(|e| e.query).unwrap_or_else(|| format!("none {id}"));
     let a = backend.claim_due(t0 + 1000, 2, "A", 30_000).unwrap();
     let b = backend.claim_due(t0 + 1000, 10, "B", 30_000).unwrap();
-    t.push(format!("A {:?}", a.iter().map(|e| (&e.query, &e.owner, e.locked_until - t0, e.deliveries)).collect::<Vec<_>>()));
+    t.push(format!("A {:?}", a.iter().map(|e| (&e.query, &e.owner, e.locked_until - t0, e.deliveries, e.claim)).collect::<Vec<_>>()));
     t.push(format!("B {:?}", b.iter().map(|e| e.query.clone()).collect::<Vec<_>>()));
     t.push(format!("again {}", backend.claim_due(t0 + 1000, 10, "C", 30_000).unwrap().len()));
     t.push(format!("next_due {:?}", backend.next_due().unwrap().map(|d| d - t0)));
     let (a0, a1, b0) = (a[0].id, a[1].id, b[0].id);
-    t.push(format!("payload {:?}", backend.renew_lease(a0, "A", t0 + 1500, 30_000, "{\"first\":1}").unwrap()));
-    t.push(format!("payload {:?}", backend.renew_lease(a0, "A", t0 + 1600, 30_000, "{\"second\":2}").unwrap()));
+    t.push(format!("payload {:?}", backend.renew_lease(a0, "A", 1, t0 + 1500, 30_000, "{\"first\":1}").unwrap()));
+    t.push(format!("payload {:?}", backend.renew_lease(a0, "A", 1, t0 + 1600, 30_000, "{\"second\":2}").unwrap()));
     t.push(format!("renewed until {}", backend.outbox_get(a0).unwrap().unwrap().locked_until - t0));
-    t.push(format!("renewed by B {:?}", backend.renew_lease(a0, "B", t0 + 1600, 30_000, "{}").unwrap()));
-    t.push(format!("payload of none {:?}", backend.renew_lease(-5, "A", t0, 30_000, "{}").unwrap()));
-    t.push(format!("failed by B {}", backend.mark_failed(a0, "B", t0 + 5000, "503").unwrap()));
-    t.push(format!("failed by A {}", backend.mark_failed(a0, "A", t0 + 5000, "503 Service\0Unavailable").unwrap()));
-    t.push(format!("dead by B {}", backend.park_dead(a1, "B", t0 + 2000, "gone").unwrap()));
-    t.push(format!("dead by A {}", backend.park_dead(a1, "A", t0 + 2000, "gone").unwrap()));
+    t.push(format!("renewed by B {:?}", backend.renew_lease(a0, "B", 1, t0 + 1600, 30_000, "{}").unwrap()));
+    t.push(format!("renewed by A's claim 0 {:?}", backend.renew_lease(a0, "A", 0, t0 + 1600, 30_000, "{}").unwrap()));
+    t.push(format!("payload of none {:?}", backend.renew_lease(-5, "A", 1, t0, 30_000, "{}").unwrap()));
+    t.push(format!("failed by B {}", backend.mark_failed(a0, "B", 1, t0 + 5000, "503").unwrap()));
+    t.push(format!("failed by A's claim 2 {}", backend.mark_failed(a0, "A", 2, t0 + 5000, "503").unwrap()));
+    t.push(format!("failed by A {}", backend.mark_failed(a0, "A", 1, t0 + 5000, "503 Service\0Unavailable").unwrap()));
+    t.push(format!("dead by B {}", backend.park_dead(a1, "B", 1, t0 + 2000, "gone").unwrap()));
+    t.push(format!("dead by A's claim 0 {}", backend.park_dead(a1, "A", 0, t0 + 2000, "gone").unwrap()));
+    t.push(format!("dead by A {}", backend.park_dead(a1, "A", 1, t0 + 2000, "gone").unwrap()));
     t.push(format!("delivered {}", backend.mark_delivered(b0, t0 + 3000).unwrap()));
     t.push(format!("delivered twice {}", backend.mark_delivered(b0, t0 + 3000).unwrap()));
     t.push(format!("released B {}", backend.release("B").unwrap()));
@@ -266,6 +292,15 @@ fn outbox_transcript(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
     t.push(format!("D {:?}", due.iter().map(|e| e.query.clone()).collect::<Vec<_>>()));
     let later = backend.claim_due(t0 + 40_000, 10, "E", 30_000).unwrap();
     t.push(format!("E after the leases {:?}", later.iter().map(|e| (e.query.clone(), e.attempts, e.last_error.clone(), e.payload.clone())).collect::<Vec<_>>()));
+    // E's attempt outlives its lease and E itself claims the entry again: one owner, two claims.
+    let again = backend.claim_due(t0 + 80_000, 1, "E", 30_000).unwrap();
+    let (first, second) = (&later[0], &again[0]);
+    t.push(format!("E again {} claim {} after {}", second.id == first.id, second.claim, first.claim));
+    t.push(format!("E's earlier claim: renewed {:?}", backend.renew_lease(first.id, "E", first.claim, t0 + 80_001, 30_000, "{}").unwrap()));
+    t.push(format!("E's earlier claim: failed {}", backend.mark_failed(first.id, "E", first.claim, t0 + 80_001, "late").unwrap()));
+    t.push(format!("E's earlier claim: dead {}", backend.park_dead(first.id, "E", first.claim, t0 + 80_001, "late").unwrap()));
+    t.push(format!("E's new claim: renewed {:?}", backend.renew_lease(first.id, "E", second.claim, t0 + 80_001, 30_000, "{}").unwrap()));
+    t.push(format!("E's new claim: failed {}", backend.mark_failed(first.id, "E", second.claim, t0 + 80_002, "HTTP 502").unwrap()));
     t.push(format!("replay dead {}", backend.replay_dead(t0 + 50_000).unwrap()));
     let off = backend.outbox_list(OutboxFilter::All, 0, 100).unwrap().len();
     let unqueued_id = plain.all().unwrap().len(); // not an id; find it through the list below
@@ -299,6 +334,10 @@ fn the_outbox_behaves_as_on_sqlite() {
     }
     assert_eq!(postgres.len(), sqlite.len());
     assert!(sqlite[0].contains("pending: 5") && sqlite[0].contains("unqueued: 1"), "{}", sqlite[0]);
+    let reclaimed: Vec<&str> = sqlite.iter().filter(|l| l.starts_with("E again") || l.starts_with("E's")).map(String::as_str).collect();
+    assert_eq!(reclaimed.len(), 6, "{sqlite:#?}");
+    assert!(reclaimed[0].starts_with("E again true claim ") && reclaimed[1..4] == ["E's earlier claim: renewed None", "E's earlier claim: failed false", "E's earlier claim: dead false"], "{reclaimed:?}");
+    assert!(reclaimed[4].starts_with("E's new claim: renewed Some(") && reclaimed[5] == "E's new claim: failed true", "{reclaimed:?}");
 }
 
 // ---- several instances on one database ----

@@ -7,10 +7,12 @@
 //! 1. claims due entries under a lease ([`crate::store::CallbackBackend::claim_due`]);
 //! 2. on an entry's first attempt, asks the platform for the result ([`payload::build`]), within
 //!    the instance's `QYS_CONFIRM_RATE`, which it shares with the return page (waiting at most
-//!    [`payload::BUDGET_WAIT`], else retried later). If the platform cannot be asked, the
-//!    confirmation is retried with the entry's backoff; from the [`CONFIRM_TRIES`]th attempt the
-//!    body says `"verified": false` and why;
-//! 3. renews the lease if the entry is still its own, else leaves it to its new holder
+//!    [`payload::BUDGET_WAIT`], else retried later). The platform's word — a result or a refusal
+//!    of the question — is final; no answer (timeout, unreachable, HTTP 5xx or 429, the request
+//!    itself refused, the budget spent) is asked again with the entry's backoff, and only once
+//!    the entry reaches `QYS_FORWARD_GIVE_UP_HOURS` does the body say `"verified": false` and why;
+//! 3. renews the lease if this claim still holds the entry, else leaves it to its new holder —
+//!    another instance, or this one claiming it again after the lease ran out
 //!    ([`crate::store::CallbackBackend::renew_lease`]), fixing the forwarded body on the first
 //!    attempt: every later attempt sends the same bytes under the same `Idempotency-Key`;
 //!    then POSTs it, signed ([`signature`]), within `QYS_FORWARD_TIMEOUT_MS`;
@@ -37,11 +39,8 @@ use crate::platform::Platform;
 use crate::token::TokenKey;
 use crate::store::{now, CallbackBackend, CallbackStore, OutboxEntry, StoreError};
 
-use payload::NotAsked;
 pub use settings::{ForwardArgs, ForwardSettings};
 
-/// Attempts at asking the platform before the body is fixed as "could not be asked".
-pub const CONFIRM_TRIES: i64 = 3;
 /// Longest sleep between looks at the outbox (other instances' entries, expired leases, replays
 /// from the command line).
 pub const POLL: Duration = Duration::from_secs(1);
@@ -186,25 +185,23 @@ async fn attempt(ctx: Arc<Ctx>, entry: OutboxEntry) {
         Some(payload) => payload,
         None => match payload::build(&ctx.platform, &ctx.key, &entry).await {
             Ok(body) => body,
-            Err(NotAsked::Busy) => {
-                let why = "confirmation: QYS_CONFIRM_RATE is spent (the return pages come first)";
-                failed(&ctx, &entry, why.to_owned(), None).await;
+            // An outage of hours must not turn real successes into unverified ones: ask again
+            // until the give-up age, then let the backend hear, unverified.
+            Err(not_asked) if age(&entry, now()) >= ctx.settings.give_up => payload::unconfirmed(&entry, &not_asked.why()),
+            Err(not_asked) => {
+                failed(&ctx, &entry, format!("confirmation: the platform could not be asked: {}", not_asked.why()), None).await;
                 return;
             }
-            Err(NotAsked::Failed(why)) if entry.attempts + 1 < CONFIRM_TRIES => {
-                failed(&ctx, &entry, format!("confirmation: the platform could not be asked: {why}"), None).await;
-                return;
-            }
-            Err(NotAsked::Failed(why)) => payload::unconfirmed(&entry, &why),
         },
     };
-    // The confirmation (or a stall) may have outlasted the lease, and another instance may have
-    // claimed the entry since: POST only while it is still ours, under a fresh lease.
-    let c = ctx.clone();
-    let payload = match blocking(move || c.backend.renew_lease(id, &c.owner, now(), c.lease_ms(), &body)).await {
+    // The confirmation (or a stall) may have outlasted the lease, and another instance, or this
+    // one's run loop, may have claimed the entry since: POST only while this claim still holds
+    // it, under a fresh lease.
+    let (c, claim) = (ctx.clone(), entry.claim);
+    let payload = match blocking(move || c.backend.renew_lease(id, &c.owner, claim, now(), c.lease_ms(), &body)).await {
         Ok(Some(fixed)) => fixed,
         Ok(None) => {
-            tracing::warn!(id, "not forwarded by this instance: the entry is no longer leased to it (its lease ran out)");
+            tracing::warn!(id, claim, "not forwarded by this attempt: the entry is no longer its own (claimed again after the lease ran out, delivered or replayed)");
             return;
         }
         Err(e) => {
@@ -262,13 +259,12 @@ async fn attempt(ctx: Arc<Ctx>, entry: OutboxEntry) {
 /// Records a failed attempt: retried after [`backoff`], or parked as dead once older than the
 /// give-up age.
 async fn failed(ctx: &Arc<Ctx>, entry: &OutboxEntry, error: String, retry_after: Option<Duration>) {
-    let (id, at) = (entry.id, now());
-    let age = Duration::from_millis(u64::try_from(at.saturating_sub(entry.enqueued_at)).unwrap_or(0));
+    let (id, claim, at) = (entry.id, entry.claim, now());
     let c = ctx.clone();
-    if age >= ctx.settings.give_up {
+    if age(entry, at) >= ctx.settings.give_up {
         tracing::error!(id, attempts = entry.attempts + 1, error = %error, "server callback not forwarded; parked as dead");
         let owner = c.owner.clone();
-        if let Err(e) = blocking(move || c.backend.park_dead(id, &owner, at, &error)).await {
+        if let Err(e) = blocking(move || c.backend.park_dead(id, &owner, claim, at, &error)).await {
             tracing::error!(id, error = %e, "cannot park a callback as dead");
         }
         return;
@@ -277,9 +273,14 @@ async fn failed(ctx: &Arc<Ctx>, entry: &OutboxEntry, error: String, retry_after:
     let next_at = at.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
     tracing::warn!(id, attempts = entry.attempts + 1, retry_in_ms = delay.as_millis() as u64, error = %error, "server callback not forwarded yet");
     let owner = c.owner.clone();
-    if let Err(e) = blocking(move || c.backend.mark_failed(id, &owner, next_at, &error)).await {
+    if let Err(e) = blocking(move || c.backend.mark_failed(id, &owner, claim, next_at, &error)).await {
         tracing::error!(id, error = %e, "cannot record a failed forwarding attempt");
     }
+}
+
+/// How long `entry` has been queued at `at` (the give-up age counts from its (re)enqueueing).
+fn age(entry: &OutboxEntry, at: i64) -> Duration {
+    Duration::from_millis(u64::try_from(at.saturating_sub(entry.enqueued_at)).unwrap_or(0))
 }
 
 /// The first [`ERROR_BODY_MAX`] characters of an answer's body, control characters replaced.

@@ -45,19 +45,38 @@ struct Answer {
 /// the lease.
 pub const BUDGET_WAIT: Duration = Duration::from_secs(2);
 
-/// Why the platform was not asked now.
+/// Why the platform gave no answer now; asking later may get one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotAsked {
-    /// The confirmation budget stayed spent for [`BUDGET_WAIT`]: ask later. Not the platform's
-    /// failure, so it never makes the body "could not be asked".
+    /// The confirmation budget stayed spent for [`BUDGET_WAIT`].
     Busy,
-    /// The call failed (timeout, unreachable, not understood): why.
+    /// No answer, or one that leaves the question open ([`transient_code`]): why.
     Failed(String),
 }
 
-/// Builds the forwarded body of `entry`. `Err` when the platform could not be asked right now:
-/// the caller retries the confirmation later or, after a few failed calls, forwards
-/// [`unconfirmed`].
+impl NotAsked {
+    /// Why, for `last_error` and, at the give-up age, the forwarded body's `reason`.
+    pub fn why(&self) -> String {
+        match self {
+            Self::Busy => "this instance's QYS_CONFIRM_RATE stayed spent (the return pages come first)".into(),
+            Self::Failed(why) => why.clone(),
+        }
+    }
+}
+
+/// Whether a non-zero `code` answered with HTTP status `http` leaves the question open, so that
+/// asking again may get an answer: the platform's own trouble or rate limit (HTTP 5xx or 429,
+/// whatever the code: its rate-limit code is not on public record), or a refusal of the proxy's
+/// request rather than of the question — credentials, signature, clock, nonce (441–444) — which
+/// the operator's fix or the next request's fresh nonce and timestamp undo. Any other code is the
+/// platform's word on this callback (e.g. 1604, an unknown `authId`).
+fn transient_code(code: i64, http: u16) -> bool {
+    http >= 500 || http == 429 || (441..=444).contains(&code)
+}
+
+/// Builds the forwarded body of `entry`. `Err` when the platform gave no answer now: the caller
+/// asks again later with the entry's backoff and, once the entry reaches the give-up age,
+/// forwards [`unconfirmed`].
 pub async fn build(platform: &Platform, key: &TokenKey, entry: &OutboxEntry) -> Result<String, NotAsked> {
     let fields = form_fields(&entry.body);
     let claimed = fields.get("status").and_then(Value::as_str) == Some("1");
@@ -71,10 +90,14 @@ pub async fn build(platform: &Platform, key: &TokenKey, entry: &OutboxEntry) -> 
     }
     let answer = match ask(platform, &question).await {
         Ok(answer) => answer,
+        Err(PlatformError::Platform { code, logged, http, .. }) if transient_code(code, http) => {
+            return Err(NotAsked::Failed(format!("HTTP {http}, code {code} ({logged})")));
+        }
         Err(PlatformError::Platform { code, logged, .. }) => {
             let reason = format!("the platform refused the question: code {code} ({logged})");
             return Ok(body(entry, &fields, None, Some(reason)));
         }
+        // No answer, or not the platform's envelope (a gateway's error page).
         Err(e) => return Err(NotAsked::Failed(e.logged().1)),
     };
     let status = fields.get("status").and_then(Value::as_str).unwrap_or("");
@@ -113,8 +136,8 @@ fn flow_question(flow: &FlowToken) -> Question {
     }
 }
 
-/// The forwarded body when the platform could not be asked at all (after the confirmation
-/// attempts): `"verified": false`, `passed` null, `reason` why.
+/// The forwarded body when the platform gave no answer until the give-up age:
+/// `"verified": false`, `passed` null, `reason` why.
 pub fn unconfirmed(entry: &OutboxEntry, why: &str) -> String {
     let fields = form_fields(&entry.body);
     body(entry, &fields, None, Some(format!("the platform could not be asked: {why}")))
@@ -204,6 +227,16 @@ mod tests {
     fn fields_keep_their_first_value_and_decode() {
         let f = form_fields("mode=FACE&status=1&status=2&authId=a%2Bb+c");
         assert_eq!(Value::Object(f), json!({"mode": "FACE", "status": "1", "authId": "a+b c"}));
+    }
+
+    #[test]
+    fn only_the_platforms_word_on_the_question_is_final() {
+        for (code, http) in [(500, 502), (1, 503), (429, 429), (442, 401), (441, 200), (444, 200)] {
+            assert!(transient_code(code, http), "{code} with HTTP {http}");
+        }
+        for (code, http) in [(1604, 200), (1110, 200), (1005, 400), (445, 200), (1, 404)] {
+            assert!(!transient_code(code, http), "{code} with HTTP {http}");
+        }
     }
 
     #[test]

@@ -263,7 +263,7 @@ fn limit_i64(limit: usize) -> i64 {
 
 /// The columns [`entry`] reads: outbox `o` joined with its callback `c`.
 const ENTRY_COLUMNS: &str = "o.id, c.dedup_key, c.kind, c.query, c.body, c.received_at, c.deliveries, o.state, \
-     o.attempts, o.next_at, o.enqueued_at, o.owner, o.locked_until, o.last_error, o.payload, o.finished_at";
+     o.attempts, o.next_at, o.enqueued_at, o.owner, o.locked_until, o.last_error, o.payload, o.finished_at, o.claims";
 
 fn entry(r: &Row) -> Result<OutboxEntry, StoreError> {
     let state: String = r.try_get(7)?;
@@ -284,6 +284,7 @@ fn entry(r: &Row) -> Result<OutboxEntry, StoreError> {
         last_error: r.try_get(13)?,
         payload: r.try_get(14)?,
         finished_at: r.try_get(15)?,
+        claim: r.try_get(16)?,
     })
 }
 
@@ -486,7 +487,7 @@ impl CallbackBackend for PostgresBackend {
             // WHERE (READ COMMITTED), so an entry just leased elsewhere is not taken.
             let st = c
                 .prepare_cached(&format!(
-                    "UPDATE outbox o SET owner = $1, locked_until = $2
+                    "UPDATE outbox o SET owner = $1, locked_until = $2, claims = o.claims + 1
                      FROM (SELECT id FROM outbox
                            WHERE state = 'pending' AND next_at <= $3 AND locked_until <= $3
                            ORDER BY next_at, id LIMIT $4
@@ -502,21 +503,21 @@ impl CallbackBackend for PostgresBackend {
         })
     }
 
-    fn renew_lease(&self, id: i64, owner: &str, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError> {
+    fn renew_lease(&self, id: i64, owner: &str, claim: i64, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError> {
         let (owner, until, payload) = (text(owner).into_owned(), now.saturating_add(lease_ms), text(payload).into_owned());
         self.run(OP_TIMEOUT, move |c| async move {
-            // Evaluated on the row as locked: a claim by another instance that committed first
-            // changed the owner (nothing changes here); one that comes while this holds the row
-            // skips it (SKIP LOCKED), and after it sees the renewed lease. COALESCE: two
-            // attempts racing on one entry still leave one body.
+            // Evaluated on the row as locked: a claim that committed first (by any instance,
+            // this one included) changed the owner or the claim number (nothing changes here);
+            // one that comes while this holds the row skips it (SKIP LOCKED), and after it sees
+            // the renewed lease. COALESCE: two attempts racing on one entry still leave one body.
             let st = c
                 .prepare_cached(
-                    "UPDATE outbox SET locked_until = $3, payload = COALESCE(payload, $4)
-                     WHERE id = $1 AND state = 'pending' AND owner = $2
+                    "UPDATE outbox SET locked_until = $4, payload = COALESCE(payload, $5)
+                     WHERE id = $1 AND state = 'pending' AND owner = $2 AND claims = $3
                      RETURNING payload",
                 )
                 .await?;
-            Ok(c.query_opt(&st, &[&id, &owner, &until, &payload]).await?.map(|row| row.try_get(0)).transpose()?)
+            Ok(c.query_opt(&st, &[&id, &owner, &claim, &until, &payload]).await?.map(|row| row.try_get(0)).transpose()?)
         })
     }
 
@@ -533,30 +534,30 @@ impl CallbackBackend for PostgresBackend {
         })
     }
 
-    fn mark_failed(&self, id: i64, owner: &str, next_at: i64, error: &str) -> Result<bool, StoreError> {
+    fn mark_failed(&self, id: i64, owner: &str, claim: i64, next_at: i64, error: &str) -> Result<bool, StoreError> {
         let (owner, error) = (text(owner).into_owned(), text(error).into_owned());
         self.run(OP_TIMEOUT, move |c| async move {
             let st = c
                 .prepare_cached(
-                    "UPDATE outbox SET attempts = attempts + 1, next_at = $3, last_error = $4, owner = '', locked_until = 0
-                     WHERE id = $1 AND state = 'pending' AND owner = $2",
+                    "UPDATE outbox SET attempts = attempts + 1, next_at = $4, last_error = $5, owner = '', locked_until = 0
+                     WHERE id = $1 AND state = 'pending' AND owner = $2 AND claims = $3",
                 )
                 .await?;
-            Ok(c.execute(&st, &[&id, &owner, &next_at, &error]).await? == 1)
+            Ok(c.execute(&st, &[&id, &owner, &claim, &next_at, &error]).await? == 1)
         })
     }
 
-    fn park_dead(&self, id: i64, owner: &str, at: i64, error: &str) -> Result<bool, StoreError> {
+    fn park_dead(&self, id: i64, owner: &str, claim: i64, at: i64, error: &str) -> Result<bool, StoreError> {
         let (owner, error) = (text(owner).into_owned(), text(error).into_owned());
         self.run(OP_TIMEOUT, move |c| async move {
             let st = c
                 .prepare_cached(
-                    "UPDATE outbox SET state = 'dead', attempts = attempts + 1, finished_at = $3, last_error = $4,
+                    "UPDATE outbox SET state = 'dead', attempts = attempts + 1, finished_at = $4, last_error = $5,
                          owner = '', locked_until = 0
-                     WHERE id = $1 AND state = 'pending' AND owner = $2",
+                     WHERE id = $1 AND state = 'pending' AND owner = $2 AND claims = $3",
                 )
                 .await?;
-            Ok(c.execute(&st, &[&id, &owner, &at, &error]).await? == 1)
+            Ok(c.execute(&st, &[&id, &owner, &claim, &at, &error]).await? == 1)
         })
     }
 

@@ -6,9 +6,12 @@
 //! - `malformed_counts(day, kind, class, count, last_at)`, primary key (day, kind, class);
 //! - `malformed_samples(slot, seq, kind, class, reason, source, content_type, query, body,
 //!   body_len, received_at)`, `slot` = `seq % SAMPLE_SLOTS`;
-//! - `outbox(id, state, attempts, next_at, enqueued_at, owner, locked_until, last_error, payload,
-//!   finished_at)`, `id` = `callbacks.id` (see [`CallbackBackend`] for the contract). One
+//! - `outbox(id, state, attempts, next_at, enqueued_at, owner, locked_until, claims, last_error,
+//!   payload, finished_at)`, `id` = `callbacks.id` (see [`CallbackBackend`] for the contract). One
 //!   connection behind a mutex: every claim is an `IMMEDIATE` transaction, so leases never overlap.
+//!
+//! The schema is created with `IF NOT EXISTS`; a column added later is added to an older file when
+//! it opens ([`upgrade`]).
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -64,6 +67,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     enqueued_at INTEGER NOT NULL,
     owner TEXT NOT NULL DEFAULT '',
     locked_until INTEGER NOT NULL DEFAULT 0,
+    claims INTEGER NOT NULL DEFAULT 0,
     last_error TEXT NOT NULL DEFAULT '',
     payload TEXT,
     finished_at INTEGER
@@ -81,7 +85,7 @@ const FINISHED_BEFORE: &str = "(o.id IS NULL OR o.state = 'delivered'
 
 /// The columns of an [`OutboxEntry`], from `outbox o JOIN callbacks c USING (id)`.
 const ENTRY_COLUMNS: &str = "o.id, c.dedup_key, c.kind, c.query, c.body, c.received_at, c.deliveries, o.state,
-    o.attempts, o.next_at, o.enqueued_at, o.owner, o.locked_until, o.last_error, o.payload, o.finished_at";
+    o.attempts, o.next_at, o.enqueued_at, o.owner, o.locked_until, o.last_error, o.payload, o.finished_at, o.claims";
 
 fn entry(r: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
     let state: String = r.get(7)?;
@@ -104,7 +108,22 @@ fn entry(r: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
         last_error: r.get(13)?,
         payload: r.get(14)?,
         finished_at: r.get(15)?,
+        claim: r.get(16)?,
     })
+}
+
+/// Brings a file made by an older version up to [`SCHEMA`]: `outbox.claims` (the lease's claim
+/// number) came after the outbox itself. One `IMMEDIATE` transaction, so two processes opening
+/// one old file do not both add it.
+fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let has_claims: bool =
+        tx.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('outbox') WHERE name = 'claims'", [], |r| r.get(0))?;
+    if !has_claims {
+        tx.execute_batch("ALTER TABLE outbox ADD COLUMN claims INTEGER NOT NULL DEFAULT 0")?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// The callback store in one SQLite file.
@@ -115,11 +134,12 @@ pub struct SqliteBackend {
 impl SqliteBackend {
     /// Opens (creating if needed) the database at `path` in WAL mode, `synchronous=FULL`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        upgrade(&mut conn)?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -282,7 +302,7 @@ impl CallbackBackend for SqliteBackend {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let ids: Vec<i64> = tx
             .prepare_cached(
-                "UPDATE outbox SET owner = ?1, locked_until = ?2 WHERE id IN
+                "UPDATE outbox SET owner = ?1, locked_until = ?2, claims = claims + 1 WHERE id IN
                      (SELECT id FROM outbox WHERE state = 'pending' AND next_at <= ?3 AND locked_until <= ?3
                       ORDER BY next_at, id LIMIT ?4)
                  RETURNING id",
@@ -304,15 +324,15 @@ impl CallbackBackend for SqliteBackend {
         Ok(entries)
     }
 
-    fn renew_lease(&self, id: i64, owner: &str, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError> {
+    fn renew_lease(&self, id: i64, owner: &str, claim: i64, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
             .prepare_cached(
-                "UPDATE outbox SET locked_until = ?3, payload = COALESCE(payload, ?4)
-                 WHERE id = ?1 AND state = 'pending' AND owner = ?2
+                "UPDATE outbox SET locked_until = ?4, payload = COALESCE(payload, ?5)
+                 WHERE id = ?1 AND state = 'pending' AND owner = ?2 AND claims = ?3
                  RETURNING payload",
             )?
-            .query_row(params![id, owner, now.saturating_add(lease_ms), payload], |r| r.get(0))
+            .query_row(params![id, owner, claim, now.saturating_add(lease_ms), payload], |r| r.get(0))
             .optional()?)
     }
 
@@ -328,26 +348,26 @@ impl CallbackBackend for SqliteBackend {
         Ok(changed == 1)
     }
 
-    fn mark_failed(&self, id: i64, owner: &str, next_at: i64, error: &str) -> Result<bool, StoreError> {
+    fn mark_failed(&self, id: i64, owner: &str, claim: i64, next_at: i64, error: &str) -> Result<bool, StoreError> {
         let changed = self
             .conn()
             .prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, next_at = ?3, last_error = ?4, owner = '', locked_until = 0
-                 WHERE id = ?1 AND state = 'pending' AND owner = ?2",
+                "UPDATE outbox SET attempts = attempts + 1, next_at = ?4, last_error = ?5, owner = '', locked_until = 0
+                 WHERE id = ?1 AND state = 'pending' AND owner = ?2 AND claims = ?3",
             )?
-            .execute(params![id, owner, next_at, error])?;
+            .execute(params![id, owner, claim, next_at, error])?;
         Ok(changed == 1)
     }
 
-    fn park_dead(&self, id: i64, owner: &str, at: i64, error: &str) -> Result<bool, StoreError> {
+    fn park_dead(&self, id: i64, owner: &str, claim: i64, at: i64, error: &str) -> Result<bool, StoreError> {
         let changed = self
             .conn()
             .prepare_cached(
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, finished_at = ?3, last_error = ?4,
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, finished_at = ?4, last_error = ?5,
                      owner = '', locked_until = 0
-                 WHERE id = ?1 AND state = 'pending' AND owner = ?2",
+                 WHERE id = ?1 AND state = 'pending' AND owner = ?2 AND claims = ?3",
             )?
-            .execute(params![id, owner, at, error])?;
+            .execute(params![id, owner, claim, at, error])?;
         Ok(changed == 1)
     }
 
