@@ -17,8 +17,10 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$dir"' EXIT
 export QYS_ACCESS_TOKEN=bench-token QYS_ACCESS_SECRET=bench-secret RUST_LOG=warn
 QYS_SANDBOX_LISTEN=127.0.0.1:18081 target/release/qys-proxy sandbox >"$dir/sandbox.out" 2>&1 &
 pids+=($!)
-# wrk is one address: QYS_SDK_RATE=0, or it would measure the per-address limit's 429s.
+# wrk is one address starting flows as fast as it can: QYS_SDK_RATE=0 and a QYS_FLOW_START_RATE
+# out of reach, or it would measure the limits' 429s.
 QYS_SERVER_URL=http://127.0.0.1:18081 QYS_LISTEN=127.0.0.1:18080 QYS_DATABASE="$dir/db.sqlite3" QYS_SDK_RATE=0 \
+  QYS_FLOW_START_RATE=1000000 \
   target/release/qys-proxy >"$dir/proxy.out" 2>&1 &
 proxy_pid=$!
 pids+=("$proxy_pid")

@@ -64,8 +64,8 @@ pub struct Cli {
     pub database: Database,
     // Server-callback storage limits (issue 8): per-source rate and retention.
     /// Server callbacks accepted per second from one address (IPv6: one /64), once its burst is
-    /// spent; more get 429 and write nothing. 0: no limit (e.g. behind a reverse proxy, where every
-    /// callback comes from its address).
+    /// spent; more get 429 and write nothing. Not applied to callbacks a reverse proxy forwards
+    /// (as for QYS_SDK_RATE). 0: no limit.
     #[arg(long, env = "QYS_CALLBACK_RATE", default_value_t = crate::store::quota::DEFAULT_PER_SECOND, global = true)]
     pub callback_rate: f64,
     /// Server callbacks one address may send at once (at least 4: the platform's tries of one callback).
@@ -73,13 +73,21 @@ pub struct Cli {
     pub callback_burst: u32,
     /// Flow starts, `outcome` calls and return-page confirmations (what spends the platform
     /// quota) accepted per second from one address (IPv6: one /64), once its burst is spent; more
-    /// get 429 / 42900. 0: no limit (behind a reverse proxy: limit there).
+    /// get 429 / 42900. Not applied to requests a reverse proxy forwards (a loopback or private
+    /// peer sending X-Forwarded-For, Forwarded or X-Real-IP): limit there. 0: no limit.
     #[arg(long, env = "QYS_SDK_RATE", default_value_t = crate::proxy::DEFAULT_SDK_RATE, global = true)]
     pub sdk_rate: f64,
-    /// Such requests one address may make at once.
+    /// Such requests one address may make at once (a new address starts with 10 and fills up at
+    /// the rate; loopback starts full).
     #[arg(long, env = "QYS_SDK_BURST", default_value_t = crate::proxy::DEFAULT_SDK_BURST, global = true)]
     pub sdk_burst: u32,
-    /// Days stored server callbacks, malformed-callback counters and samples are kept.
+    /// Per instance: flows started per second at most, bursts as large, whatever their addresses
+    /// (each flow start is a platform call); beyond, 429 / 42900.
+    #[arg(long, env = "QYS_FLOW_START_RATE", default_value_t = crate::proxy::DEFAULT_FLOW_START_RATE, global = true)]
+    pub flow_start_rate: u32,
+    /// Days stored server callbacks, malformed-callback counters and samples are kept. A callback
+    /// still to be forwarded is kept until it is delivered or parked as dead (then a retention
+    /// period from parking).
     #[arg(long, env = "QYS_CALLBACK_RETENTION_DAYS", default_value_t = crate::store::DEFAULT_RETENTION_DAYS, global = true)]
     pub callback_retention_days: u32,
     /// Platform connect timeout in milliseconds.
@@ -329,8 +337,13 @@ impl Cli {
         if self.connect_timeout_ms == 0 || self.timeout_ms == 0 || self.return_token_ttl == 0 {
             return Err("timeouts and QYS_RETURN_TOKEN_TTL must be greater than 0".into());
         }
-        if self.confirm_cache_entries == 0 || self.confirm_rate == 0 {
-            return Err("QYS_CONFIRM_CACHE_ENTRIES and QYS_CONFIRM_RATE must be greater than 0".into());
+        if self.confirm_cache_entries == 0 || self.confirm_rate == 0 || self.flow_start_rate == 0 {
+            return Err("QYS_CONFIRM_CACHE_ENTRIES, QYS_CONFIRM_RATE and QYS_FLOW_START_RATE must be greater than 0".into());
+        }
+        if self.confirm_rate < 2 && self.forward_settings()?.is_some() {
+            return Err("QYS_CONFIRM_RATE must be at least 2 with QYS_FORWARD_URL: the forwarder leaves half the \
+                        confirmations to the return page and `outcome`, and half of 1 is none"
+                .into());
         }
         let confirm_limits = crate::proxy::ConfirmLimits {
             entries: self.confirm_cache_entries,
@@ -373,6 +386,7 @@ impl Cli {
             },
             store,
             sdk_limit,
+            flow_start_rate: self.flow_start_rate,
             static_dirs,
         })
     }
@@ -387,16 +401,32 @@ impl Cli {
         if !(1..=36_500).contains(&self.callback_retention_days) {
             return Err("QYS_CALLBACK_RETENTION_DAYS must be between 1 and 36500".into());
         }
-        let store = self
-            .database
-            .open()?
-            .with_rate_limit(limit)
-            .with_forwarding(self.forward_settings()?.is_some());
+        let forwarding = self.forward_settings()?.is_some();
+        let store = self.database.open()?.with_rate_limit(limit).with_forwarding(forwarding);
+        if !forwarding {
+            warn_of_unforwarded(&store);
+        }
         let retention = Duration::from_secs(u64::from(self.callback_retention_days) * 86_400);
         store
             .spawn_sweeper(retention, crate::store::SWEEP_EVERY)
             .map_err(|e| format!("cannot start the callback retention sweep: {e}"))?;
         Ok(store)
+    }
+}
+
+/// Warns when callbacks wait to be forwarded while forwarding is off (`QYS_FORWARD_URL` was
+/// removed): the retention sweep keeps them, personal data included, however old.
+fn warn_of_unforwarded(store: &CallbackStore) {
+    match store.backend().outbox_counts() {
+        Ok(counts) if counts.pending > 0 => tracing::warn!(
+            pending = counts.pending,
+            "{} stored callbacks are waiting to be forwarded, but QYS_FORWARD_URL is not set: they are kept \
+             past QYS_CALLBACK_RETENTION_DAYS until they are forwarded or parked. Set QYS_FORWARD_URL and \
+             QYS_FORWARD_SECRET again to deliver them (`qys-proxy callbacks list --pending` lists them)",
+            counts.pending
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "could not count the callbacks waiting to be forwarded"),
     }
 }
 

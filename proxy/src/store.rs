@@ -516,7 +516,7 @@ impl CallbackStore {
 
     fn build(backend: Arc<dyn CallbackBackend>, limit: RateLimit, forward: bool, enqueued: Arc<tokio::sync::Notify>) -> Self {
         let sweepers = Mutex::new(Vec::new());
-        Self { inner: Arc::new(Inner { backend, quota: SourceQuota::new(limit), sweepers, forward, enqueued }) }
+        Self { inner: Arc::new(Inner { backend, quota: SourceQuota::new(limit, limit.burst), sweepers, forward, enqueued }) }
     }
 
     /// The same backend behind a fresh quota of `limit` (for the handle given to the proxy).

@@ -49,6 +49,15 @@ fn misconfiguration_stops_start_up_with_what_to_fix() {
         (vec![("QYS_ACCESS_SECRET_FILE", "/nonexistent/secret")], "cannot read QYS_ACCESS_SECRET_FILE"),
         (vec![("QYS_STATE_KEY", "short")], "at least 32 characters"),
         (vec![("QYS_LISTEN", "not-an-address")], "invalid value 'not-an-address' for '--listen"),
+        (vec![("QYS_FLOW_START_RATE", "0")], "QYS_FLOW_START_RATE must be greater than 0"),
+        (
+            vec![
+                ("QYS_CONFIRM_RATE", "1"),
+                ("QYS_FORWARD_URL", "http://127.0.0.1:1/callbacks"),
+                ("QYS_FORWARD_SECRET", "forward-secret-at-least-32-characters"),
+            ],
+            "QYS_CONFIRM_RATE must be at least 2 with QYS_FORWARD_URL",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db.sqlite3");
@@ -302,4 +311,51 @@ fn untrusted_text_reaches_the_log_escaped() {
     assert!(log.contains(CLEANED), "the platform's message, screened: {log}");
     assert!(log.contains(r"evil\\nforged"), "the browser's action name, escaped: {log}");
     assert!(!log.contains("\nforged") && !log.contains('\u{1b}'), "a forged line or escape code in the log: {log}");
+}
+
+/// What an operator must hear about, said once: callbacks still waiting to be forwarded while
+/// forwarding is off (kept past the retention period), and requests through a reverse proxy,
+/// for which `QYS_SDK_RATE` is skipped (once per process, not per request).
+#[test]
+fn the_operator_is_told_of_unforwarded_callbacks_and_of_a_reverse_proxy_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite3");
+    let store = qys_proxy::store::CallbackStore::open(&db).unwrap().with_forwarding(true);
+    for n in 0..2 {
+        store.record("personal-auth", &format!("flow={n}"), b"mode=FACE&status=1").unwrap();
+    }
+    drop(store);
+    let proxy = start(
+        &[],
+        &[
+            ("QYS_LISTEN", "127.0.0.1:0"),
+            ("QYS_SANDBOX_LISTEN", "127.0.0.1:0"),
+            ("QYS_ALLOWED_ORIGINS", PAGE_ORIGIN),
+            ("QYS_DATABASE", db.to_str().unwrap()),
+        ],
+        "proxy: ",
+    );
+    let log = proxy.log_when(|log| log.contains("waiting to be forwarded"));
+    assert!(log.contains("2 stored callbacks are waiting to be forwarded, but QYS_FORWARD_URL is not set"), "{log}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = common::client();
+        for n in 0..2 {
+            let envelope = json!({"v": 1, "action": "personalSign", "state": state(&format!("rp{n}")),
+                                  "params": {"contractId": CONTRACT, "contact": "13700000044"}});
+            let response = client
+                .post(format!("{}/qys/proxy", proxy.url))
+                .header("origin", PAGE_ORIGIN)
+                .header("x-forwarded-for", "203.0.113.9")
+                .form(&[("requestData", envelope.to_string())])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    });
+    // Both answers are in: a warning per request would already be logged.
+    let log = proxy.log_when(|log| log.contains("QYS_SDK_RATE is not applied"));
+    assert_eq!(log.matches("QYS_SDK_RATE is not applied").count(), 1, "{log}");
+    assert!(log.contains("set QYS_SDK_RATE=0 to silence this warning") && !log.contains("203.0.113.9"), "{log}");
 }

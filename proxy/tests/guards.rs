@@ -508,3 +508,151 @@ async fn platform_text_on_the_success_path_is_checked_and_screened() {
     assert_eq!(data["mobile"], Value::Null, "not a string");
     assert_eq!(data["cardNo"].as_str().unwrap().chars().count(), 257, "256 characters and the cut mark");
 }
+
+/// `envelope` POSTed as the SDK does from [`PAGE_ORIGIN`], with one extra header (`None`: none).
+async fn sdk_request_with(stack: &Stack, extra: Option<(&str, &str)>, envelope: &Value) -> reqwest::Response {
+    let mut request = stack
+        .client
+        .post(format!("{}/qys/proxy", stack.proxy))
+        .header("origin", PAGE_ORIGIN)
+        .form(&[("requestData", envelope.to_string())]);
+    if let Some((name, value)) = extra {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap()
+}
+
+/// Behind nginx, a load balancer or a reverse proxy on the same host, every request comes from
+/// the reverse proxy's loopback or private address: charged to it, all users would share one
+/// bucket. So a request from a non-public peer carrying `Forwarded`, `X-Forwarded-For` or
+/// `X-Real-IP` is not limited per address (`QYS_SDK_RATE`, `QYS_CALLBACK_RATE`; the header's
+/// address is not trusted), while one without such a header is charged as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_reverse_proxy_the_per_address_limits_are_skipped_and_without_its_headers_kept() {
+    let (platform, (_, calls)) = scripted_platform(json!({"pageUrl": "http://127.0.0.1:1/page", "signatories": []})).await;
+    let stack = Stack::with(Options {
+        platform_url: Some(platform),
+        sdk_limit: qys_proxy::proxy::sdk_limit(0.001, 3).unwrap(),
+        callback_limit: qys_proxy::store::RateLimit::new(0.001, 4).unwrap(),
+        ..Options::default()
+    })
+    .await;
+    let sign = json!({"contractId": "2603417854124281870", "contact": "13700000044"});
+    let forwarding = [("x-forwarded-for", "203.0.113.9"), ("forwarded", "for=203.0.113.9;proto=https"), ("x-real-ip", "203.0.113.9")];
+    let mut flows = Vec::new();
+    for (n, header) in forwarding.into_iter().cycle().take(6).enumerate() {
+        let tag = state(&format!("rp{n}"));
+        let envelope = json!({"v": 1, "action": "personalSign", "state": tag, "params": sign});
+        let response = sdk_request_with(&stack, Some(header), &envelope).await;
+        assert_eq!(response.status(), 200, "{header:?}: a flow start through the reverse proxy");
+        let body: Value = response.json().await.unwrap();
+        flows.push((tag, body["result"]["flow"].as_str().unwrap().to_owned()));
+    }
+    for (tag, flow) in &flows[..2] {
+        let envelope = json!({"v": 1, "action": "outcome", "state": tag, "params": {"flow": flow}});
+        let response = sdk_request_with(&stack, Some(forwarding[0]), &envelope).await;
+        assert_eq!(response.status(), 200, "outcome through the reverse proxy");
+    }
+    let callback_page = calls.lock().unwrap()[0]["callbackPage"].as_str().unwrap().to_owned();
+    let page = stack.client.get(&callback_page).header("x-real-ip", "203.0.113.9").send().await.unwrap();
+    assert_eq!(page.status(), 200, "the return page through the reverse proxy");
+    assert_eq!(calls.lock().unwrap().len(), 9, "six starts, two outcomes, one return page: more than the burst of 3");
+
+    // The same address without a forwarding header is one client: its burst, then 429.
+    for n in 0..3 {
+        let (status, body) = stack.call("personalSign", &state(&format!("d{n}")), sign.clone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = stack.call("personalSign", &state("d3"), sign.clone()).await;
+    assert_eq!((status, body["code"].clone()), (429, json!(42900)), "{body}");
+
+    // Server callbacks alike (burst 4).
+    let callback = |header: Option<(&'static str, &'static str)>| {
+        let mut request = stack
+            .client
+            .post(format!("{}{}", stack.proxy, signed_callback(SECRET, "/qys/callback/personal-auth?flow=rp")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("mode=FACE&status=1");
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    for _ in 0..6 {
+        assert_eq!(callback(Some(("x-forwarded-for", "198.51.100.7"))).await, 200, "a callback through the reverse proxy");
+    }
+    for _ in 0..4 {
+        assert_eq!(callback(None).await, 200);
+    }
+    assert_eq!(callback(None).await, 429, "a direct sender keeps its limit");
+}
+
+/// Each address within its own limit, many addresses together could still spend the platform
+/// quota on flow starts (the confirmation cap covers only confirmations): so the instance caps
+/// its flow starts per second (`QYS_FLOW_START_RATE`) whoever asks, behind a reverse proxy too,
+/// with 429 / 42900 and `Retry-After`; `outcome` is not a flow start.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_instance_caps_its_flow_starts_whatever_their_addresses() {
+    let (platform, (_, calls)) = scripted_platform(json!({"pageUrl": "http://127.0.0.1:1/page", "signatories": []})).await;
+    let stack = Stack::with(Options {
+        platform_url: Some(platform),
+        sdk_limit: qys_proxy::store::RateLimit::OFF,
+        flow_start_rate: 1,
+        ..Options::default()
+    })
+    .await;
+    let sign = json!({"contractId": "2603417854124281870", "contact": "13700000044"});
+    let (status, body) = stack.call("personalSign", &state("c0"), sign.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let flow = body["result"]["flow"].as_str().unwrap().to_owned();
+    // Six more at once, from three addresses, some through a reverse proxy: one token a second.
+    let started = Instant::now();
+    let attempts = (1..=6).map(|n| {
+        let client = client_from(&format!("127.0.0.{}", n % 3 + 1));
+        let envelope = json!({"v": 1, "action": "personalSign", "state": state(&format!("c{n}")), "params": sign});
+        let endpoint = format!("{}/qys/proxy", stack.proxy);
+        async move {
+            let mut request = client.post(endpoint).header("origin", PAGE_ORIGIN);
+            if n % 2 == 0 {
+                request = request.header("x-forwarded-for", "203.0.113.9");
+            }
+            request.form(&[("requestData", envelope.to_string())]).send().await.unwrap()
+        }
+    });
+    let answers = futures_all(attempts).await;
+    let elapsed = started.elapsed();
+    let mut granted = 0u32;
+    for response in answers {
+        if response.status() == 200 {
+            granted += 1;
+            continue;
+        }
+        assert_eq!(response.status(), 429);
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(header("access-control-allow-origin").as_deref(), Some(PAGE_ORIGIN));
+        assert!(header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], 42900, "{body}");
+        assert!(body["message"].as_str().unwrap().contains("too many flows are being started"), "{body}");
+    }
+    // At one a second, the six could only all pass if they took more than five seconds.
+    assert!(f64::from(granted) <= elapsed.as_secs_f64().ceil(), "{granted} granted in {elapsed:?}");
+    assert!(granted < 6, "the ceiling refused some");
+    let starts = calls.lock().unwrap().len();
+    assert_eq!(starts, 1 + granted as usize, "no platform call for a refused start");
+    let (status, body) = stack.outcome(PAGE_ORIGIN, &state("c0"), &flow).await;
+    assert_eq!((status, body["result"]["event"].clone()), (200, json!("pending")), "outcome is not a flow start: {body}");
+}
+
+/// Awaits every future, concurrently, in order.
+async fn futures_all<F: std::future::Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}

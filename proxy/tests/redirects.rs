@@ -35,6 +35,7 @@ async fn static_proxy() -> (String, tempfile::TempDir) {
         paths: Paths::default(),
         store: CallbackStore::open(&dir.path().join("db.sqlite3")).unwrap(),
         sdk_limit: RateLimit::OFF,
+        flow_start_rate: qys_proxy::proxy::DEFAULT_FLOW_START_RATE,
         static_dirs: vec![("/pkg".into(), pkg), ("/".into(), www)],
     };
     spawn_server(listener, proxy::router(cfg));

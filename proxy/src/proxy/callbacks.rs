@@ -14,7 +14,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ProxyError;
-use super::{peer, read_body, App, MAX_BODY};
+use super::{caller, peer, read_body, App, MAX_BODY};
 use crate::protocol::codes;
 use crate::store::{CallbackStore, Malformed, MalformedClass, Recorded, Refused, StoreError};
 use crate::token::TokenKey;
@@ -84,7 +84,7 @@ async fn receive_callback(
     let store = &app.cfg.store;
     // Without connect info every peer shares one bucket.
     let source = peer(request.extensions());
-    if let Err(refused) = store.admit(source) {
+    if let Err(refused) = app.admit_callback(caller(request.extensions(), request.headers())) {
         return Ok(too_many(kind, source, refused));
     }
     let query = query.unwrap_or_default();

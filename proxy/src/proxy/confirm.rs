@@ -219,10 +219,11 @@ impl Confirmations {
 
     /// One platform call's worth of the budget for the callback forwarder, waiting for the
     /// refill at most `within`; whether it got one. The forwarder can wait where a person
-    /// cannot, so it leaves a reserve of half the burst (rounded down) to the return page and
-    /// `outcome`: a backlog of callbacks never makes them busy on its own, and they come first
-    /// on the refill. Both share the one `QYS_CONFIRM_RATE` because both spend the AppToken's
-    /// quota.
+    /// cannot, so it leaves a reserve of half the burst (rounded down, at least one call) to the
+    /// return page and `outcome`: a backlog of callbacks never makes them busy on its own, and
+    /// they come first on the refill. At a rate of 1 the reserve is the whole burst and the
+    /// forwarder gets nothing, so the command line refuses that rate with forwarding on. Both
+    /// share the one `QYS_CONFIRM_RATE` because both spend the AppToken's quota.
     pub async fn spend_for_forwarding(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
@@ -237,7 +238,7 @@ impl Confirmations {
 
     fn spend_for_forwarding_at(&self, now: Instant) -> Result<(), Duration> {
         let rate = f64::from(self.limits.per_second);
-        let keep = f64::from(self.limits.per_second / 2);
+        let keep = f64::from((self.limits.per_second / 2).max(1));
         self.budget.lock().expect("not poisoned").bucket.take_keeping(now, rate, rate, keep)
     }
 
@@ -421,5 +422,12 @@ mod tests {
         let later = start + Duration::from_millis(250);
         assert_eq!(c.spend_for_forwarding_at(later), Err(Duration::from_millis(500)), "the reserve refills first");
         assert!(c.spend_at(later), "people still get the refill");
+        // Half of 1 rounded down would be no reserve: the forwarder could take the only call.
+        let one = Confirmations::new(ConfirmLimits { per_second: 1, ..ConfirmLimits::default() });
+        assert_eq!(one.spend_for_forwarding_at(start), Err(Duration::from_secs(1)), "the one call is kept for people");
+        assert!(one.spend_at(start));
+        let two = Confirmations::new(ConfirmLimits { per_second: 2, ..ConfirmLimits::default() });
+        assert_eq!(two.spend_for_forwarding_at(start), Ok(()));
+        assert!(two.spend_for_forwarding_at(start).is_err() && two.spend_at(start), "one of two is kept");
     }
 }

@@ -50,6 +50,9 @@ pub enum ProxyError {
     RateLimited(u64),
     /// The return page for a source over `QYS_SDK_RATE`: its 429 HTML page with `Retry-After`.
     ReturnRateLimited(u64),
+    /// A flow start while this instance's `QYS_FLOW_START_RATE` is spent: 429 `RATE_LIMITED`
+    /// with `Retry-After` (seconds).
+    StartsSpent(u64),
 }
 
 impl fmt::Display for ProxyError {
@@ -68,6 +71,7 @@ impl fmt::Display for ProxyError {
             Self::ReturnUnconfirmed => f.write_str("the outcome could not be confirmed with the platform"),
             Self::Busy | Self::ReturnBusy => f.write_str("too many confirmations right now; retry in a moment"),
             Self::RateLimited(_) | Self::ReturnRateLimited(_) => f.write_str("too many requests from this address"),
+            Self::StartsSpent(_) => f.write_str("too many flows are being started right now"),
         }
     }
 }
@@ -167,6 +171,15 @@ impl IntoResponse for ProxyError {
                 limited
             }
             Self::ReturnRateLimited(retry_after) => return_page::rate_limited(retry_after),
+            Self::StartsSpent(retry_after) => {
+                let mut spent = error_json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    codes::RATE_LIMITED,
+                    format!("too many flows are being started right now; retry in {retry_after} s"),
+                );
+                spent.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                spent
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ mod sdk;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +22,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::services::ServeDir;
 
+use crate::bucket::Ceiling;
 use crate::platform::Platform;
 use crate::protocol::{codes, ProtocolError};
-use crate::store::quota::SourceQuota;
-use crate::store::{CallbackStore, RateLimit};
+use crate::store::quota::{SourceQuota, FRESH_SDK_TOKENS};
+use crate::store::{CallbackStore, RateLimit, Refused};
 use crate::token::TokenKey;
 use error::ProxyError;
 
@@ -41,6 +43,12 @@ pub const DEFAULT_SDK_RATE: f64 = 2.0;
 /// Default `QYS_SDK_BURST`: an office behind one address starting many flows at once, and the
 /// repository's browser tests (every call from 127.0.0.1), fit in it.
 pub const DEFAULT_SDK_BURST: u32 = 300;
+
+/// Default `QYS_FLOW_START_RATE`: flow starts per second one instance makes, whoever asks. A
+/// started flow needs a confirmation to finish (`QYS_CONFIRM_RATE`, 20), but many are abandoned
+/// before it; 2.5 times that leaves room for them and still bounds what rotating addresses
+/// can spend.
+pub const DEFAULT_FLOW_START_RATE: u32 = 50;
 
 /// The checked `QYS_SDK_RATE` / `QYS_SDK_BURST`; rate 0 is no limit.
 pub fn sdk_limit(per_second: f64, burst: u32) -> Result<RateLimit, String> {
@@ -119,6 +127,9 @@ pub struct ProxyConfig {
     /// Per source address: flow starts, `outcome` and return-page confirmations, the requests
     /// that spend the platform quota (`QYS_SDK_RATE`, `QYS_SDK_BURST`).
     pub sdk_limit: RateLimit,
+    /// Per instance: flow starts per second, bursts as large, whatever their sources
+    /// (`QYS_FLOW_START_RATE`, ≥ 1).
+    pub flow_start_rate: u32,
     /// Static directories: (mount path, directory), e.g. `("/", "www")`, `("/pkg", "pkg")`.
     pub static_dirs: Vec<(String, PathBuf)>,
 }
@@ -139,6 +150,8 @@ struct App {
     callback_prefixes: Vec<url::Url>,
     /// The buckets of [`ProxyConfig::sdk_limit`].
     sdk_sources: SourceQuota,
+    /// [`ProxyConfig::flow_start_rate`].
+    flow_starts: Ceiling,
 }
 
 /// The proxy's router.
@@ -155,8 +168,9 @@ pub fn router(cfg: ProxyConfig) -> Router {
                 .ok()
         })
         .collect();
-    let sdk_sources = SourceQuota::new(cfg.sdk_limit);
-    let app = Arc::new(App { cfg, public_origin, callback_prefixes, sdk_sources });
+    let sdk_sources = SourceQuota::new(cfg.sdk_limit, FRESH_SDK_TOKENS);
+    let flow_starts = Ceiling::new(cfg.flow_start_rate);
+    let app = Arc::new(App { cfg, public_origin, callback_prefixes, sdk_sources, flow_starts });
     let mut router = Router::new()
         .route(&paths.proxy, post(sdk::sdk_endpoint).options(preflight))
         .route(&paths.return_page, get(return_page::return_page))
@@ -244,23 +258,125 @@ fn same_origin_reference(location: &str) -> bool {
         && base.join(location).is_ok_and(|u| u.origin() == base.origin())
 }
 
-/// The request's TCP peer, when the server runs with connect info (`spawn_server` does). There
-/// is no `X-Forwarded-For` trust: behind a reverse proxy every request has its address, so the
-/// per-source limits are turned off there (rate 0) and set in the reverse proxy.
+/// The request's TCP peer, when the server runs with connect info (`spawn_server` does).
 fn peer(extensions: &Extensions) -> Option<IpAddr> {
     extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip())
 }
 
+/// Whom a request is charged to under a per-address limit (`QYS_SDK_RATE`, `QYS_CALLBACK_RATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The TCP peer; `None` without connect info (all such requests share one bucket).
+    Peer(Option<IpAddr>),
+    /// A reverse proxy (this address) forwarding for clients this proxy cannot tell apart: no
+    /// per-address limit applies.
+    ReverseProxy(IpAddr),
+}
+
+/// Headers a reverse proxy adds to name the client it forwards for.
+const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// The request's [`Caller`]: a reverse proxy when the TCP peer is not a public address and the
+/// request carries a forwarding header. Charging the peer would put every client of the reverse
+/// proxy in one bucket. The header's address is not used: anyone who reaches this proxy directly
+/// can write one, whereas nobody on the internet can connect from a non-public address.
+fn caller(extensions: &Extensions, headers: &HeaderMap) -> Caller {
+    match peer(extensions) {
+        Some(ip) if !is_public(ip) && FORWARDING_HEADERS.iter().any(|name| headers.contains_key(*name)) => {
+            Caller::ReverseProxy(ip)
+        }
+        source => Caller::Peer(source),
+    }
+}
+
+/// Whether `ip` can be reached on the internet: not loopback, private (RFC 1918), shared
+/// (RFC 6598: carrier NAT, and the source range of some cloud load balancers), link-local,
+/// unspecified, or IPv6 unique-local or link-local.
+fn is_public(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let shared = v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64;
+            !(v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || shared)
+        }
+        IpAddr::V6(v6) => {
+            let unique_local = v6.segments()[0] & 0xfe00 == 0xfc00;
+            let link_local = v6.segments()[0] & 0xffc0 == 0xfe80;
+            !(v6.is_loopback() || v6.is_unspecified() || unique_local || link_local)
+        }
+    }
+}
+
+/// Set once the warning that `QYS_SDK_RATE` / `QYS_CALLBACK_RATE` is skipped behind a reverse
+/// proxy has been logged: once per process, not per request.
+static SDK_RATE_SKIPPED: AtomicBool = AtomicBool::new(false);
+static CALLBACK_RATE_SKIPPED: AtomicBool = AtomicBool::new(false);
+
+/// Logs, the first time only, that the per-address limit `setting` is skipped for requests the
+/// reverse proxy at `ip` forwards.
+fn warn_skipped_once(warned: &AtomicBool, setting: &'static str, ip: IpAddr) {
+    if !warned.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            reverse_proxy = %ip,
+            "requests come through a reverse proxy (a non-public peer sending Forwarded, X-Forwarded-For or \
+             X-Real-IP), whose clients this proxy cannot tell apart: {setting} is not applied to them. \
+             Limit per client in the reverse proxy, and set {setting}=0 to silence this warning"
+        );
+    }
+}
+
 impl App {
-    /// Charges a request that may spend platform quota to its source; `Err` is the refusal's
+    /// Charges a request that may spend platform quota to its caller; `Err` is the refusal's
     /// `Retry-After` in seconds. A limited source is logged at most once a minute.
-    fn charge(&self, source: Option<IpAddr>, what: &'static str) -> Result<(), u64> {
+    fn charge(&self, caller: Caller, what: &'static str) -> Result<(), u64> {
+        let source = match caller {
+            Caller::ReverseProxy(_) if self.cfg.sdk_limit.is_off() => return Ok(()),
+            Caller::ReverseProxy(ip) => {
+                warn_skipped_once(&SDK_RATE_SKIPPED, "QYS_SDK_RATE", ip);
+                return Ok(());
+            }
+            Caller::Peer(source) => source,
+        };
         self.sdk_sources.admit(source).map_err(|refused| {
             if let Some(refused_since) = refused.report {
-                tracing::warn!(source = ?source, what, refused_since, "SDK requests over the source's rate limit (QYS_SDK_RATE); answering 429");
+                // A reverse proxy that sends no forwarding header looks like one busy client.
+                let hint = if source.is_some_and(|ip| !is_public(ip)) {
+                    "; if this address is a reverse proxy, have it send X-Forwarded-For, or set QYS_SDK_RATE=0"
+                } else {
+                    ""
+                };
+                tracing::warn!(source = ?source, what, refused_since, "SDK requests over the source's rate limit (QYS_SDK_RATE); answering 429{hint}");
             }
             refused.retry_after
         })
+    }
+
+    /// One of the instance's flow starts (`QYS_FLOW_START_RATE`), whoever asks: what bounds the
+    /// platform calls of many addresses, each within its own limit. `Err` is the refusal's
+    /// `Retry-After` in seconds; refusals are logged at most once a second.
+    fn start_allowed(&self) -> Result<(), u64> {
+        self.flow_starts.take().map_err(|spent| {
+            if let Some(refused) = spent.report {
+                tracing::warn!(
+                    per_second = self.cfg.flow_start_rate,
+                    refused,
+                    "flow starts over QYS_FLOW_START_RATE: answering 429"
+                );
+            }
+            spent.retry_after
+        })
+    }
+
+    /// Charges a server callback to its caller in the store's quota (`QYS_CALLBACK_RATE`); behind
+    /// a reverse proxy, as for SDK requests, nothing is charged.
+    fn admit_callback(&self, caller: Caller) -> Result<(), Refused> {
+        match caller {
+            Caller::ReverseProxy(_) if self.cfg.store.rate_limit().is_off() => Ok(()),
+            Caller::ReverseProxy(ip) => {
+                warn_skipped_once(&CALLBACK_RATE_SKIPPED, "QYS_CALLBACK_RATE", ip);
+                Ok(())
+            }
+            Caller::Peer(source) => self.cfg.store.admit(source),
+        }
     }
 
     /// The proxy's own origin or one of `QYS_ALLOWED_ORIGINS`.
@@ -358,4 +474,39 @@ async fn read_body(body: Body) -> Result<Bytes, ProtocolError> {
         code: codes::BODY_TOO_LARGE,
         message: format!("the body is larger than {MAX_BODY} bytes"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (header::HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+    }
+
+    fn from(ip: &str) -> Extensions {
+        let mut extensions = Extensions::new();
+        extensions.insert(ConnectInfo(SocketAddr::new(ip.parse().unwrap(), 40_000)));
+        extensions
+    }
+
+    #[test]
+    fn a_reverse_proxy_is_a_non_public_peer_with_a_forwarding_header() {
+        let forwarded = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        for ip in ["127.0.0.1", "10.1.2.3", "172.31.0.1", "192.168.1.1", "100.64.0.1", "100.127.255.254", "169.254.0.1",
+                   "::1", "fd00::1", "fc12::1", "fe80::1", "::ffff:10.0.0.1", "0.0.0.0"] {
+            assert_eq!(caller(&from(ip), &forwarded), Caller::ReverseProxy(ip.parse().unwrap()), "{ip}");
+            assert_eq!(caller(&from(ip), &HeaderMap::new()), Caller::Peer(Some(ip.parse().unwrap())), "{ip} without a header");
+        }
+        for name in FORWARDING_HEADERS {
+            let one = [(header::HeaderName::from_static(name), HeaderValue::from_static("for=203.0.113.9"))];
+            assert!(matches!(caller(&from("127.0.0.1"), &one.into_iter().collect()), Caller::ReverseProxy(_)), "{name}");
+        }
+        // A public peer's header is anyone's: it keeps its own bucket.
+        for ip in ["203.0.113.9", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2001:db8::1", "::ffff:198.51.100.1"] {
+            assert_eq!(caller(&from(ip), &forwarded), Caller::Peer(Some(ip.parse().unwrap())), "{ip}");
+        }
+        assert_eq!(caller(&Extensions::new(), &forwarded), Caller::Peer(None), "no connect info");
+        assert_eq!(caller(&from("127.0.0.1"), &headers(&[("x-forwarded-host", "a.example")])), Caller::Peer(Some("127.0.0.1".parse().unwrap())));
+    }
 }

@@ -1,7 +1,6 @@
 //! The SDK endpoint: body decoding, the four flows and `outcome`, and the platform's ticket and
 //! page-URL calls.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -12,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::confirm::confirm;
 use super::error::ProxyError;
-use super::{normalise_callback_url, peer, read_body, url_under, with_cors, App, UpstreamMode};
+use super::{caller, normalise_callback_url, read_body, url_under, with_cors, App, Caller, UpstreamMode};
 use crate::mask::Masked;
 use crate::platform::PlatformError;
 use crate::protocol::{self, codes, Action, Params, Presentation, ProtocolError, Request as SdkMessage, SdkRequest};
@@ -123,7 +122,7 @@ fn success(result: Value) -> Response {
 impl App {
     async fn answer(&self, request: Request, origin: Option<&str>) -> Result<Response, ProxyError> {
         let (parts, body) = request.into_parts();
-        let source = peer(&parts.extensions);
+        let source = caller(&parts.extensions, &parts.headers);
         let body = read_body(body).await?;
         let message = decode_sdk_request(&parts.headers, &body)
             .inspect_err(|e| tracing::info!(code = e.code, reason = ?e.message, "refused SDK request"))?;
@@ -133,8 +132,10 @@ impl App {
         }
     }
 
-    /// Every input is checked before the source is charged, so a bad one gets its own error.
-    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>, source: Option<IpAddr>) -> Result<Response, ProxyError> {
+    /// Every input is checked before the source is charged, so a bad one gets its own error; the
+    /// source's limit comes before the instance's, so one address over its own limit spends none of
+    /// the instance's flow starts.
+    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>, source: Caller) -> Result<Response, ProxyError> {
         let started = std::time::Instant::now();
         let (subject, contact) = match &sdk.params {
             Params::Sign(p) => (p.contract_id.clone(), p.contact.value.clone()),
@@ -186,6 +187,7 @@ impl App {
         }
         .transpose()?;
         self.charge(source, "flow start").map_err(ProxyError::RateLimited)?;
+        self.start_allowed().map_err(ProxyError::StartsSpent)?;
         let granted = match sdk.presentation {
             Presentation::MiniProgram => self
                 .ticket(&sdk, callback_url.as_deref())
@@ -217,7 +219,7 @@ impl App {
     }
 
     /// `outcome`: the flow token's facts, confirmed with the platform like the return page does.
-    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>, source: Option<IpAddr>) -> Result<Response, ProxyError> {
+    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>, source: Caller) -> Result<Response, ProxyError> {
         let token = self
             .cfg
             .token_key

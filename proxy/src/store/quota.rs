@@ -1,6 +1,10 @@
 //! Per-source rate limits: a token bucket per peer address, in memory, for at most
-//! [`MAX_SOURCES`] sources (the least recently seen is forgotten first; a forgotten
-//! source starts again with a full bucket, so forgetting only ever loosens the limit).
+//! [`MAX_SOURCES`] sources (the least recently seen is forgotten first). A new or forgotten
+//! source starts with the quota's `fresh` tokens (at most the burst) and fills up to the burst at
+//! the rate: the callback receivers' start full (forgetting only ever loosens their limit, and
+//! never refuses the platform's retries), the SDK endpoint's with [`FRESH_SDK_TOKENS`], so an
+//! address that is new, or rotated to, is not worth a whole burst of platform calls. A loopback
+//! source always starts full: only someone on the host can rotate through 127.0.0.0/8.
 //!
 //! A source is an IPv4 address, or an IPv6 /64 (one host usually holds a whole /64); an
 //! IPv4-mapped IPv6 address counts as its IPv4 address. An unknown peer (`None`) is one shared
@@ -24,6 +28,9 @@ pub const DEFAULT_BURST: u32 = 100;
 pub const MIN_BURST: u32 = 4;
 /// Most sources tracked at once.
 pub const MAX_SOURCES: usize = 10_000;
+/// Tokens a new or forgotten source starts with under the SDK endpoint's limit: a few flows
+/// (a start, a return page and an `outcome` each) at once; the rest of the burst comes at the rate.
+pub const FRESH_SDK_TOKENS: u32 = 10;
 /// A limited source is reported (logged) at most this often.
 pub const REPORT_EVERY: Duration = Duration::from_secs(60);
 
@@ -83,6 +90,8 @@ type Source = Option<IpAddr>;
 /// The buckets of the sources seen recently.
 pub(crate) struct SourceQuota {
     limit: RateLimit,
+    /// Tokens of a new or forgotten source's bucket (see the module documentation).
+    fresh: u32,
     cap: usize,
     sources: Mutex<Sources>,
 }
@@ -114,12 +123,14 @@ fn source_of(ip: Option<IpAddr>) -> Source {
 }
 
 impl SourceQuota {
-    pub(crate) fn new(limit: RateLimit) -> Self {
-        Self::with_cap(limit, MAX_SOURCES)
+    /// Buckets of `limit`; a new or forgotten source starts with `fresh` tokens (at most the
+    /// burst; a loopback source with the burst).
+    pub(crate) fn new(limit: RateLimit, fresh: u32) -> Self {
+        Self::with_cap(limit, fresh, MAX_SOURCES)
     }
 
-    fn with_cap(limit: RateLimit, cap: usize) -> Self {
-        Self { limit, cap: cap.max(1), sources: Mutex::new(Sources::default()) }
+    fn with_cap(limit: RateLimit, fresh: u32, cap: usize) -> Self {
+        Self { limit, fresh, cap: cap.max(1), sources: Mutex::new(Sources::default()) }
     }
 
     pub(super) fn limit(&self) -> RateLimit {
@@ -145,7 +156,10 @@ impl SourceQuota {
                 let Some((_, oldest)) = by_use.pop_first() else { break };
                 buckets.remove(&oldest);
             }
-            buckets.insert(source, Bucket { tokens: TokenBucket::full(burst, now), used: tick, refused: 0, reported_at: None });
+            let loopback = ip.is_some_and(|ip| ip.to_canonical().is_loopback());
+            let fresh = if loopback { burst } else { f64::from(self.fresh).min(burst) };
+            let tokens = TokenBucket::holding(fresh, now);
+            buckets.insert(source, Bucket { tokens, used: tick, refused: 0, reported_at: None });
         }
         let bucket = buckets.get_mut(&source).expect("inserted above");
         by_use.remove(&bucket.used);
@@ -180,7 +194,7 @@ mod tests {
 
     #[test]
     fn a_source_gets_its_burst_then_its_rate_and_others_are_unaffected() {
-        let quota = SourceQuota::new(RateLimit::new(2.0, 5).unwrap());
+        let quota = SourceQuota::new(RateLimit::new(2.0, 5).unwrap(), 5);
         let t0 = Instant::now();
         for _ in 0..5 {
             assert!(quota.admit_at(ip("192.0.2.1"), t0).is_ok());
@@ -202,7 +216,7 @@ mod tests {
 
     #[test]
     fn sources_are_addresses_and_ipv6_64s() {
-        let quota = SourceQuota::new(RateLimit::new(0.001, 4).unwrap());
+        let quota = SourceQuota::new(RateLimit::new(0.001, 4).unwrap(), 4);
         let t0 = Instant::now();
         for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9", "2001:db8:1:2::3"] {
             assert!(quota.admit_at(ip(host), t0).is_ok());
@@ -217,7 +231,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_and_the_least_recently_seen_source_is_forgotten() {
-        let quota = SourceQuota::with_cap(RateLimit::new(0.001, 4).unwrap(), 3);
+        let quota = SourceQuota::with_cap(RateLimit::new(0.001, 4).unwrap(), 4, 3);
         let t0 = Instant::now();
         for _ in 0..4 {
             assert!(quota.admit_at(ip("10.0.0.1"), t0).is_ok());
@@ -243,7 +257,7 @@ mod tests {
     /// limited.
     #[test]
     fn the_default_limit_never_refuses_the_platforms_retry_pattern() {
-        let quota = SourceQuota::new(RateLimit::default());
+        let quota = SourceQuota::new(RateLimit::default(), DEFAULT_BURST);
         let t0 = Instant::now();
         let mut tries: Vec<Duration> = Vec::new();
         let starts = std::iter::repeat_n(0, 25).chain(1..=600);
@@ -255,10 +269,55 @@ mod tests {
         for at in &tries {
             assert!(quota.admit_at(platform, t0 + *at).is_ok(), "refused at {at:?}");
         }
-        let cold = SourceQuota::new(RateLimit::new(0.0001, MIN_BURST).unwrap());
+        let cold = SourceQuota::new(RateLimit::new(0.0001, MIN_BURST).unwrap(), MIN_BURST);
         for _ in 0..4 {
             assert!(cold.admit_at(platform, t0).is_ok(), "the smallest burst holds one callback's four tries");
         }
+    }
+
+    /// An address rotated to (a new IPv6 /64, another IPv4 address) or forgotten gets a few
+    /// platform calls at once, not the whole burst; the burst comes at the rate.
+    #[test]
+    fn a_new_or_forgotten_source_starts_small_and_fills_up_to_its_burst() {
+        let quota = SourceQuota::with_cap(RateLimit::new(2.0, 300).unwrap(), FRESH_SDK_TOKENS, 2);
+        let t0 = Instant::now();
+        for host in ["203.0.113.7", "2001:db8:7::1"] {
+            for _ in 0..FRESH_SDK_TOKENS {
+                assert!(quota.admit_at(ip(host), t0).is_ok());
+            }
+            assert_eq!(quota.admit_at(ip(host), t0).unwrap_err().retry_after, 1, "{host}: {FRESH_SDK_TOKENS} at first");
+        }
+        let full = t0 + Duration::from_secs(150);
+        for _ in 0..300 {
+            assert!(quota.admit_at(ip("203.0.113.7"), full).is_ok(), "filled to the burst at the rate");
+        }
+        assert!(quota.admit_at(ip("203.0.113.7"), full).is_err(), "and no further");
+        assert!(quota.admit_at(ip("2001:db8:7::1"), full).is_ok());
+        assert!(quota.admit_at(ip("198.51.100.1"), full).is_ok(), "a third source: 203.0.113.7 is forgotten");
+        let back = full + Duration::from_secs(600);
+        for _ in 0..FRESH_SDK_TOKENS {
+            assert!(quota.admit_at(ip("203.0.113.7"), back).is_ok());
+        }
+        assert!(quota.admit_at(ip("203.0.113.7"), back).is_err(), "forgotten: small again, not a full bucket");
+        let small = SourceQuota::new(RateLimit::new(2.0, 5).unwrap(), FRESH_SDK_TOKENS);
+        for _ in 0..5 {
+            assert!(small.admit_at(ip("203.0.113.8"), t0).is_ok());
+        }
+        assert!(small.admit_at(ip("203.0.113.8"), t0).is_err(), "never more than the burst");
+    }
+
+    #[test]
+    fn a_loopback_source_starts_full() {
+        let quota = SourceQuota::new(RateLimit::new(0.001, 50).unwrap(), 1);
+        let t0 = Instant::now();
+        for host in ["127.0.0.1", "::1", "::ffff:127.0.0.2"] {
+            for _ in 0..50 {
+                assert!(quota.admit_at(ip(host), t0).is_ok(), "{host}");
+            }
+            assert!(quota.admit_at(ip(host), t0).is_err(), "{host}");
+        }
+        assert!(quota.admit_at(ip("10.0.0.1"), t0).is_ok());
+        assert!(quota.admit_at(ip("10.0.0.1"), t0).is_err(), "a private address is not loopback");
     }
 
     #[test]
@@ -267,7 +326,7 @@ mod tests {
         assert!(RateLimit::new(5.0, 3).unwrap_err().contains("at least 4"));
         assert!(RateLimit::new(-1.0, 10).is_err());
         assert!(RateLimit::new(f64::NAN, 10).is_err());
-        let off = SourceQuota::new(RateLimit::OFF);
+        let off = SourceQuota::new(RateLimit::OFF, 0);
         for _ in 0..1000 {
             assert!(off.admit(ip("192.0.2.1")).is_ok());
         }

@@ -36,6 +36,11 @@ pub struct Options {
     pub confirm: ConfirmLimits,
     /// `QYS_SDK_RATE` / `QYS_SDK_BURST`: the production defaults unless a test sets its own.
     pub sdk_limit: RateLimit,
+    /// `QYS_FLOW_START_RATE`: the production default unless a test sets its own.
+    pub flow_start_rate: u32,
+    /// `QYS_CALLBACK_RATE` / `QYS_CALLBACK_BURST` of the proxy's receivers: the defaults unless a
+    /// test sets its own.
+    pub callback_limit: RateLimit,
 }
 
 impl Default for Options {
@@ -54,6 +59,8 @@ impl Default for Options {
             // "pending" here (production keeps one for 5 s; tests/return_cache.rs covers it).
             confirm: ConfirmLimits { recheck: Duration::ZERO, ..ConfirmLimits::default() },
             sdk_limit: proxy::sdk_limit(proxy::DEFAULT_SDK_RATE, proxy::DEFAULT_SDK_BURST).unwrap(),
+            flow_start_rate: proxy::DEFAULT_FLOW_START_RATE,
+            callback_limit: RateLimit::default(),
         }
     }
 }
@@ -94,7 +101,7 @@ impl Stack {
 
         let dir = tempfile::tempdir().unwrap();
         let db = opts.database.clone().unwrap_or_else(|| dir.path().join("callbacks.sqlite3"));
-        let store = CallbackStore::open(&db).unwrap();
+        let store = CallbackStore::open(&db).unwrap().with_rate_limit(opts.callback_limit);
         let (proxy_listener, proxy_url) = bind().await;
         let platform_url = opts.platform_url.clone().unwrap_or_else(|| sandbox_url.clone());
         let mode = match opts.mode {
@@ -116,6 +123,7 @@ impl Stack {
             paths: Paths::default(),
             store: store.clone(),
             sdk_limit: opts.sdk_limit,
+            flow_start_rate: opts.flow_start_rate,
             static_dirs: Vec::new(),
         };
         spawn_server(proxy_listener, proxy::router(cfg));
