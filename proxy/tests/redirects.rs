@@ -34,6 +34,7 @@ async fn static_proxy() -> (String, tempfile::TempDir) {
         token_ttl: Duration::from_secs(60),
         paths: Paths::default(),
         store: CallbackStore::open(&dir.path().join("db.sqlite3")).unwrap(),
+        sigs_required_since: 0,
         sdk_limit: RateLimit::OFF,
         static_dirs: vec![("/pkg".into(), pkg), ("/".into(), www)],
     };
