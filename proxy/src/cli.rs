@@ -351,6 +351,8 @@ impl Cli {
             per_second: self.confirm_rate,
         };
         let store = self.callback_store()?;
+        let sigs_required_since =
+            store.require_sigs().map_err(|e| format!("cannot read or record when callback URLs began to carry sig: {e}"))?;
         let sdk_limit = crate::proxy::sdk_limit(self.sdk_rate, self.sdk_burst)?;
         let token_key = match &self.state_key {
             Some(k) if k.len() < 32 => return Err("QYS_STATE_KEY must be at least 32 characters".into()),
@@ -385,6 +387,7 @@ impl Cli {
                 company_callback: self.company_callback_path.clone(),
             },
             store,
+            sigs_required_since,
             sdk_limit,
             flow_start_rate: self.flow_start_rate,
             static_dirs,

@@ -472,6 +472,14 @@ pub trait CallbackBackend: Send + Sync + 'static {
     /// When the earliest `pending` entry becomes claimable: min over `pending` of
     /// `max(next_at, locked_until)`; `None` when none is pending.
     fn next_due(&self) -> Result<Option<i64>, StoreError>;
+
+    // ---- callback URL signatures (issue 8) ----
+
+    /// Records `now` as the moment callback URLs began to need a `sig` (`meta` row
+    /// `sigs_required_since`) unless one is recorded, and returns the recorded one: insert if
+    /// absent, then read, so instances starting together on one database agree on the first.
+    /// Kept for good: it tells the unsigned URLs older versions issued from any minted since.
+    fn require_sigs(&self, now: i64) -> Result<i64, StoreError>;
 }
 
 /// The callback store: a backend and the per-source quota in front of it. Cheap to clone, safe
@@ -596,6 +604,12 @@ impl CallbackStore {
     /// The kept malformed samples, oldest first.
     pub fn malformed_samples(&self) -> Result<Vec<MalformedSample>, StoreError> {
         self.inner.backend.malformed_samples()
+    }
+
+    /// The moment callback URLs began to need a `sig` in this database, recorded now if this is
+    /// the first sig-aware proxy to serve on it ([`CallbackBackend::require_sigs`]).
+    pub fn require_sigs(&self) -> Result<i64, StoreError> {
+        self.inner.backend.require_sigs(now())
     }
 
     /// Deletes everything older than `retention` but callbacks whose forwarding is not finished
@@ -879,6 +893,17 @@ mod tests {
         assert!(b.renew_lease(1, "new", 1, now(), 5000, "{}").unwrap().is_some());
         drop(b);
         CallbackStore::open(&path).expect("an upgraded file opens again");
+    }
+
+    #[test]
+    fn the_moment_sigs_became_required_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cb.sqlite3");
+        let b = CallbackStore::open(&path).unwrap().backend();
+        assert_eq!(b.require_sigs(100).unwrap(), 100);
+        assert_eq!(b.require_sigs(200).unwrap(), 100, "the first start's moment stays");
+        drop(b);
+        assert_eq!(CallbackStore::open(&path).unwrap().backend().require_sigs(300).unwrap(), 100, "across restarts");
     }
 
     #[test]

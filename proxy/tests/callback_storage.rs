@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use qys_proxy::cli::Cli;
-use qys_proxy::token::TokenKey;
+use qys_proxy::protocol::Action;
+use qys_proxy::token::{FlowToken, TokenKey};
 use qys_proxy::{proxy, Secret};
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -230,7 +231,8 @@ async fn forged_well_formed_deliveries_without_the_proxys_sig_cost_constant_disk
             assert!(answer.json["message"].as_str().unwrap().contains("sig"), "{why}: {answer:?}");
         }
     }
-    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks"), 2, "the signed delivery and its reordered retry only");
+    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks"), 1, "the signed delivery and its reordered retry only…");
+    assert_eq!(proxy.int("SELECT deliveries FROM callbacks"), 2, "…one row: the stored query has no sig");
     assert_eq!(proxy.int("SELECT SUM(count) FROM malformed_counts WHERE class = 'unsigned'"), 7);
 
     let before = proxy.bytes_on_disk();
@@ -258,9 +260,94 @@ async fn forged_well_formed_deliveries_without_the_proxys_sig_cost_constant_disk
     let after = proxy.bytes_on_disk();
     eprintln!("1000 forged 16 KiB deliveries: {before} B before, {after} B after");
     assert!(after <= before + 512 * 1024, "the forged flood grew the database by {} bytes", after - before);
-    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks"), 2, "none of them stored");
+    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks"), 1, "none of them stored");
     assert_eq!(proxy.int("SELECT SUM(count) FROM malformed_counts WHERE class = 'unsigned'"), 1007);
     assert_eq!(proxy.int("SELECT COUNT(*) FROM malformed_samples WHERE class = 'unsigned'"), 100, "the sample ring holds them");
+}
+
+/// The callback URL's flow token (`t`) of an `action` flow with `state`, as a proxy whose
+/// AppSecret is `secret` sealed it `age` seconds ago (with the default 1,800 s lifetime).
+fn flow_token(secret: &str, action: Action, state: &str, age: u64) -> String {
+    let token = FlowToken {
+        action,
+        state: state.to_owned(),
+        target_origin: "https://shop.example".into(),
+        subject: if action == Action::EnterpriseAuth { "甲公司".into() } else { String::new() },
+        contact: "13700000044".into(),
+        expires: qys_proxy::unix_millis() / 1000 - age + 1800,
+        return_url: None,
+    };
+    TokenKey::derive_from_secret(secret).seal(&token)
+}
+
+/// Upgrading from the version before sigs (issue 8 follow-up): its callback URLs were
+/// `?flow=<state>&t=<flow token>`, and the platform delivers to them long after (a company's
+/// manual review, retries). The first sig-aware start records when sigs became required; a
+/// delivery without `sig` is stored when its token, of this key, this kind and this `flow`, was
+/// issued before that; one minted since is `unsigned`, so nobody can make a new one pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_urls_issued_before_sigs_were_required_are_still_stored() {
+    let started = qys_proxy::unix_millis() as i64;
+    let proxy = Proxy::start(&[]).await;
+    let since = proxy.int("SELECT value FROM meta WHERE name = 'sigs_required_since'");
+    assert!((started..=qys_proxy::unix_millis() as i64).contains(&since), "recorded at the first start: {since}");
+    let client = client_from("127.0.0.1");
+    let (personal_body, company_body) = (b"mode=FACE&status=1".to_vec(), b"status=1&actionEvent=7&requestId=r-old".to_vec());
+    let old_personal = format!("{PERSONAL}?flow=old-personal&t={}", flow_token(SECRET, Action::PersonalAuth, "old-personal", 3600));
+    let old_company = format!("{COMPANY}?flow=old-company&t={}", flow_token(SECRET, Action::EnterpriseAuth, "old-company", 3 * 86_400));
+    for (path, body) in [(&old_personal, &personal_body), (&old_company, &company_body), (&old_personal, &personal_body)] {
+        let ok = proxy.post_as_is(&client, path, Some(FORM), body.clone()).await;
+        assert_eq!((ok.status, ok.json), (200, json!({"code": 0})), "{path}");
+    }
+    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks"), 2);
+    assert_eq!(proxy.int("SELECT deliveries FROM callbacks WHERE kind = 'personal-auth'"), 2, "a retry");
+
+    let old = flow_token(SECRET, Action::PersonalAuth, "old-personal", 3600);
+    let other_key = flow_token("another secret", Action::PersonalAuth, "old-personal", 3600);
+    let sig = TokenKey::derive_from_secret(SECRET).callback_sig("personal-auth", "old-personal", &old);
+    let wrong_sig = format!("{}{}", if sig.starts_with('A') { 'B' } else { 'A' }, &sig[1..]);
+    for (path, why) in [
+        (format!("{PERSONAL}?flow=new&t={}", flow_token(SECRET, Action::PersonalAuth, "new", 0)), "a token minted now"),
+        (format!("{PERSONAL}?flow=other&t={old}"), "another flow's token"),
+        (format!("{COMPANY}?flow=old-personal&t={old}"), "a personal-auth token at the company receiver"),
+        (format!("{PERSONAL}?flow=old-personal&t={other_key}"), "another key's token"),
+        (format!("{PERSONAL}?flow=old-personal&t={old}&sig={wrong_sig}"), "a wrong sig is not made good by an old token"),
+        (format!("{PERSONAL}?flow=old-personal"), "no token"),
+    ] {
+        let body = if path.starts_with(COMPANY) { company_body.clone() } else { personal_body.clone() };
+        let refused = proxy.post_as_is(&client, &path, Some(FORM), body).await;
+        assert_eq!((refused.status, refused.json["code"].clone()), (200, json!(1001)), "{why}: {refused:?}");
+    }
+    assert_eq!(proxy.int("SELECT SUM(count) FROM malformed_counts WHERE class = 'unsigned'"), 6);
+
+    // Later starts keep the first start's moment, so the old URLs keep working.
+    let Proxy { db, _dir, .. } = proxy;
+    let again = Proxy::start_on(_dir, db, &[]).await;
+    assert_eq!(again.int("SELECT value FROM meta WHERE name = 'sigs_required_since'"), since);
+    let ok = again.post_as_is(&client, &old_company, Some(FORM), company_body).await;
+    assert_eq!((ok.status, ok.json), (200, json!({"code": 0})));
+}
+
+/// A `sig` never expires, so it is not kept anywhere it could leak from (issue 8 follow-up): the
+/// stored query (forwarded, listed by `callbacks list/show`) and the malformed samples carry the
+/// URL without it; a retry still finds its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sig_is_neither_stored_nor_sampled() {
+    let proxy = Proxy::start(&[]).await;
+    let client = client_from("127.0.0.1");
+    for _ in 0..2 {
+        let ok = proxy.post(&client, &format!("{PERSONAL}?flow=abc&t=tok"), Some(FORM), b"mode=FACE&status=1".to_vec()).await;
+        assert_eq!((ok.status, ok.json), (200, json!({"code": 0})));
+    }
+    let stored: String = proxy.sql().query_row("SELECT query FROM callbacks", [], |r| r.get(0)).unwrap();
+    assert_eq!((stored.as_str(), proxy.int("SELECT deliveries FROM callbacks")), ("flow=abc&t=tok", 2));
+    for (query, content_type) in [("flow=abc&t=tok", "text/plain"), ("s%69g=1&flow=abc&t=tok&x=%26sig%3D", FORM)] {
+        let bad = proxy.post(&client, &format!("{PERSONAL}?{query}"), Some(content_type), b"mode=FACE".to_vec()).await;
+        assert_eq!(bad.json["code"], 1001, "{bad:?}");
+    }
+    let sampled: Vec<String> =
+        proxy.sql().prepare("SELECT query FROM malformed_samples ORDER BY seq").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(sampled, ["flow=abc&t=tok", "flow=abc&t=tok&x=%26sig%3D"], "every sig parameter gone, whatever its spelling; the others as sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,7 +357,7 @@ async fn well_formed_deliveries_are_stored_once_before_the_answer_and_malformed_
     let personal = format!("{PERSONAL}?flow=abc");
     let ok = proxy.post(&client, &personal, Some(FORM), b"mode=FACE&status=1".to_vec()).await;
     assert_eq!((ok.status, ok.json), (200, json!({"code": 0})));
-    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE query LIKE 'flow=abc&sig=%'"), 1, "committed before the answer");
+    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE query = 'flow=abc'"), 1, "committed before the answer");
     let retry = proxy.post(&client, &personal, Some("application/x-www-form-urlencoded; charset=UTF-8"), b"mode=FACE&status=1".to_vec()).await;
     assert_eq!((retry.status, retry.json), (200, json!({"code": 0})), "a retry");
     let info = form_urlencoded::Serializer::new(String::new())
@@ -286,7 +373,7 @@ async fn well_formed_deliveries_are_stored_once_before_the_answer_and_malformed_
         (personal.clone(), Some(FORM), b"mode=TELEPATHY&status=1".to_vec(), "mode"),
         (COMPANY.to_owned(), Some(FORM), b"status=1&actionEvent=7".to_vec(), "requestId"),
         (personal.clone(), Some("application/json"), br#"{"mode":"FACE","status":"1"}"#.to_vec(), "Content-Type"),
-        (format!("{PERSONAL}?flow={}", "q".repeat(2000)), Some(FORM), b"mode=FACE&status=1".to_vec(), "query"),
+        (format!("{PERSONAL}?flow={}", "q".repeat(3000)), Some(FORM), b"mode=FACE&status=1".to_vec(), "query"),
     ] {
         let bad = proxy.post(&client, &path, content_type, body).await;
         assert_eq!((bad.status, bad.json["code"].clone()), (200, json!(1001)), "{bad:?}");
@@ -296,7 +383,7 @@ async fn well_formed_deliveries_are_stored_once_before_the_answer_and_malformed_
     assert_eq!((too_large.status, too_large.json["code"].clone()), (413, json!(41300)));
 
     assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks"), 2, "well-formed deliveries only");
-    assert_eq!(proxy.int("SELECT deliveries FROM callbacks WHERE query LIKE 'flow=abc&sig=%'"), 2);
+    assert_eq!(proxy.int("SELECT deliveries FROM callbacks WHERE query = 'flow=abc'"), 2);
     assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE error <> ''"), 0);
     assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE kind = 'company-auth' AND body LIKE '%authInfo%'"), 1);
     let classes: Vec<(String, String, i64)> = proxy
@@ -353,7 +440,7 @@ async fn a_source_over_its_rate_gets_429_and_writes_nothing_while_other_sources_
             assert_eq!((answer.status, answer.json), (200, json!({"code": 0})));
         }
     }
-    assert_eq!(proxy.int("SELECT deliveries FROM callbacks WHERE query LIKE 'flow=platform&sig=%'"), 4);
+    assert_eq!(proxy.int("SELECT deliveries FROM callbacks WHERE query = 'flow=platform'"), 4);
     // …and its malformed deliveries are still counted and answered 1001.
     let (path, content_type, body, _) = malformed(2);
     let bad = proxy.post(&platform, &path, content_type, body).await;
@@ -457,7 +544,7 @@ async fn the_retention_sweep_deletes_old_rows_and_keeps_recent_ones() {
     }
     assert_eq!(proxy.int(&format!("SELECT COUNT(*) FROM callbacks WHERE received_at < {}", now - 30 * DAY)), 0);
     assert_eq!(proxy.int(&format!("SELECT COUNT(*) FROM callbacks WHERE received_at = {recent}")), 10, "recent rows kept");
-    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE query LIKE 'flow=new&sig=%'"), 1);
+    assert_eq!(proxy.int("SELECT COUNT(*) FROM callbacks WHERE query = 'flow=new'"), 1);
     assert_eq!(proxy.int("SELECT COUNT(*) FROM malformed_samples"), 1);
     assert_eq!(proxy.int("SELECT received_at FROM malformed_samples"), recent);
     assert_eq!(proxy.int("SELECT last_at FROM malformed_counts"), recent);

@@ -166,3 +166,45 @@ fn allow_list_entries_are_normalised_at_start_up() {
         assert!(err.contains("QYS_CALLBACK_URL_ALLOWLIST") && err.contains(why), "{entry}: {err}");
     }
 }
+
+/// The proxy's own callback URL for a flow with every SDK input at its limit (64-character state,
+/// 128 four-byte characters of company name, a 64-character contact of them) started from a
+/// 255-byte origin: the platform's delivery to it is stored, not refused as too long (it used to
+/// exceed the receivers' 1 KiB); a flow whose URL would exceed what they take is refused at its
+/// start, before any platform call (issue 8 follow-up).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxys_own_callback_url_is_one_its_receiver_takes() {
+    let (platform, bodies) = recording_platform().await;
+    let origin = |len: usize| format!("http://{}.example", "o".repeat(len - "http://.example".len()));
+    let stack = Stack::with(Options {
+        platform_url: Some(platform),
+        allowed_origins: vec![origin(255), origin(1000)],
+        ..Options::default()
+    })
+    .await;
+    let state = "S".repeat(64);
+    let company = json!({"companyName": "𠀀".repeat(128), "companyAuthBean": {
+        "applicant": {"contact": format!("{}@x.cn", "𠀀".repeat(59))}}});
+    let envelope = json!({"v": 1, "action": "enterpriseAuth", "state": state, "params": company});
+    let (status, body) = stack.send(&origin(255), envelope.clone()).await;
+    assert_eq!((status, body["code"].clone()), (200, json!(0)), "{body}");
+    let sent = bodies.lock().unwrap().last().unwrap()["callbackUrl"].as_str().unwrap().to_owned();
+    let path_query = sent.strip_prefix(&stack.proxy).expect("the proxy's own receiver");
+    assert!(path_query.len() - path_query.find('?').unwrap() > 1500, "a long query: {}", path_query.len());
+    let delivered = stack
+        .client
+        .post(format!("{}{path_query}", stack.proxy))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("status=1&actionEvent=7&requestId=long-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivered.json::<Value>().await.unwrap(), json!({"code": 0}));
+    assert_eq!(stack.store.all().unwrap().len(), 1, "stored");
+
+    let calls = bodies.lock().unwrap().len();
+    let (status, body) = stack.send(&origin(1000), envelope).await;
+    assert_eq!((status, body["code"].clone()), (400, json!(40003)), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("callback URL"), "{body}");
+    assert_eq!(bodies.lock().unwrap().len(), calls, "no platform call");
+}

@@ -144,7 +144,7 @@ async fn backend(fail: FailRule) -> Backend {
 /// port) until it answers `{"code":0}`; whether it did before `deadline`.
 async fn send_until_acked(client: &reqwest::Client, base: &RwLock<String>, kind: &str, query: &str, body: &str, deadline: Instant) -> bool {
     while Instant::now() < deadline {
-        let url = format!("{}/qys/callback/{kind}?{query}", base.read().unwrap());
+        let url = format!("{}/qys/callback/{kind}?{}", base.read().unwrap(), signed_query(kind, query));
         let sent = client
             .post(url)
             .header("content-type", "application/x-www-form-urlencoded")
@@ -193,9 +193,9 @@ async fn every_acknowledged_callback_is_forwarded_across_a_sigkill() {
     let callbacks: Vec<(&'static str, String, String)> = (0..N)
         .map(|i| {
             if i % 4 == 3 {
-                ("company-auth", signed_query("company-auth", &format!("flow=load-{i:04}")), format!("status=1&actionEvent=7&requestId=load-req-{i}"))
+                ("company-auth", format!("flow=load-{i:04}"), format!("status=1&actionEvent=7&requestId=load-req-{i}"))
             } else {
-                ("personal-auth", signed_query("personal-auth", &format!("flow=load-{i:04}")), format!("mode=FACE&status=1&authId=load-{i}"))
+                ("personal-auth", format!("flow=load-{i:04}"), format!("mode=FACE&status=1&authId=load-{i}"))
             }
         })
         .collect();
@@ -476,8 +476,7 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
     let unsigned = post("personal-auth", &format!("flow={st3}"), &format!("mode=FACE&status=1&authId={auth3}"));
     assert_eq!(unsigned["code"], 1001, "{unsigned}");
     let forge = |kind: &str, query: &str, body: &str| {
-        let query = &signed_query(kind, query);
-        assert_eq!(post(kind, query, body)["code"], 0, "stored like any well-formed callback");
+        assert_eq!(post(kind, &signed_query(kind, query), body)["code"], 0, "stored like any well-formed callback");
         dedup_key(kind, query, body.as_bytes())
     };
     let forged_person = forge("personal-auth", &format!("flow={st3}"), &format!("mode=FACE&status=1&authId={auth3}"));
@@ -626,9 +625,9 @@ async fn failing_entries_are_parked_dead_then_replayed() {
     let base = RwLock::new(proxy.url.clone());
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let query = signed_query("personal-auth", "flow=dead");
-    assert!(send_until_acked(&client, &base, "personal-auth", &query, "mode=BANK&status=2&authId=gone", deadline).await);
-    let key = dedup_key("personal-auth", &query, b"mode=BANK&status=2&authId=gone");
+    let query = "flow=dead";
+    assert!(send_until_acked(&client, &base, "personal-auth", query, "mode=BANK&status=2&authId=gone", deadline).await);
+    let key = dedup_key("personal-auth", query, b"mode=BANK&status=2&authId=gone");
     let dead_db = db.clone();
     let listed = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -65,12 +65,42 @@ fn four_instances_starting_at_once_on_an_empty_database_make_one_schema() {
         let all: Vec<String> = MIGRATIONS.iter().map(|m| m.version.to_string()).collect();
         assert_eq!(versions, all.join(","), "each migration recorded once");
         let tables = cluster.query(&url, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'");
-        assert_eq!(tables, "callbacks,malformed_counts,malformed_samples,outbox,schema_migrations");
+        assert_eq!(tables, "callbacks,malformed_counts,malformed_samples,meta,outbox,schema_migrations");
         // And they all work on it.
         for (i, b) in backends.iter().enumerate() {
             store(b.clone()).record("personal-auth", &format!("flow={i}"), b"mode=FACE&status=1").unwrap();
         }
         assert_eq!(store(backends[0].clone()).all().unwrap().len(), 4);
+    }
+}
+
+/// Instances starting together on one database (a database of an older version, say) agree on
+/// when callback URLs began to need `sig`: the first to record it, whoever it was; later starts
+/// keep it.
+#[test]
+fn instances_starting_at_once_record_one_moment_sigs_became_required() {
+    let cluster = PgCluster::shared();
+    for _ in 0..5 {
+        let url = cluster.create_db();
+        let backends: Vec<_> = (0..4).map(|_| open_pg(&url)).collect();
+        let start = Arc::new(Barrier::new(4));
+        let recorded: Vec<i64> = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let (b, start) = (b.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    b.require_sigs(1000 + i as i64).unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert!((1000..1004).contains(&recorded[0]), "{recorded:?}");
+        assert!(recorded.iter().all(|r| *r == recorded[0]), "one moment: {recorded:?}");
+        assert_eq!(open_pg(&url).require_sigs(5000).unwrap(), recorded[0], "a later start keeps it");
     }
 }
 
@@ -104,7 +134,7 @@ fn a_database_from_before_claim_numbers_is_migrated_at_start() {
              SELECT id, 'pending', 1, 1, 'old', 2 FROM callbacks",
     );
     let backend = open_pg(&url);
-    assert_eq!(cluster.query(&url, "SELECT max(version) FROM schema_migrations"), "3");
+    assert_eq!(cluster.query(&url, "SELECT count(*) FROM schema_migrations WHERE version = 3"), "1", "applied again");
     let claimed = backend.claim_due(now(), 10, "new", 30_000).unwrap();
     assert_eq!(claimed.iter().map(|e| (e.query.as_str(), e.claim)).collect::<Vec<_>>(), [("flow=old", 1)]);
     assert_eq!(backend.renew_lease(claimed[0].id, "old", 0, now(), 30_000, "{}").unwrap(), None);
@@ -575,7 +605,7 @@ mod load {
     /// POSTs one callback to `base` until it answers `{"code":0}`; whether it did by `deadline`.
     async fn send_until_acked(client: &reqwest::Client, base: &RwLock<String>, c: &(String, String, String), deadline: Instant) -> bool {
         while Instant::now() < deadline {
-            let url = format!("{}/qys/callback/{}?{}", base.read().unwrap(), c.0, c.1);
+            let url = format!("{}/qys/callback/{}?{}", base.read().unwrap(), c.0, signed_query(&c.0, &c.1));
             let sent = client
                 .post(url)
                 .header("content-type", "application/x-www-form-urlencoded")
@@ -607,9 +637,9 @@ mod load {
         (0..n)
             .map(|i| {
                 if i % 4 == 3 {
-                    ("company-auth".into(), signed_query("company-auth", &format!("flow={tag}-{i:04}")), format!("status=1&actionEvent=7&requestId={tag}-req-{i}"))
+                    ("company-auth".into(), format!("flow={tag}-{i:04}"), format!("status=1&actionEvent=7&requestId={tag}-req-{i}"))
                 } else {
-                    ("personal-auth".into(), signed_query("personal-auth", &format!("flow={tag}-{i:04}")), format!("mode=FACE&status=1&authId={tag}-{i}"))
+                    ("personal-auth".into(), format!("flow={tag}-{i:04}"), format!("mode=FACE&status=1&authId={tag}-{i}"))
                 }
             })
             .collect()

@@ -118,7 +118,7 @@ pub async fn build(platform: &Platform, key: &TokenKey, entry: &OutboxEntry) -> 
 /// The flow behind the callback: the sealed token in the proxy's own callback URL, opened with
 /// this proxy's key (authenticity, not age: a callback may be forwarded long after the flow),
 /// of the callback's kind and with the `flow=` state beside it.
-fn own_flow(key: &TokenKey, kind: &str, query: &str) -> Option<FlowToken> {
+pub(crate) fn own_flow(key: &TokenKey, kind: &str, query: &str) -> Option<FlowToken> {
     let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
     let flow = key.unseal(&param("t")?, 0).ok()?;
     let fits = match kind {

@@ -1,7 +1,8 @@
 //! The server-callback receivers. Each delivery is first charged to its source (over the rate
 //! limit: 429, nothing written); a well-formed one through a callback URL this proxy issued (a
-//! valid `sig`) is then stored in full before `{"code":0}` is answered; any other is only counted
-//! and sampled (constant disk) and answered 1001.
+//! valid `sig`, or none on a URL issued before sigs) is then stored in full, without its `sig`,
+//! before `{"code":0}` is answered; any other is only counted and sampled (constant disk) and
+//! answered 1001.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,14 +15,18 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ProxyError;
-use super::{caller, peer, read_body, App, MAX_BODY};
+use super::{caller, peer, read_body, App, ProxyConfig, MAX_BODY};
+use crate::forward::payload::own_flow;
 use crate::protocol::codes;
 use crate::store::{CallbackStore, Malformed, MalformedClass, Recorded, Refused, StoreError};
-use crate::token::TokenKey;
 
 /// Longest query string of a well-formed delivery. The proxy's own `callbackUrl` carries
-/// `?flow=<state>` (≤ 64 characters) and an allow-listed one is ≤ 512 characters in all.
-pub const MAX_QUERY: usize = 1024;
+/// `flow` (the state, ≤ 64 characters), `t` (the sealed flow token: base64url of its JSON plus
+/// 28 bytes) and `sig` (22): ≈ 1.7 KB with every SDK input at its limit (128 four-byte
+/// characters of company name, a 64-character contact of them) and a 255-byte page origin; a
+/// flow whose URL would be longer is refused when it starts (40003), so the platform never gets
+/// a URL its deliveries fail here. An allow-listed `callbackUrl` is ≤ 512 characters in all.
+pub const MAX_QUERY: usize = 2048;
 
 /// Checks a callback's form fields; `Err` names what is wrong.
 type CallbackCheck = fn(&[(String, String)]) -> Result<(), String>;
@@ -87,7 +92,8 @@ async fn receive_callback(
     if let Err(refused) = app.admit_callback(caller(request.extensions(), request.headers())) {
         return Ok(too_many(kind, source, refused));
     }
-    let query = query.unwrap_or_default();
+    let raw_query = query.unwrap_or_default();
+    let query = without_sig(&raw_query);
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -112,9 +118,9 @@ async fn receive_callback(
     };
     let verdict = if !content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
         Err((MalformedClass::ContentType, "Content-Type must be application/x-www-form-urlencoded".to_owned()))
-    } else if query.len() > MAX_QUERY {
+    } else if raw_query.len() > MAX_QUERY {
         Err((MalformedClass::Query, format!("the query string is longer than {MAX_QUERY} bytes")))
-    } else if !signed(&app.cfg.token_key, kind, &query) {
+    } else if !issued_here(&app.cfg, kind, &raw_query) {
         Err((MalformedClass::Unsigned, "the callback URL is not one this proxy issued (no valid sig)".to_owned()))
     } else {
         let fields: Vec<(String, String)> =
@@ -137,11 +143,30 @@ async fn receive_callback(
     }
 }
 
-/// Whether the query's first `sig` signs its first `flow` and `t` (empty when absent) for `kind`.
-fn signed(key: &TokenKey, kind: &str, query: &str) -> bool {
+/// Whether the query is that of a callback URL this proxy issued: its first `sig` signs its
+/// first `flow` and `t` (empty when absent) for `kind`; or it has no `sig` and is `flow` with the
+/// flow token `t` of a `kind` flow issued before sigs were required (the URL of an older
+/// version, whose deliveries may come days later; a token issued since cannot pass, so nobody
+/// can mint one now).
+fn issued_here(cfg: &ProxyConfig, kind: &str, query: &str) -> bool {
     let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let Some(sig) = param("sig") else {
+        // A token's issue time is its expiry less the token lifetime, in whole seconds.
+        let required_since = u64::try_from(cfg.sigs_required_since.div_euclid(1000)).unwrap_or(0);
+        return own_flow(&cfg.token_key, kind, query)
+            .is_some_and(|flow| flow.expires.saturating_sub(cfg.token_ttl.as_secs()) < required_since);
+    };
     let (flow, t) = (param("flow").unwrap_or_default(), param("t").unwrap_or_default());
-    param("sig").is_some_and(|sig| key.verify_callback_sig(kind, &flow, &t, &sig))
+    cfg.token_key.verify_callback_sig(kind, &flow, &t, &sig)
+}
+
+/// The query without its `sig` parameters (any spelling of the name), the others byte for byte:
+/// what is stored, deduplicated, sampled, listed and forwarded. A `sig` never expires, so a
+/// query in a backend's log or on an operator's screen must not be a pass to the receivers; it is
+/// fixed per `flow` and `t`, so retries still match.
+fn without_sig(query: &str) -> String {
+    let is_sig = |part: &&str| form_urlencoded::parse(part.as_bytes()).next().is_some_and(|(name, _)| name == "sig");
+    query.split('&').filter(|part| !is_sig(part)).collect::<Vec<_>>().join("&")
 }
 
 /// 429 `{"code":42900}` with `Retry-After`; nothing is written. Logged at most once a minute per

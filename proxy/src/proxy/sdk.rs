@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::callbacks::MAX_QUERY;
 use super::confirm::confirm;
 use super::error::ProxyError;
 use super::{caller, normalise_callback_url, read_body, url_under, with_cors, App, Caller, UpstreamMode};
@@ -26,13 +27,22 @@ impl App {
     /// forwarder verifies a callback through that token, so a callback nobody sent through a
     /// flow of this proxy can never be forwarded as verified (issue 9). Its `sig` (an HMAC of
     /// the kind, state and token that no browser sees) is what the receiver stores a delivery
-    /// for; one without it is only counted.
+    /// for; one without it is only counted. A query longer than the receiver takes is refused
+    /// here: the platform's deliveries to it would all be dropped as malformed.
     fn callback_url(&self, requested: Option<&str>, kind: &str, receiver: &str, state: &str, flow: &str) -> Result<String, ProtocolError> {
+        let invalid = |message: String| ProtocolError { code: codes::INVALID_PARAM, message };
         let Some(requested) = requested else {
             let sig = self.cfg.token_key.callback_sig(kind, state, flow);
-            return Ok(format!("{}{receiver}?flow={state}&t={flow}&sig={sig}", self.cfg.public_url));
+            let query = format!("flow={state}&t={flow}&sig={sig}");
+            if query.len() > MAX_QUERY {
+                return Err(invalid(format!(
+                    "this flow's callback URL would have a {}-byte query, more than the {MAX_QUERY} its receiver accepts: \
+                     shorten the company name or the contact (or the page's origin)",
+                    query.len()
+                )));
+            }
+            return Ok(format!("{}{receiver}?{query}", self.cfg.public_url));
         };
-        let invalid = |message: String| ProtocolError { code: codes::INVALID_PARAM, message };
         let url = normalise_callback_url(requested).map_err(|why| invalid(format!("callbackUrl {why}")))?;
         if !self.callback_prefixes.iter().any(|prefix| url_under(&url, prefix)) {
             return Err(invalid("callbackUrl is not in the proxy's allowlist (QYS_CALLBACK_URL_ALLOWLIST)".into()));
@@ -166,7 +176,7 @@ impl App {
             .into());
         }
         // The callback URL's own token leaves out the return URL: it stays short (callback
-        // queries are ≤ 1 KiB) and tells the platform nothing about the calling page.
+        // queries are ≤ MAX_QUERY) and tells the platform nothing about the calling page.
         let callback_flow = self.cfg.token_key.seal(&FlowToken { return_url: None, ..token.clone() });
         let callback_url = match &sdk.params {
             Params::Sign(_) => None,

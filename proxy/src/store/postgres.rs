@@ -648,6 +648,19 @@ impl CallbackBackend for PostgresBackend {
             Ok(c.query_one(&st, &[]).await?.try_get(0)?)
         })
     }
+
+    fn require_sigs(&self, now: i64) -> Result<i64, StoreError> {
+        self.run(OP_TIMEOUT, move |c| async move {
+            // Two statements: a concurrent first start's row, committed while the INSERT waited
+            // on it, is visible to the second statement's snapshot, not to the first's.
+            c.execute(
+                "INSERT INTO meta (name, value) VALUES ('sigs_required_since', $1) ON CONFLICT (name) DO NOTHING",
+                &[&now],
+            )
+            .await?;
+            Ok(c.query_one("SELECT value FROM meta WHERE name = 'sigs_required_since'", &[]).await?.try_get(0)?)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! - `outbox(id, state, attempts, next_at, enqueued_at, owner, locked_until, claims, last_error,
 //!   payload, finished_at)`, `id` = `callbacks.id` (see [`CallbackBackend`] for the contract). One
 //!   connection behind a mutex: every claim is an `IMMEDIATE` transaction, so leases never overlap.
+//! - `meta(name, value)`: facts about the database itself (`sigs_required_since`).
 //!
 //! The schema is created with `IF NOT EXISTS`; a column added later is added to an older file when
 //! it opens ([`upgrade`]).
@@ -74,6 +75,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, id);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// The retention sweep's condition on `callbacks c LEFT JOIN outbox o` (`?1`: the cutoff): no
@@ -447,5 +452,14 @@ impl CallbackBackend for SqliteBackend {
             .conn()
             .prepare_cached("SELECT MIN(MAX(next_at, locked_until)) FROM outbox WHERE state = 'pending'")?
             .query_row([], |r| r.get(0))?)
+    }
+
+    fn require_sigs(&self, now: i64) -> Result<i64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("INSERT INTO meta (name, value) VALUES ('sigs_required_since', ?1) ON CONFLICT (name) DO NOTHING", [now])?;
+        let since = tx.query_row("SELECT value FROM meta WHERE name = 'sigs_required_since'", [], |r| r.get(0))?;
+        tx.commit()?;
+        Ok(since)
     }
 }

@@ -122,6 +122,7 @@ impl Stack {
             token_ttl: opts.token_ttl,
             paths: Paths::default(),
             store: store.clone(),
+            sigs_required_since: store.require_sigs().unwrap(),
             sdk_limit: opts.sdk_limit,
             flow_start_rate: opts.flow_start_rate,
             static_dirs: Vec::new(),
