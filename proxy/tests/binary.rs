@@ -52,14 +52,6 @@ fn misconfiguration_stops_start_up_with_what_to_fix() {
         (vec![("QYS_FLOW_START_RATE", "0")], "QYS_FLOW_START_RATE must be greater than 0"),
         (vec![("QYS_TRUSTED_PROXIES", "10.0.0.1/8")], "QYS_TRUSTED_PROXIES entry \"10.0.0.1/8\" has bits set past its prefix"),
         (vec![("QYS_TRUSTED_PROXIES", "nginx.internal")], "QYS_TRUSTED_PROXIES entry \"nginx.internal\" is not an IP address"),
-        (
-            vec![
-                ("QYS_CONFIRM_RATE", "1"),
-                ("QYS_FORWARD_URL", "http://127.0.0.1:1/callbacks"),
-                ("QYS_FORWARD_SECRET", "forward-secret-at-least-32-characters"),
-            ],
-            "QYS_CONFIRM_RATE must be at least 2 with QYS_FORWARD_URL",
-        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db.sqlite3");
@@ -368,4 +360,27 @@ fn the_operator_is_told_of_unforwarded_callbacks_and_of_unheeded_forwarding_head
     assert!(!log.contains("203.0.113.9") && !log.contains("203.0.113.10"), "an untrusted header's value: {log}");
     assert_eq!(log.matches("that is not an IP address").count(), 1, "{log}");
     assert!(log.contains(r#"value="unknown\t\"x\"""#) && log.contains("peer=127.0.0.2"), "escaped: {log}");
+}
+
+/// `QYS_CONFIRM_RATE=1` with forwarding used to stop start-up (the forwarder's reserve of one call
+/// leaves it nothing at 1): a configuration that started before an upgrade still starts, run as 2,
+/// and says so.
+#[test]
+fn confirm_rate_1_with_forwarding_is_run_as_2_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite3");
+    let proxy = start(
+        &[],
+        &[
+            ("QYS_LISTEN", "127.0.0.1:0"),
+            ("QYS_SANDBOX_LISTEN", "127.0.0.1:0"),
+            ("QYS_DATABASE", db.to_str().unwrap()),
+            ("QYS_CONFIRM_RATE", "1"),
+            ("QYS_FORWARD_URL", "http://127.0.0.1:1/callbacks"),
+            ("QYS_FORWARD_SECRET", "forward-secret-at-least-32-characters"),
+        ],
+        "proxy: ",
+    );
+    let log = proxy.log_when(|log| log.contains("QYS_CONFIRM_RATE=1 is run as 2"));
+    assert!(log.contains("Set QYS_CONFIRM_RATE=2 (or more) to silence this warning"), "{log}");
 }
