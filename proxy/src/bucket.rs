@@ -39,6 +39,11 @@ impl TokenBucket {
         Err(Duration::from_secs_f64((1.0 + keep - self.tokens) / rate))
     }
 
+    /// Whether the bucket has refilled to `burst` by `now`, at `rate`.
+    pub fn full_at(&self, now: Instant, rate: f64, burst: f64) -> bool {
+        self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * rate >= burst
+    }
+
     /// Whole seconds (≥ 1) until a token is there again, at `rate`.
     pub fn retry_after(&self, rate: f64) -> u64 {
         ((1.0 - self.tokens) / rate).ceil().max(1.0) as u64

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::platform::Platform;
-use crate::proxy::{callback_allowlist_entry, Paths, ProxyConfig, UpstreamMode};
+use crate::proxy::{callback_allowlist_entry, Paths, ProxyConfig, TrustedProxies, UpstreamMode};
 use crate::sandbox::world::Fixtures;
 use crate::sandbox::{CallbackOrigins, SandboxConfig};
 use crate::store::{CallbackStore, RateLimit};
@@ -64,8 +64,8 @@ pub struct Cli {
     pub database: Database,
     // Server-callback storage limits (issue 8): per-source rate and retention.
     /// Server callbacks accepted per second from one address (IPv6: one /64), once its burst is
-    /// spent; more get 429 and write nothing. Not applied to callbacks a reverse proxy forwards
-    /// (as for QYS_SDK_RATE). 0: no limit.
+    /// spent; more get 429 and write nothing. The address is the client's that a reverse proxy in
+    /// QYS_TRUSTED_PROXIES names (as for QYS_SDK_RATE). 0: no limit.
     #[arg(long, env = "QYS_CALLBACK_RATE", default_value_t = crate::store::quota::DEFAULT_PER_SECOND, global = true)]
     pub callback_rate: f64,
     /// Server callbacks one address may send at once (at least 4: the platform's tries of one callback).
@@ -73,14 +73,20 @@ pub struct Cli {
     pub callback_burst: u32,
     /// Flow starts, `outcome` calls and return-page confirmations (what spends the platform
     /// quota) accepted per second from one address (IPv6: one /64), once its burst is spent; more
-    /// get 429 / 42900. Not applied to requests a reverse proxy forwards (a loopback or private
-    /// peer sending X-Forwarded-For, Forwarded or X-Real-IP): limit there. 0: no limit.
+    /// get 429 / 42900. Behind a reverse proxy in QYS_TRUSTED_PROXIES the address is the client's
+    /// it names in X-Forwarded-For or X-Real-IP. 0: no limit.
     #[arg(long, env = "QYS_SDK_RATE", default_value_t = crate::proxy::DEFAULT_SDK_RATE, global = true)]
     pub sdk_rate: f64,
     /// Such requests one address may make at once (a new address starts with 10 and fills up at
     /// the rate; loopback starts full).
     #[arg(long, env = "QYS_SDK_BURST", default_value_t = crate::proxy::DEFAULT_SDK_BURST, global = true)]
     pub sdk_burst: u32,
+    /// Reverse proxies and load balancers whose X-Forwarded-For (the right-most address not in
+    /// this list) or else X-Real-IP names the client, for the per-address limits and the log:
+    /// comma-separated addresses and CIDR blocks, or none. Any other peer is the client, whatever
+    /// its headers say. Forwarded is not read.
+    #[arg(long, env = "QYS_TRUSTED_PROXIES", default_value = crate::proxy::DEFAULT_TRUSTED_PROXIES, global = true)]
+    pub trusted_proxies: String,
     /// Per instance: flows started per second at most, bursts as large, whatever their addresses
     /// (each flow start is a platform call); beyond, 429 / 42900.
     #[arg(long, env = "QYS_FLOW_START_RATE", default_value_t = crate::proxy::DEFAULT_FLOW_START_RATE, global = true)]
@@ -110,7 +116,7 @@ pub struct Cli {
     pub confirm_recheck_secs: u64,
     /// Per instance: confirmation calls per second at most (bursts as large), the return page's,
     /// `outcome`'s and the callback forwarder's together (the forwarder waits and leaves half the
-    /// burst to the others); beyond, 503.
+    /// burst, at least one call, to the others: with QYS_FORWARD_URL, 1 is run as 2); beyond, 503.
     #[arg(long, env = "QYS_CONFIRM_RATE", default_value_t = 20, global = true)]
     pub confirm_rate: u32,
     /// SDK endpoint path.
@@ -340,20 +346,30 @@ impl Cli {
         if self.confirm_cache_entries == 0 || self.confirm_rate == 0 || self.flow_start_rate == 0 {
             return Err("QYS_CONFIRM_CACHE_ENTRIES, QYS_CONFIRM_RATE and QYS_FLOW_START_RATE must be greater than 0".into());
         }
-        if self.confirm_rate < 2 && self.forward_settings()?.is_some() {
-            return Err("QYS_CONFIRM_RATE must be at least 2 with QYS_FORWARD_URL: the forwarder leaves half the \
-                        confirmations to the return page and `outcome`, and half of 1 is none"
-                .into());
-        }
+        // The forwarder takes a call only while one is left for the return page and `outcome`: at
+        // 1 it would never get one, and every callback would wait QYS_FORWARD_GIVE_UP_HOURS to be
+        // forwarded unconfirmed. Raised rather than refused, so a setting that started before
+        // still starts.
+        let confirm_rate = if self.confirm_rate < 2 && self.forward_settings()?.is_some() {
+            tracing::warn!(
+                "QYS_CONFIRM_RATE=1 is run as 2 because QYS_FORWARD_URL is set: the forwarder leaves one \
+                 confirmation call to the return page and `outcome`, so at 1 it would never confirm a callback. \
+                 Set QYS_CONFIRM_RATE=2 (or more) to silence this warning"
+            );
+            2
+        } else {
+            self.confirm_rate
+        };
         let confirm_limits = crate::proxy::ConfirmLimits {
             entries: self.confirm_cache_entries,
             recheck: Duration::from_secs(self.confirm_recheck_secs),
-            per_second: self.confirm_rate,
+            per_second: confirm_rate,
         };
         let store = self.callback_store()?;
         let sigs_required_since =
             store.require_sigs().map_err(|e| format!("cannot read or record when callback URLs began to carry sig: {e}"))?;
         let sdk_limit = crate::proxy::sdk_limit(self.sdk_rate, self.sdk_burst)?;
+        let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies).map_err(|e| e.to_string())?;
         let token_key = match &self.state_key {
             Some(k) if k.len() < 32 => return Err("QYS_STATE_KEY must be at least 32 characters".into()),
             Some(k) => TokenKey::new(k.as_bytes()),
@@ -390,6 +406,7 @@ impl Cli {
             sigs_required_since,
             sdk_limit,
             flow_start_rate: self.flow_start_rate,
+            trusted_proxies,
             static_dirs,
         })
     }

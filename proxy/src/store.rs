@@ -126,7 +126,7 @@ pub struct Malformed<'a> {
     pub class: MalformedClass,
     /// Why, as answered (`message` of the 1001 answer).
     pub reason: &'a str,
-    /// The peer's address, when known.
+    /// The sender's address, when known: the peer, or the client a trusted reverse proxy names.
     pub source: Option<IpAddr>,
     /// The `Content-Type` header (empty if absent).
     pub content_type: &'a str,

@@ -50,14 +50,8 @@ fn misconfiguration_stops_start_up_with_what_to_fix() {
         (vec![("QYS_STATE_KEY", "short")], "at least 32 characters"),
         (vec![("QYS_LISTEN", "not-an-address")], "invalid value 'not-an-address' for '--listen"),
         (vec![("QYS_FLOW_START_RATE", "0")], "QYS_FLOW_START_RATE must be greater than 0"),
-        (
-            vec![
-                ("QYS_CONFIRM_RATE", "1"),
-                ("QYS_FORWARD_URL", "http://127.0.0.1:1/callbacks"),
-                ("QYS_FORWARD_SECRET", "forward-secret-at-least-32-characters"),
-            ],
-            "QYS_CONFIRM_RATE must be at least 2 with QYS_FORWARD_URL",
-        ),
+        (vec![("QYS_TRUSTED_PROXIES", "10.0.0.1/8")], "QYS_TRUSTED_PROXIES entry \"10.0.0.1/8\" has bits set past its prefix"),
+        (vec![("QYS_TRUSTED_PROXIES", "nginx.internal")], "QYS_TRUSTED_PROXIES entry \"nginx.internal\" is not an IP address"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db.sqlite3");
@@ -314,10 +308,11 @@ fn untrusted_text_reaches_the_log_escaped() {
 }
 
 /// What an operator must hear about, said once: callbacks still waiting to be forwarded while
-/// forwarding is off (kept past the retention period), and requests through a reverse proxy,
-/// for which `QYS_SDK_RATE` is skipped (once per process, not per request).
+/// forwarding is off (kept past the retention period); forwarding headers from a peer not in
+/// `QYS_TRUSTED_PROXIES`, and from one in it, a value that is not an address (escaped) — once per
+/// process each, not per request.
 #[test]
-fn the_operator_is_told_of_unforwarded_callbacks_and_of_a_reverse_proxy_once() {
+fn the_operator_is_told_of_unforwarded_callbacks_and_of_unheeded_forwarding_headers_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite3");
     let store = qys_proxy::store::CallbackStore::open(&db).unwrap().with_forwarding(true);
@@ -332,6 +327,7 @@ fn the_operator_is_told_of_unforwarded_callbacks_and_of_a_reverse_proxy_once() {
             ("QYS_SANDBOX_LISTEN", "127.0.0.1:0"),
             ("QYS_ALLOWED_ORIGINS", PAGE_ORIGIN),
             ("QYS_DATABASE", db.to_str().unwrap()),
+            ("QYS_TRUSTED_PROXIES", "127.0.0.2"),
         ],
         "proxy: ",
     );
@@ -339,14 +335,17 @@ fn the_operator_is_told_of_unforwarded_callbacks_and_of_a_reverse_proxy_once() {
     assert!(log.contains("2 stored callbacks are waiting to be forwarded, but QYS_FORWARD_URL is not set"), "{log}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let client = common::client();
-        for n in 0..2 {
+        // 127.0.0.1 is not in the list; 127.0.0.2 is, and sends a value that is not an address.
+        let requests =
+            [("127.0.0.1", "203.0.113.9"), ("127.0.0.1", "203.0.113.10"), ("127.0.0.2", "unknown\t\"x\""), ("127.0.0.2", "bad")];
+        for (n, (source, forwarded_for)) in requests.into_iter().enumerate() {
+            let client = reqwest::Client::builder().local_address(source.parse::<std::net::IpAddr>().unwrap()).build().unwrap();
             let envelope = json!({"v": 1, "action": "personalSign", "state": state(&format!("rp{n}")),
                                   "params": {"contractId": CONTRACT, "contact": "13700000044"}});
             let response = client
                 .post(format!("{}/qys/proxy", proxy.url))
                 .header("origin", PAGE_ORIGIN)
-                .header("x-forwarded-for", "203.0.113.9")
+                .header("x-forwarded-for", forwarded_for)
                 .form(&[("requestData", envelope.to_string())])
                 .send()
                 .await
@@ -354,8 +353,34 @@ fn the_operator_is_told_of_unforwarded_callbacks_and_of_a_reverse_proxy_once() {
             assert_eq!(response.status(), 200);
         }
     });
-    // Both answers are in: a warning per request would already be logged.
-    let log = proxy.log_when(|log| log.contains("QYS_SDK_RATE is not applied"));
-    assert_eq!(log.matches("QYS_SDK_RATE is not applied").count(), 1, "{log}");
-    assert!(log.contains("set QYS_SDK_RATE=0 to silence this warning") && !log.contains("203.0.113.9"), "{log}");
+    // All four answers are in: a hint per request would already be logged.
+    let log = proxy.log_when(|log| log.contains("not in QYS_TRUSTED_PROXIES") && log.contains("not an IP address"));
+    assert_eq!(log.matches("not in QYS_TRUSTED_PROXIES").count(), 1, "{log}");
+    assert!(log.contains("add it (or its subnet) to QYS_TRUSTED_PROXIES") && log.contains("peer=127.0.0.1"), "{log}");
+    assert!(!log.contains("203.0.113.9") && !log.contains("203.0.113.10"), "an untrusted header's value: {log}");
+    assert_eq!(log.matches("that is not an IP address").count(), 1, "{log}");
+    assert!(log.contains(r#"value="unknown\t\"x\"""#) && log.contains("peer=127.0.0.2"), "escaped: {log}");
+}
+
+/// `QYS_CONFIRM_RATE=1` with forwarding used to stop start-up (the forwarder's reserve of one call
+/// leaves it nothing at 1): a configuration that started before an upgrade still starts, run as 2,
+/// and says so.
+#[test]
+fn confirm_rate_1_with_forwarding_is_run_as_2_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite3");
+    let proxy = start(
+        &[],
+        &[
+            ("QYS_LISTEN", "127.0.0.1:0"),
+            ("QYS_SANDBOX_LISTEN", "127.0.0.1:0"),
+            ("QYS_DATABASE", db.to_str().unwrap()),
+            ("QYS_CONFIRM_RATE", "1"),
+            ("QYS_FORWARD_URL", "http://127.0.0.1:1/callbacks"),
+            ("QYS_FORWARD_SECRET", "forward-secret-at-least-32-characters"),
+        ],
+        "proxy: ",
+    );
+    let log = proxy.log_when(|log| log.contains("QYS_CONFIRM_RATE=1 is run as 2"));
+    assert!(log.contains("Set QYS_CONFIRM_RATE=2 (or more) to silence this warning"), "{log}");
 }

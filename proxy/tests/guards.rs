@@ -522,13 +522,37 @@ async fn sdk_request_with(stack: &Stack, extra: Option<(&str, &str)>, envelope: 
     request.send().await.unwrap()
 }
 
-/// Behind nginx, a load balancer or a reverse proxy on the same host, every request comes from
-/// the reverse proxy's loopback or private address: charged to it, all users would share one
-/// bucket. So a request from a non-public peer carrying `Forwarded`, `X-Forwarded-For` or
-/// `X-Real-IP` is not limited per address (`QYS_SDK_RATE`, `QYS_CALLBACK_RATE`; the header's
-/// address is not trusted), while one without such a header is charged as before.
+/// A start of a personalSign flow as the SDK makes it, with one extra header; its status and, on
+/// success, its flow token.
+async fn start_with(stack: &Stack, extra: Option<(&str, &str)>, tag: &str) -> (u16, Option<String>) {
+    let sign = json!({"contractId": "2603417854124281870", "contact": "13700000044"});
+    let envelope = json!({"v": 1, "action": "personalSign", "state": state(tag), "params": sign});
+    let response = sdk_request_with(stack, extra, &envelope).await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (status, body["result"]["flow"].as_str().map(str::to_owned))
+}
+
+/// A server callback through the proxy's signed URL, with one extra header; its status.
+async fn callback_with(stack: &Stack, extra: Option<(&str, &str)>) -> u16 {
+    let mut request = stack
+        .client
+        .post(format!("{}{}", stack.proxy, signed_callback(SECRET, "/qys/callback/personal-auth?flow=rp")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("mode=FACE&status=1");
+    if let Some((name, value)) = extra {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// Behind a reverse proxy in `QYS_TRUSTED_PROXIES` (by default loopback: nginx on the same host)
+/// the per-address limits (`QYS_SDK_RATE`, `QYS_CALLBACK_RATE`) charge the client it names: the
+/// right-most `X-Forwarded-For` address that is not itself trusted, else `X-Real-IP`. Its clients
+/// get a bucket each, and what a client wrote to the left of the reverse proxy's entry changes
+/// nothing; a request naming nobody, or nothing that parses, is charged to the reverse proxy.
 #[tokio::test(flavor = "multi_thread")]
-async fn behind_a_reverse_proxy_the_per_address_limits_are_skipped_and_without_its_headers_kept() {
+async fn behind_a_trusted_reverse_proxy_each_client_it_names_has_its_own_limit() {
     let (platform, (_, calls)) = scripted_platform(json!({"pageUrl": "http://127.0.0.1:1/page", "signatories": []})).await;
     let stack = Stack::with(Options {
         platform_url: Some(platform),
@@ -537,54 +561,70 @@ async fn behind_a_reverse_proxy_the_per_address_limits_are_skipped_and_without_i
         ..Options::default()
     })
     .await;
-    let sign = json!({"contractId": "2603417854124281870", "contact": "13700000044"});
-    let forwarding = [("x-forwarded-for", "203.0.113.9"), ("forwarded", "for=203.0.113.9;proto=https"), ("x-real-ip", "203.0.113.9")];
-    let mut flows = Vec::new();
-    for (n, header) in forwarding.into_iter().cycle().take(6).enumerate() {
-        let tag = state(&format!("rp{n}"));
-        let envelope = json!({"v": 1, "action": "personalSign", "state": tag, "params": sign});
-        let response = sdk_request_with(&stack, Some(header), &envelope).await;
-        assert_eq!(response.status(), 200, "{header:?}: a flow start through the reverse proxy");
-        let body: Value = response.json().await.unwrap();
-        flows.push((tag, body["result"]["flow"].as_str().unwrap().to_owned()));
-    }
-    for (tag, flow) in &flows[..2] {
-        let envelope = json!({"v": 1, "action": "outcome", "state": tag, "params": {"flow": flow}});
-        let response = sdk_request_with(&stack, Some(forwarding[0]), &envelope).await;
-        assert_eq!(response.status(), 200, "outcome through the reverse proxy");
-    }
+    // One client: a flow start, its outcome and its return page are its burst of 3.
+    let (status, flow) = start_with(&stack, Some(("x-forwarded-for", "203.0.113.9")), "a0").await;
+    assert_eq!(status, 200);
+    let envelope = json!({"v": 1, "action": "outcome", "state": state("a0"), "params": {"flow": flow.unwrap()}});
+    let response = sdk_request_with(&stack, Some(("x-forwarded-for", "203.0.113.9")), &envelope).await;
+    assert_eq!(response.status(), 200, "outcome");
     let callback_page = calls.lock().unwrap()[0]["callbackPage"].as_str().unwrap().to_owned();
     let page = stack.client.get(&callback_page).header("x-real-ip", "203.0.113.9").send().await.unwrap();
-    assert_eq!(page.status(), 200, "the return page through the reverse proxy");
-    assert_eq!(calls.lock().unwrap().len(), 9, "six starts, two outcomes, one return page: more than the burst of 3");
-
-    // The same address without a forwarding header is one client: its burst, then 429.
-    for n in 0..3 {
-        let (status, body) = stack.call("personalSign", &state(&format!("d{n}")), sign.clone()).await;
-        assert_eq!(status, 200, "{body}");
+    assert_eq!(page.status(), 200, "the return page");
+    for (n, spoofed) in ["192.0.2.1, 203.0.113.9", "192.0.2.2,203.0.113.9, 127.0.0.5", "203.0.113.9"].into_iter().enumerate() {
+        let (status, _) = start_with(&stack, Some(("x-forwarded-for", spoofed)), &format!("a{}", n + 1)).await;
+        assert_eq!(status, 429, "{spoofed}: 203.0.113.9, the entry the reverse proxy appended, is spent");
     }
-    let (status, body) = stack.call("personalSign", &state("d3"), sign.clone()).await;
-    assert_eq!((status, body["code"].clone()), (429, json!(42900)), "{body}");
+    // Another client behind the same reverse proxy has its own bucket.
+    for n in 0..3 {
+        let (status, _) = start_with(&stack, Some(("x-forwarded-for", "203.0.113.9, 198.51.100.7")), &format!("b{n}")).await;
+        assert_eq!(status, 200, "198.51.100.7's start {n}");
+    }
+    let (status, _) = start_with(&stack, Some(("x-real-ip", "198.51.100.7")), "b3").await;
+    assert_eq!(status, 429, "X-Real-IP names the same client");
+    assert_eq!(calls.lock().unwrap().len(), 6, "3 + 3 platform calls, none for a refusal");
+    // Naming nobody outside the list, or something that is not an address: the reverse proxy's own.
+    for (n, header) in [("x-forwarded-for", "unknown"), ("x-forwarded-for", "127.0.0.9"), ("forwarded", "for=192.0.2.9")].into_iter().enumerate() {
+        let (status, _) = start_with(&stack, Some(header), &format!("p{n}")).await;
+        assert_eq!(status, 200, "{header:?}: charged to 127.0.0.1");
+    }
+    let (status, _) = start_with(&stack, None, "p3").await;
+    assert_eq!(status, 429, "127.0.0.1's burst is spent");
 
     // Server callbacks alike (burst 4).
-    let callback = |header: Option<(&'static str, &'static str)>| {
-        let mut request = stack
-            .client
-            .post(format!("{}{}", stack.proxy, signed_callback(SECRET, "/qys/callback/personal-auth?flow=rp")))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("mode=FACE&status=1");
-        if let Some((name, value)) = header {
-            request = request.header(name, value);
-        }
-        async move { request.send().await.unwrap().status() }
-    };
-    for _ in 0..6 {
-        assert_eq!(callback(Some(("x-forwarded-for", "198.51.100.7"))).await, 200, "a callback through the reverse proxy");
-    }
     for _ in 0..4 {
-        assert_eq!(callback(None).await, 200);
+        assert_eq!(callback_with(&stack, Some(("x-forwarded-for", "203.0.113.20"))).await, 200);
     }
-    assert_eq!(callback(None).await, 429, "a direct sender keeps its limit");
+    assert_eq!(callback_with(&stack, Some(("x-forwarded-for", "203.0.113.20"))).await, 429, "203.0.113.20 over its limit");
+    assert_eq!(callback_with(&stack, Some(("x-forwarded-for", "203.0.113.21"))).await, 200, "another sender is not");
+}
+
+/// A peer outside `QYS_TRUSTED_PROXIES` is the client whatever its headers say: a spoofed
+/// `X-Forwarded-For` or `X-Real-IP` buys no new bucket. (Loopback stands in for an untrusted peer
+/// here, with nothing trusted.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untrusted_peer_is_charged_whatever_its_forwarding_headers_say() {
+    let (platform, (_, calls)) = scripted_platform(json!({"pageUrl": "http://127.0.0.1:1/page", "signatories": []})).await;
+    let stack = Stack::with(Options {
+        platform_url: Some(platform),
+        sdk_limit: qys_proxy::proxy::sdk_limit(0.001, 3).unwrap(),
+        callback_limit: qys_proxy::store::RateLimit::new(0.001, 4).unwrap(),
+        trusted_proxies: qys_proxy::proxy::TrustedProxies::NONE,
+        ..Options::default()
+    })
+    .await;
+    let spoofed = [("x-forwarded-for", "203.0.113.1"), ("x-real-ip", "203.0.113.2"), ("x-forwarded-for", "203.0.113.3")];
+    for (n, header) in spoofed.into_iter().enumerate() {
+        let (status, _) = start_with(&stack, Some(header), &format!("s{n}")).await;
+        assert_eq!(status, 200, "{header:?}");
+    }
+    let (status, _) = start_with(&stack, Some(("x-forwarded-for", "203.0.113.4")), "s3").await;
+    assert_eq!(status, 429, "a fourth spoofed address is still 127.0.0.1");
+    assert_eq!(calls.lock().unwrap().len(), 3);
+    for n in 0..4 {
+        let header = format!("203.0.113.{}", 10 + n);
+        assert_eq!(callback_with(&stack, Some(("x-forwarded-for", &header))).await, 200);
+    }
+    assert_eq!(callback_with(&stack, Some(("x-forwarded-for", "203.0.113.99"))).await, 429);
 }
 
 /// Each address within its own limit, many addresses together could still spend the platform

@@ -37,6 +37,7 @@ async fn static_proxy() -> (String, tempfile::TempDir) {
         sigs_required_since: 0,
         sdk_limit: RateLimit::OFF,
         flow_start_rate: qys_proxy::proxy::DEFAULT_FLOW_START_RATE,
+        trusted_proxies: qys_proxy::proxy::TrustedProxies::NONE,
         static_dirs: vec![("/pkg".into(), pkg), ("/".into(), www)],
     };
     spawn_server(listener, proxy::router(cfg));

@@ -15,7 +15,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ProxyError;
-use super::{caller, peer, read_body, App, ProxyConfig, MAX_BODY};
+use super::{read_body, App, ProxyConfig, MAX_BODY};
 use crate::forward::payload::own_flow;
 use crate::protocol::codes;
 use crate::store::{CallbackStore, Malformed, MalformedClass, Recorded, Refused, StoreError};
@@ -88,8 +88,8 @@ async fn receive_callback(
 ) -> Result<Response, ProxyError> {
     let store = &app.cfg.store;
     // Without connect info every peer shares one bucket.
-    let source = peer(request.extensions());
-    if let Err(refused) = app.admit_callback(caller(request.extensions(), request.headers())) {
+    let source = app.client(request.extensions(), request.headers());
+    if let Err(refused) = store.admit(source) {
         return Ok(too_many(kind, source, refused));
     }
     let raw_query = query.unwrap_or_default();

@@ -222,7 +222,7 @@ impl Confirmations {
     /// cannot, so it leaves a reserve of half the burst (rounded down, at least one call) to the
     /// return page and `outcome`: a backlog of callbacks never makes them busy on its own, and
     /// they come first on the refill. At a rate of 1 the reserve is the whole burst and the
-    /// forwarder gets nothing, so the command line refuses that rate with forwarding on. Both
+    /// forwarder gets nothing, so the command line runs that rate as 2 with forwarding on. Both
     /// share the one `QYS_CONFIRM_RATE` because both spend the AppToken's quota.
     pub async fn spend_for_forwarding(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;

@@ -3,6 +3,7 @@
 //! origin and URL allow-lists; each endpoint lives in its own file.
 
 mod callbacks;
+mod clients;
 mod confirm;
 mod error;
 mod return_page;
@@ -26,11 +27,13 @@ use crate::bucket::Ceiling;
 use crate::platform::Platform;
 use crate::protocol::{codes, ProtocolError};
 use crate::store::quota::{SourceQuota, FRESH_SDK_TOKENS};
-use crate::store::{CallbackStore, RateLimit, Refused};
+use crate::store::{CallbackStore, RateLimit};
 use crate::token::TokenKey;
+use clients::Unheeded;
 use error::ProxyError;
 
 pub use callbacks::{check_company_callback, check_personal_callback};
+pub use clients::{BadBlock, TrustedProxies, DEFAULT_TRUSTED_PROXIES};
 pub use confirm::{ConfirmLimits, Confirmations};
 pub use sdk::fill_template;
 
@@ -134,6 +137,9 @@ pub struct ProxyConfig {
     /// Per instance: flow starts per second, bursts as large, whatever their sources
     /// (`QYS_FLOW_START_RATE`, ≥ 1).
     pub flow_start_rate: u32,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` name the client (`QYS_TRUSTED_PROXIES`): the
+    /// address the per-address limits charge and the log names.
+    pub trusted_proxies: TrustedProxies,
     /// Static directories: (mount path, directory), e.g. `("/", "www")`, `("/pkg", "pkg")`.
     pub static_dirs: Vec<(String, PathBuf)>,
 }
@@ -267,84 +273,56 @@ fn peer(extensions: &Extensions) -> Option<IpAddr> {
     extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip())
 }
 
-/// Whom a request is charged to under a per-address limit (`QYS_SDK_RATE`, `QYS_CALLBACK_RATE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Caller {
-    /// The TCP peer; `None` without connect info (all such requests share one bucket).
-    Peer(Option<IpAddr>),
-    /// A reverse proxy (this address) forwarding for clients this proxy cannot tell apart: no
-    /// per-address limit applies.
-    ReverseProxy(IpAddr),
-}
+/// Set once the matching hint of [`App::client`] has been logged: once per process, not per
+/// request.
+static UNTRUSTED_HINTED: AtomicBool = AtomicBool::new(false);
+static GARBLED_HINTED: AtomicBool = AtomicBool::new(false);
+static FORWARDED_HINTED: AtomicBool = AtomicBool::new(false);
 
-/// Headers a reverse proxy adds to name the client it forwards for.
-const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
-
-/// The request's [`Caller`]: a reverse proxy when the TCP peer is not a public address and the
-/// request carries a forwarding header. Charging the peer would put every client of the reverse
-/// proxy in one bucket. The header's address is not used: anyone who reaches this proxy directly
-/// can write one, whereas nobody on the internet can connect from a non-public address.
-fn caller(extensions: &Extensions, headers: &HeaderMap) -> Caller {
-    match peer(extensions) {
-        Some(ip) if !is_public(ip) && FORWARDING_HEADERS.iter().any(|name| headers.contains_key(*name)) => {
-            Caller::ReverseProxy(ip)
-        }
-        source => Caller::Peer(source),
-    }
-}
-
-/// Whether `ip` can be reached on the internet: not loopback, private (RFC 1918), shared
-/// (RFC 6598: carrier NAT, and the source range of some cloud load balancers), link-local,
-/// unspecified, or IPv6 unique-local or link-local.
-fn is_public(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let shared = v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64;
-            !(v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || shared)
-        }
-        IpAddr::V6(v6) => {
-            let unique_local = v6.segments()[0] & 0xfe00 == 0xfc00;
-            let link_local = v6.segments()[0] & 0xffc0 == 0xfe80;
-            !(v6.is_loopback() || v6.is_unspecified() || unique_local || link_local)
-        }
-    }
-}
-
-/// Set once the warning that `QYS_SDK_RATE` / `QYS_CALLBACK_RATE` is skipped behind a reverse
-/// proxy has been logged: once per process, not per request.
-static SDK_RATE_SKIPPED: AtomicBool = AtomicBool::new(false);
-static CALLBACK_RATE_SKIPPED: AtomicBool = AtomicBool::new(false);
-
-/// Logs, the first time only, that the per-address limit `setting` is skipped for requests the
-/// reverse proxy at `ip` forwards.
-fn warn_skipped_once(warned: &AtomicBool, setting: &'static str, ip: IpAddr) {
-    if !warned.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            reverse_proxy = %ip,
-            "requests come through a reverse proxy (a non-public peer sending Forwarded, X-Forwarded-For or \
-             X-Real-IP), whose clients this proxy cannot tell apart: {setting} is not applied to them. \
-             Limit per client in the reverse proxy, and set {setting}=0 to silence this warning"
-        );
-    }
-}
+/// Longest part of a header value a log line quotes.
+const LOGGED_HEADER_CHARS: usize = 100;
 
 impl App {
-    /// Charges a request that may spend platform quota to its caller; `Err` is the refusal's
-    /// `Retry-After` in seconds. A limited source is logged at most once a minute.
-    fn charge(&self, caller: Caller, what: &'static str) -> Result<(), u64> {
-        let source = match caller {
-            Caller::ReverseProxy(_) if self.cfg.sdk_limit.is_off() => return Ok(()),
-            Caller::ReverseProxy(ip) => {
-                warn_skipped_once(&SDK_RATE_SKIPPED, "QYS_SDK_RATE", ip);
-                return Ok(());
+    /// The address a request is charged to and logged as ([`clients::client`]); `None` without
+    /// connect info. Forwarding headers it did not use are hinted at once per process, each kind
+    /// of them: the operator's list or reverse proxy needs fixing, not one request.
+    fn client(&self, extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
+        let client = clients::client(peer(extensions), headers, &self.cfg.trusted_proxies);
+        match client.unheeded {
+            Some(Unheeded::Untrusted(ip)) if !UNTRUSTED_HINTED.swap(true, Ordering::Relaxed) => tracing::warn!(
+                peer = %ip,
+                "a peer that is not in QYS_TRUSTED_PROXIES sent X-Forwarded-For, X-Real-IP or Forwarded: its \
+                 requests are charged to it, whatever the headers say. If it is your reverse proxy or load \
+                 balancer, add it (or its subnet) to QYS_TRUSTED_PROXIES"
+            ),
+            Some(Unheeded::Garbled { peer, raw }) if !GARBLED_HINTED.swap(true, Ordering::Relaxed) => {
+                let raw: String = raw.chars().take(LOGGED_HEADER_CHARS).collect();
+                tracing::warn!(
+                    peer = %peer,
+                    value = ?raw,
+                    "a trusted proxy sent an X-Forwarded-For entry or X-Real-IP that is not an IP address: \
+                     such requests are charged to the proxy itself"
+                );
             }
-            Caller::Peer(source) => source,
-        };
+            Some(Unheeded::ForwardedOnly(ip)) if !FORWARDED_HINTED.swap(true, Ordering::Relaxed) => tracing::warn!(
+                peer = %ip,
+                "a trusted proxy sent Forwarded but neither X-Forwarded-For nor X-Real-IP: only those two are \
+                 read, so its requests are charged to it. Have it send X-Forwarded-For"
+            ),
+            _ => {}
+        }
+        client.ip
+    }
+
+    /// Charges a request that may spend platform quota to its client; `Err` is the refusal's
+    /// `Retry-After` in seconds. A limited source is logged at most once a minute.
+    fn charge(&self, source: Option<IpAddr>, what: &'static str) -> Result<(), u64> {
         self.sdk_sources.admit(source).map_err(|refused| {
             if let Some(refused_since) = refused.report {
-                // A reverse proxy that sends no forwarding header looks like one busy client.
-                let hint = if source.is_some_and(|ip| !is_public(ip)) {
-                    "; if this address is a reverse proxy, have it send X-Forwarded-For, or set QYS_SDK_RATE=0"
+                // A reverse proxy whose clients are not told apart looks like one busy client.
+                let hint = if source.is_some_and(|ip| !clients::is_public(ip)) {
+                    "; if this address is a reverse proxy, list it in QYS_TRUSTED_PROXIES and have it send \
+                     X-Forwarded-For"
                 } else {
                     ""
                 };
@@ -368,19 +346,6 @@ impl App {
             }
             spent.retry_after
         })
-    }
-
-    /// Charges a server callback to its caller in the store's quota (`QYS_CALLBACK_RATE`); behind
-    /// a reverse proxy, as for SDK requests, nothing is charged.
-    fn admit_callback(&self, caller: Caller) -> Result<(), Refused> {
-        match caller {
-            Caller::ReverseProxy(_) if self.cfg.store.rate_limit().is_off() => Ok(()),
-            Caller::ReverseProxy(ip) => {
-                warn_skipped_once(&CALLBACK_RATE_SKIPPED, "QYS_CALLBACK_RATE", ip);
-                Ok(())
-            }
-            Caller::Peer(source) => self.cfg.store.admit(source),
-        }
     }
 
     /// The proxy's own origin or one of `QYS_ALLOWED_ORIGINS`.
@@ -478,39 +443,4 @@ async fn read_body(body: Body) -> Result<Bytes, ProtocolError> {
         code: codes::BODY_TOO_LARGE,
         message: format!("the body is larger than {MAX_BODY} bytes"),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs.iter().map(|(k, v)| (header::HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
-    }
-
-    fn from(ip: &str) -> Extensions {
-        let mut extensions = Extensions::new();
-        extensions.insert(ConnectInfo(SocketAddr::new(ip.parse().unwrap(), 40_000)));
-        extensions
-    }
-
-    #[test]
-    fn a_reverse_proxy_is_a_non_public_peer_with_a_forwarding_header() {
-        let forwarded = headers(&[("x-forwarded-for", "203.0.113.9")]);
-        for ip in ["127.0.0.1", "10.1.2.3", "172.31.0.1", "192.168.1.1", "100.64.0.1", "100.127.255.254", "169.254.0.1",
-                   "::1", "fd00::1", "fc12::1", "fe80::1", "::ffff:10.0.0.1", "0.0.0.0"] {
-            assert_eq!(caller(&from(ip), &forwarded), Caller::ReverseProxy(ip.parse().unwrap()), "{ip}");
-            assert_eq!(caller(&from(ip), &HeaderMap::new()), Caller::Peer(Some(ip.parse().unwrap())), "{ip} without a header");
-        }
-        for name in FORWARDING_HEADERS {
-            let one = [(header::HeaderName::from_static(name), HeaderValue::from_static("for=203.0.113.9"))];
-            assert!(matches!(caller(&from("127.0.0.1"), &one.into_iter().collect()), Caller::ReverseProxy(_)), "{name}");
-        }
-        // A public peer's header is anyone's: it keeps its own bucket.
-        for ip in ["203.0.113.9", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2001:db8::1", "::ffff:198.51.100.1"] {
-            assert_eq!(caller(&from(ip), &forwarded), Caller::Peer(Some(ip.parse().unwrap())), "{ip}");
-        }
-        assert_eq!(caller(&Extensions::new(), &forwarded), Caller::Peer(None), "no connect info");
-        assert_eq!(caller(&from("127.0.0.1"), &headers(&[("x-forwarded-host", "a.example")])), Caller::Peer(Some("127.0.0.1".parse().unwrap())));
-    }
 }

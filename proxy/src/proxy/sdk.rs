@@ -1,6 +1,7 @@
 //! The SDK endpoint: body decoding, the four flows and `outcome`, and the platform's ticket and
 //! page-URL calls.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -12,7 +13,7 @@ use serde_json::{json, Value};
 use super::callbacks::MAX_QUERY;
 use super::confirm::confirm;
 use super::error::ProxyError;
-use super::{caller, normalise_callback_url, read_body, url_under, with_cors, App, Caller, UpstreamMode};
+use super::{normalise_callback_url, read_body, url_under, with_cors, App, UpstreamMode};
 use crate::mask::Masked;
 use crate::platform::PlatformError;
 use crate::protocol::{self, codes, Action, Params, Presentation, ProtocolError, Request as SdkMessage, SdkRequest};
@@ -132,7 +133,7 @@ fn success(result: Value) -> Response {
 impl App {
     async fn answer(&self, request: Request, origin: Option<&str>) -> Result<Response, ProxyError> {
         let (parts, body) = request.into_parts();
-        let source = caller(&parts.extensions, &parts.headers);
+        let source = self.client(&parts.extensions, &parts.headers);
         let body = read_body(body).await?;
         let message = decode_sdk_request(&parts.headers, &body)
             .inspect_err(|e| tracing::info!(code = e.code, reason = ?e.message, "refused SDK request"))?;
@@ -145,7 +146,7 @@ impl App {
     /// Every input is checked before the source is charged, so a bad one gets its own error; the
     /// source's limit comes before the instance's, so one address over its own limit spends none of
     /// the instance's flow starts.
-    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>, source: Caller) -> Result<Response, ProxyError> {
+    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>, source: Option<IpAddr>) -> Result<Response, ProxyError> {
         let started = std::time::Instant::now();
         let (subject, contact) = match &sdk.params {
             Params::Sign(p) => (p.contract_id.clone(), p.contact.value.clone()),
@@ -229,7 +230,7 @@ impl App {
     }
 
     /// `outcome`: the flow token's facts, confirmed with the platform like the return page does.
-    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>, source: Caller) -> Result<Response, ProxyError> {
+    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>, source: Option<IpAddr>) -> Result<Response, ProxyError> {
         let token = self
             .cfg
             .token_key

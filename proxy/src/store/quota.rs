@@ -1,20 +1,29 @@
 //! Per-source rate limits: a token bucket per peer address, in memory, for at most
-//! [`MAX_SOURCES`] sources (the least recently seen is forgotten first). A new or forgotten
-//! source starts with the quota's `fresh` tokens (at most the burst) and fills up to the burst at
-//! the rate: the callback receivers' start full (forgetting only ever loosens their limit, and
-//! never refuses the platform's retries), the SDK endpoint's with [`FRESH_SDK_TOKENS`], so an
-//! address that is new, or rotated to, is not worth a whole burst of platform calls. A loopback
-//! source always starts full: only someone on the host can rotate through 127.0.0.0/8.
+//! [`MAX_SOURCES`] sources. A new or forgotten source starts with the quota's `fresh` tokens (at
+//! most the burst) and fills up to the burst at the rate: the callback receivers' start full
+//! (forgetting only ever loosens their limit, and never refuses the platform's retries), the SDK
+//! endpoint's with [`FRESH_SDK_TOKENS`], so an address that is new, or rotated to, is not worth a
+//! whole burst of platform calls. A loopback source always starts full: only someone on the host
+//! can rotate through 127.0.0.0/8.
+//!
+//! When the table is full, a new source takes the place of one of the [`EVICT_SCAN`] least
+//! recently seen that loses nothing by it: any, when sources start full; else one whose bucket
+//! has refilled to the burst. If none may go, new sources share one overflow bucket (the same
+//! rate and burst) until one may: forgetting a busy source would restart it small, so addresses
+//! rotated through by the thousand could otherwise cut an office NAT to [`FRESH_SDK_TOKENS`].
 //!
 //! A source is an IPv4 address, or an IPv6 /64 (one host usually holds a whole /64); an
-//! IPv4-mapped IPv6 address counts as its IPv4 address. An unknown peer (`None`) is one shared
-//! source.
+//! IPv4-mapped IPv6 address counts as its IPv4 address, and so does one of NAT64's well-known
+//! prefix `64:ff9b::/96` (behind a NAT64 or SIIT gateway every IPv4 client is in that one /64).
+//! In the local-use range `64:ff9b:1::/48` the whole address is the source: the operator's prefix
+//! may be any length from /48 to /96, but whatever it is, the address is that prefix and one IPv4
+//! address. An unknown peer (`None`) is one shared source.
 //!
 //! The callback receivers' limit lives on the store; the SDK endpoint's (`QYS_SDK_RATE`) is a
 //! second [`SourceQuota`] in the proxy.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -33,6 +42,9 @@ pub const MAX_SOURCES: usize = 10_000;
 pub const FRESH_SDK_TOKENS: u32 = 10;
 /// A limited source is reported (logged) at most this often.
 pub const REPORT_EVERY: Duration = Duration::from_secs(60);
+/// Least recently seen sources looked at for one to forget when the table is full: a bounded
+/// cost per new source under the lock, however many arrive.
+const EVICT_SCAN: usize = 64;
 
 /// Deliveries allowed per source: `burst` at once, then `per_second` sustained.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -102,6 +114,10 @@ struct Sources {
     /// Last use → source, oldest first.
     by_use: BTreeMap<u64, Source>,
     clock: u64,
+    /// Shared by new sources while the table is full and none of its sources may be forgotten.
+    overflow: Option<Bucket>,
+    /// When the overflow bucket's use was last logged.
+    overflow_reported_at: Option<Instant>,
 }
 
 struct Bucket {
@@ -111,14 +127,31 @@ struct Bucket {
     reported_at: Option<Instant>,
 }
 
-/// The source a peer address is charged to.
+impl Bucket {
+    fn new(tokens: f64, now: Instant) -> Self {
+        Self { tokens: TokenBucket::holding(tokens, now), used: 0, refused: 0, reported_at: None }
+    }
+}
+
+/// NAT64's well-known prefix `64:ff9b::/96` (RFC 6052) and the local-use `64:ff9b:1::/48`
+/// (RFC 8215), as (network, prefix length).
+const NAT64_WELL_KNOWN: (u128, u32) = (0x0064_ff9b << 96, 96);
+const NAT64_LOCAL_USE: (u128, u32) = (0x0064_ff9b_0001 << 80, 48);
+
+/// The source a peer address is charged to (see the module documentation).
 fn source_of(ip: Option<IpAddr>) -> Source {
+    let within = |bits: u128, (network, len): (u128, u32)| bits >> (128 - len) == network >> (128 - len);
     match ip? {
         IpAddr::V4(v4) => Some(IpAddr::V4(v4)),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => Some(IpAddr::V4(v4)),
-            None => Some(IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1)))),
-        },
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            Some(match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None if within(bits, NAT64_WELL_KNOWN) => IpAddr::V4(Ipv4Addr::from(bits as u32)),
+                None if within(bits, NAT64_LOCAL_USE) => IpAddr::V6(v6),
+                None => IpAddr::V6(Ipv6Addr::from(bits & !((1u128 << 64) - 1))),
+            })
+        }
     }
 }
 
@@ -148,23 +181,30 @@ impl SourceQuota {
         let (rate, burst) = (self.limit.per_second, f64::from(self.limit.burst));
         let source = source_of(ip);
         let mut guard = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        let Sources { buckets, by_use, clock } = &mut *guard;
-        *clock += 1;
-        let tick = *clock;
-        if !buckets.contains_key(&source) {
-            while buckets.len() >= self.cap {
-                let Some((_, oldest)) = by_use.pop_first() else { break };
-                buckets.remove(&oldest);
+        let sources = &mut *guard;
+        sources.clock += 1;
+        let tick = sources.clock;
+        let fresh = f64::from(self.fresh).min(burst);
+        let bucket = if sources.buckets.contains_key(&source) || self.make_room(sources, now) {
+            let Sources { buckets, by_use, .. } = sources;
+            let bucket = buckets.entry(source).or_insert_with(|| {
+                let loopback = ip.is_some_and(|ip| ip.to_canonical().is_loopback());
+                Bucket::new(if loopback { burst } else { fresh }, now)
+            });
+            by_use.remove(&bucket.used);
+            by_use.insert(tick, source);
+            bucket.used = tick;
+            bucket
+        } else {
+            if sources.overflow_reported_at.is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY) {
+                sources.overflow_reported_at = Some(now);
+                tracing::warn!(
+                    tracked = sources.buckets.len(),
+                    "every tracked source is busy: new sources share one bucket until one has been idle long enough to forget"
+                );
             }
-            let loopback = ip.is_some_and(|ip| ip.to_canonical().is_loopback());
-            let fresh = if loopback { burst } else { f64::from(self.fresh).min(burst) };
-            let tokens = TokenBucket::holding(fresh, now);
-            buckets.insert(source, Bucket { tokens, used: tick, refused: 0, reported_at: None });
-        }
-        let bucket = buckets.get_mut(&source).expect("inserted above");
-        by_use.remove(&bucket.used);
-        by_use.insert(tick, source);
-        bucket.used = tick;
+            sources.overflow.get_or_insert_with(|| Bucket::new(fresh, now))
+        };
         if bucket.tokens.take(now, rate, burst) {
             return Ok(());
         }
@@ -176,6 +216,25 @@ impl SourceQuota {
         });
         let retry_after = bucket.tokens.retry_after(rate);
         Err(Refused { retry_after, report })
+    }
+
+    /// Whether a new source may be tracked, forgetting one of the [`EVICT_SCAN`] least recently
+    /// seen if the table is full: any of them when a forgotten source comes back full, else only
+    /// one whose bucket has refilled to the burst (see the module documentation).
+    fn make_room(&self, sources: &mut Sources, now: Instant) -> bool {
+        if sources.buckets.len() < self.cap {
+            return true;
+        }
+        let (rate, burst) = (self.limit.per_second, f64::from(self.limit.burst));
+        let comes_back_full = self.fresh >= self.limit.burst;
+        let Sources { buckets, by_use, .. } = sources;
+        let forgettable = by_use.iter().take(EVICT_SCAN).find(|(_, source)| {
+            comes_back_full || buckets.get(*source).is_none_or(|b| b.tokens.full_at(now, rate, burst))
+        });
+        let Some((&used, &gone)) = forgettable else { return false };
+        by_use.remove(&used);
+        buckets.remove(&gone);
+        true
     }
 
     #[cfg(test)]
@@ -293,8 +352,8 @@ mod tests {
         }
         assert!(quota.admit_at(ip("203.0.113.7"), full).is_err(), "and no further");
         assert!(quota.admit_at(ip("2001:db8:7::1"), full).is_ok());
-        assert!(quota.admit_at(ip("198.51.100.1"), full).is_ok(), "a third source: 203.0.113.7 is forgotten");
         let back = full + Duration::from_secs(600);
+        assert!(quota.admit_at(ip("198.51.100.1"), back).is_ok(), "a third source: 203.0.113.7, idle and full, is forgotten");
         for _ in 0..FRESH_SDK_TOKENS {
             assert!(quota.admit_at(ip("203.0.113.7"), back).is_ok());
         }
@@ -304,6 +363,67 @@ mod tests {
             assert!(small.admit_at(ip("203.0.113.8"), t0).is_ok());
         }
         assert!(small.admit_at(ip("203.0.113.8"), t0).is_err(), "never more than the burst");
+    }
+
+    /// Forgetting a busy source would restart it with its fresh tokens: so a full table forgets
+    /// only a source whose bucket has refilled, and while every source is busy, new ones share one
+    /// bucket instead.
+    #[test]
+    fn a_full_table_forgets_only_idle_sources_and_new_ones_share_an_overflow_bucket() {
+        let quota = SourceQuota::with_cap(RateLimit::new(1.0, 100).unwrap(), 10, 2);
+        let t0 = Instant::now();
+        let office = ip("198.51.100.1");
+        assert!(quota.admit_at(office, t0).is_ok());
+        let built = t0 + Duration::from_secs(100);
+        for _ in 0..50 {
+            assert!(quota.admit_at(office, built).is_ok(), "its bucket filled to the burst");
+        }
+        assert!(quota.admit_at(ip("198.51.100.2"), built).is_ok());
+        // Rotating /64s: both tracked sources are busy, so the newcomers share one fresh bucket.
+        for n in 0..10 {
+            assert!(quota.admit_at(ip(&format!("2001:db8:{n}::1")), built).is_ok(), "{n}");
+        }
+        assert!(quota.admit_at(ip("2001:db8:99::1"), built).is_err(), "the shared bucket is spent");
+        assert_eq!(quota.tracked(), 2);
+        for _ in 0..50 {
+            assert!(quota.admit_at(office, built).is_ok(), "the office kept its tokens");
+        }
+        assert!(quota.admit_at(office, built).is_err());
+        // Idle long enough to refill, a source may go: a newcomer gets a bucket of its own.
+        let idle = built + Duration::from_secs(100);
+        for _ in 0..10 {
+            assert!(quota.admit_at(ip("2001:db8:100::1"), idle).is_ok(), "198.51.100.2, full again, is forgotten");
+        }
+        assert!(quota.admit_at(ip("2001:db8:100::1"), idle).is_err(), "with its fresh tokens");
+        assert_eq!(quota.tracked(), 2);
+        for _ in 0..100 {
+            assert!(quota.admit_at(office, idle).is_ok(), "still tracked, refilled to its burst");
+        }
+    }
+
+    #[test]
+    fn nat64_addresses_are_the_ipv4_clients_they_embed() {
+        for (nat64, source) in [
+            ("64:ff9b::198.51.100.1", "198.51.100.1"),
+            ("64:ff9b::c633:6402", "198.51.100.2"),
+            ("64:ff9b:1::198.51.100.1", "64:ff9b:1::198.51.100.1"),
+            // A /48 local-use prefix (RFC 6052 §2.2): 198.51 in bits 48–63, 100.1 in bits 72–87.
+            ("64:ff9b:1:c633:64:100::", "64:ff9b:1:c633:64:100::"),
+            ("2001:db8:1:2::198.51.100.1", "2001:db8:1:2::"),
+            ("64:ff9b:2::1", "64:ff9b:2::"),
+        ] {
+            assert_eq!(source_of(ip(nat64)), ip(source), "{nat64}");
+        }
+        let quota = SourceQuota::new(RateLimit::new(0.001, 4).unwrap(), 4);
+        let t0 = Instant::now();
+        for client in ["64:ff9b::198.51.100.1", "64:ff9b:1:c633:64:100::"] {
+            for _ in 0..4 {
+                assert!(quota.admit_at(ip(client), t0).is_ok(), "{client}");
+            }
+        }
+        assert!(quota.admit_at(ip("198.51.100.1"), t0).is_err(), "the same IPv4 client");
+        assert!(quota.admit_at(ip("64:ff9b::198.51.100.3"), t0).is_ok(), "another client behind the gateway");
+        assert!(quota.admit_at(ip("64:ff9b:1:c633:64:200::"), t0).is_ok(), "in the same /64, another client");
     }
 
     #[test]

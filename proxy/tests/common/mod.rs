@@ -41,6 +41,8 @@ pub struct Options {
     /// `QYS_CALLBACK_RATE` / `QYS_CALLBACK_BURST` of the proxy's receivers: the defaults unless a
     /// test sets its own.
     pub callback_limit: RateLimit,
+    /// `QYS_TRUSTED_PROXIES`: the production default (loopback) unless a test sets its own.
+    pub trusted_proxies: proxy::TrustedProxies,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             sdk_limit: proxy::sdk_limit(proxy::DEFAULT_SDK_RATE, proxy::DEFAULT_SDK_BURST).unwrap(),
             flow_start_rate: proxy::DEFAULT_FLOW_START_RATE,
             callback_limit: RateLimit::default(),
+            trusted_proxies: proxy::TrustedProxies::default(),
         }
     }
 }
@@ -125,6 +128,7 @@ impl Stack {
             sigs_required_since: store.require_sigs().unwrap(),
             sdk_limit: opts.sdk_limit,
             flow_start_rate: opts.flow_start_rate,
+            trusted_proxies: opts.trusted_proxies,
             static_dirs: Vec::new(),
         };
         spawn_server(proxy_listener, proxy::router(cfg));
