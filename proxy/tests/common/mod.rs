@@ -41,6 +41,8 @@ pub struct Options {
     /// `QYS_CALLBACK_RATE` / `QYS_CALLBACK_BURST` of the proxy's receivers: the defaults unless a
     /// test sets its own.
     pub callback_limit: RateLimit,
+    /// `QYS_UNSIGNED_CALLBACK_DAYS` as a duration: the default unless a test sets its own.
+    pub unsigned_callback_window: Duration,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             sdk_limit: proxy::sdk_limit(proxy::DEFAULT_SDK_RATE, proxy::DEFAULT_SDK_BURST).unwrap(),
             flow_start_rate: proxy::DEFAULT_FLOW_START_RATE,
             callback_limit: RateLimit::default(),
+            unsigned_callback_window: Duration::from_secs(u64::from(cli::DEFAULT_UNSIGNED_CALLBACK_DAYS) * 86_400),
         }
     }
 }
@@ -110,6 +113,8 @@ impl Stack {
             }
             other => other,
         };
+        // As the binary does when it builds its config.
+        store.require_sigs().unwrap();
         let cfg = ProxyConfig {
             public_url: proxy_url.clone(),
             platform: Platform::new(&platform_url, TOKEN, Secret::new(SECRET), Duration::from_secs(5), opts.timeout)
@@ -122,7 +127,7 @@ impl Stack {
             token_ttl: opts.token_ttl,
             paths: Paths::default(),
             store: store.clone(),
-            sigs_required_since: store.require_sigs().unwrap(),
+            unsigned_callback_window: opts.unsigned_callback_window,
             sdk_limit: opts.sdk_limit,
             flow_start_rate: opts.flow_start_rate,
             static_dirs: Vec::new(),
