@@ -96,6 +96,12 @@ pub struct Cli {
     /// period from parking).
     #[arg(long, env = "QYS_CALLBACK_RETENTION_DAYS", default_value_t = crate::store::DEFAULT_RETENTION_DAYS, global = true)]
     pub callback_retention_days: u32,
+    /// Days after this version first started on the database (or the moment `callbacks
+    /// require-sigs` set) during which a callback through an older version's URL, without `sig`,
+    /// is still stored (at most 8 per flow): a company's manual review and the platform's retries.
+    /// 0: never; at most 365.
+    #[arg(long, env = "QYS_UNSIGNED_CALLBACK_DAYS", default_value_t = DEFAULT_UNSIGNED_CALLBACK_DAYS, global = true)]
+    pub unsigned_callback_days: u32,
     /// Platform connect timeout in milliseconds.
     #[arg(long, env = "QYS_CONNECT_TIMEOUT_MS", default_value_t = 5_000, global = true)]
     pub connect_timeout_ms: u64,
@@ -167,7 +173,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the sandbox platform alone (credentials from QYS_ACCESS_TOKEN / QYS_ACCESS_SECRET).
     Sandbox,
-    /// The server-callback outbox: `list [--dead|--pending|--delivered]`, `show <id>`, `replay <id>|--dead`.
+    /// The server-callback outbox: `list [--dead|--pending|--delivered]`, `show <id>`, `replay <id>|--dead`;
+    /// `require-sigs --at <now|RFC 3339>` after a rolling upgrade from a version without `sig`.
     #[command(subcommand)]
     Callbacks(crate::forward::admin::CallbacksCommand),
 }
@@ -183,6 +190,12 @@ pub enum Mode {
     /// The platform's page-URL APIs.
     PageUrl,
 }
+
+/// Default `QYS_UNSIGNED_CALLBACK_DAYS`: a company's manual review takes days, the platform's
+/// retries a minute.
+pub const DEFAULT_UNSIGNED_CALLBACK_DAYS: u32 = 14;
+/// Largest `QYS_UNSIGNED_CALLBACK_DAYS`.
+pub const MAX_UNSIGNED_CALLBACK_DAYS: u32 = 365;
 
 /// The mini-program plugin environments: production, the test platform, this sandbox. The host
 /// page (`miniprogram/pages/qys/qys.js`) refuses any other.
@@ -365,9 +378,21 @@ impl Cli {
             recheck: Duration::from_secs(self.confirm_recheck_secs),
             per_second: confirm_rate,
         };
+        if self.unsigned_callback_days > MAX_UNSIGNED_CALLBACK_DAYS {
+            return Err(format!("QYS_UNSIGNED_CALLBACK_DAYS must be between 0 and {MAX_UNSIGNED_CALLBACK_DAYS}"));
+        }
+        let unsigned_callback_window = Duration::from_secs(u64::from(self.unsigned_callback_days) * 86_400);
         let store = self.callback_store()?;
         let sigs_required_since =
             store.require_sigs().map_err(|e| format!("cannot read or record when callback URLs began to carry sig: {e}"))?;
+        let window_ms = i64::try_from(unsigned_callback_window.as_millis()).unwrap_or(i64::MAX);
+        if window_ms > 0 && crate::store::now() < sigs_required_since.saturating_add(window_ms) {
+            tracing::info!(
+                "callbacks through URLs without sig (flows started before {}) are stored until {} (QYS_UNSIGNED_CALLBACK_DAYS)",
+                crate::forward::admin::iso(sigs_required_since),
+                crate::forward::admin::iso(sigs_required_since.saturating_add(window_ms)),
+            );
+        }
         let sdk_limit = crate::proxy::sdk_limit(self.sdk_rate, self.sdk_burst)?;
         let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies).map_err(|e| e.to_string())?;
         let token_key = match &self.state_key {
@@ -403,7 +428,7 @@ impl Cli {
                 company_callback: self.company_callback_path.clone(),
             },
             store,
-            sigs_required_since,
+            unsigned_callback_window,
             sdk_limit,
             flow_start_rate: self.flow_start_rate,
             trusted_proxies,
@@ -644,6 +669,20 @@ mod tests {
             let error = cli(&["--sandbox-callback-origins", bad]).sandbox_callback_origins(None).unwrap_err();
             assert!(error.starts_with("QYS_SANDBOX_CALLBACK_ORIGINS entry"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn unsigned_callback_days_are_checked() {
+        let window = |days: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("db.sqlite3");
+            let args = ["--database", db.to_str().unwrap(), "--unsigned-callback-days", days];
+            let bound = "127.0.0.1:1".parse().unwrap();
+            cli(&args).proxy_config("https://openapi.example", "t", Secret::new("s"), bound, false).map(|c| c.unsigned_callback_window)
+        };
+        assert_eq!(window("0"), Ok(Duration::ZERO));
+        assert_eq!(window("365"), Ok(Duration::from_secs(365 * 86_400)));
+        assert!(window("366").unwrap_err().contains("QYS_UNSIGNED_CALLBACK_DAYS must be between 0 and 365"));
     }
 
     #[test]

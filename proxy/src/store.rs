@@ -79,7 +79,17 @@ pub enum Recorded {
     New,
     /// Same kind, query and body as a stored delivery; its count was raised.
     Retry,
+    /// New, through a callback URL without `sig` whose flow token has stored
+    /// [`UNSIGNED_PER_TOKEN`] deliveries already ([`Delivery::unsigned`]): nothing written.
+    OverCap,
 }
+
+/// Most distinct deliveries stored per flow token through a callback URL without `sig` (an
+/// older version's). A genuine flow sends one personal-auth result, or a company-auth callback
+/// per status change (seven `actionEvent` codes, at most once each), and a retry does not count;
+/// anyone holding such a token (every browser that started a flow before the upgrade) can store
+/// no more than this many bodies under it.
+pub const UNSIGNED_PER_TOKEN: i64 = 8;
 
 /// Why a delivery is malformed, as counted: a small fixed set, so that the counters stay a few
 /// rows per day whatever senders do.
@@ -193,6 +203,10 @@ pub struct Delivery<'a> {
     /// `pending`, due at `received_at`, with a new callback — or with a retry of one stored while
     /// forwarding was off; an existing entry is left as it is).
     pub forward: bool,
+    /// Through a callback URL without `sig`: the key of its flow token ([`unsigned_key`]). A new
+    /// delivery is then stored only while fewer than [`UNSIGNED_PER_TOKEN`] are stored under it
+    /// (counted in `unsigned_tokens`, same transaction), else [`Recorded::OverCap`].
+    pub unsigned: Option<&'a str>,
 }
 
 /// Where an outbox entry stands.
@@ -480,6 +494,19 @@ pub trait CallbackBackend: Send + Sync + 'static {
     /// absent, then read, so instances starting together on one database agree on the first.
     /// Kept for good: it tells the unsigned URLs older versions issued from any minted since.
     fn require_sigs(&self, now: i64) -> Result<i64, StoreError>;
+
+    /// The recorded `sigs_required_since`, if any (read for each delivery without `sig`, so a
+    /// moment moved by [`Self::set_sigs_required_since`] holds on every instance at once).
+    fn sigs_required_since(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Sets `sigs_required_since` to `at` (inserted if absent); returns the previous value.
+    fn set_sigs_required_since(&self, at: i64) -> Result<Option<i64>, StoreError>;
+
+    /// The attempt of `owner`'s claim `claim` could not ask the platform because this instance's
+    /// confirmation budget is spent: due again at `next_at`, `last_error = error`, lease cleared;
+    /// attempts unchanged (nothing was tried). `false` (nothing changed) unless that claim holds
+    /// its lease.
+    fn defer(&self, id: i64, owner: &str, claim: i64, next_at: i64, error: &str) -> Result<bool, StoreError>;
 }
 
 /// The callback store: a backend and the per-source quota in front of it. Cheap to clone, safe
@@ -567,12 +594,22 @@ impl CallbackStore {
 
     /// Stores a well-formed delivery durably, or counts it as a retry of an identical stored one.
     pub fn record(&self, kind: &str, query: &str, body: &[u8]) -> Result<Recorded, StoreError> {
+        self.record_as(kind, query, body, None)
+    }
+
+    /// [`Self::record`] of a delivery through a callback URL without `sig`, whose flow token is
+    /// `t`: at most [`UNSIGNED_PER_TOKEN`] distinct ones per token and kind.
+    pub fn record_unsigned(&self, kind: &str, query: &str, body: &[u8], t: &str) -> Result<Recorded, StoreError> {
+        self.record_as(kind, query, body, Some(&unsigned_key(kind, t)))
+    }
+
+    fn record_as(&self, kind: &str, query: &str, body: &[u8], unsigned: Option<&str>) -> Result<Recorded, StoreError> {
         let key = dedup_key(kind, query, body);
         let body = String::from_utf8_lossy(body);
         let forward = self.inner.forward;
-        let delivery = Delivery { kind, dedup_key: &key, query, body: &body, received_at: now(), forward };
+        let delivery = Delivery { kind, dedup_key: &key, query, body: &body, received_at: now(), forward, unsigned };
         let recorded = self.inner.backend.record(&delivery)?;
-        if forward {
+        if forward && recorded != Recorded::OverCap {
             self.inner.enqueued.notify_one();
         }
         Ok(recorded)
@@ -610,6 +647,11 @@ impl CallbackStore {
     /// the first sig-aware proxy to serve on it ([`CallbackBackend::require_sigs`]).
     pub fn require_sigs(&self) -> Result<i64, StoreError> {
         self.inner.backend.require_sigs(now())
+    }
+
+    /// The recorded moment callback URLs began to need a `sig`, if any.
+    pub fn sigs_required_since(&self) -> Result<Option<i64>, StoreError> {
+        self.inner.backend.sigs_required_since()
     }
 
     /// Deletes everything older than `retention` but callbacks whose forwarding is not finished
@@ -657,6 +699,17 @@ impl CallbackStore {
 pub fn dedup_key(kind: &str, query: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
     for part in [kind.as_bytes(), query.as_bytes(), body] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    crate::sign::hex(&h.finalize())
+}
+
+/// The key a flow token `t` counts under in `unsigned_tokens`: hex SHA-256 of the kind and `t`,
+/// length-prefixed (a token is ≈ 1.5 KB at most; the key is 64 characters).
+pub fn unsigned_key(kind: &str, t: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [kind.as_bytes(), t.as_bytes()] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }

@@ -328,6 +328,36 @@ async fn callback_urls_issued_before_sigs_were_required_are_still_stored() {
     assert_eq!((ok.status, ok.json), (200, json!({"code": 0})));
 }
 
+/// `qys-proxy callbacks require-sigs --at` moves the moment (a rolling upgrade ends after the
+/// first new instance started), and a running instance goes by the moved one at its next delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_require_sigs_moves_the_moment_for_running_instances() {
+    let proxy = Proxy::start(&[]).await;
+    let require_sigs = |db: &Path, at: &str| {
+        let cli = Cli::try_parse_from(["qys-proxy", "--database", db.to_str().unwrap(), "callbacks", "require-sigs", "--at", at]).unwrap();
+        let Some(qys_proxy::cli::Command::Callbacks(command)) = &cli.command else { panic!("not a callbacks command") };
+        qys_proxy::forward::admin::execute(cli.database.open().unwrap().backend().as_ref(), command)
+    };
+    let client = client_from("127.0.0.1");
+    let path = format!("{PERSONAL}?flow=hour-old&t={}", flow_token(SECRET, Action::PersonalAuth, "hour-old", 3600));
+    let deliver = |n: u32| proxy.post_as_is(&client, &path, Some(FORM), format!("mode=FACE&status=1&n={n}").into_bytes());
+    assert_eq!(deliver(1).await.json, json!({"code": 0}), "issued an hour before the first start");
+
+    let two_hours_ago = qys_proxy::store::now() - 7_200_000;
+    let moved = require_sigs(&proxy.db, &qys_proxy::forward::admin::iso(two_hours_ago)).unwrap();
+    assert!(moved.contains(&format!(" -> {}", qys_proxy::forward::admin::iso(two_hours_ago))), "{moved}");
+    assert_eq!(proxy.int("SELECT value FROM meta WHERE name = 'sigs_required_since'"), two_hours_ago);
+    assert_eq!(deliver(2).await.json["code"], 1001, "issued after the moved moment");
+    require_sigs(&proxy.db, "now").unwrap();
+    assert_eq!(deliver(3).await.json, json!({"code": 0}), "before it again");
+
+    let tomorrow = qys_proxy::forward::admin::iso(qys_proxy::store::now() + 86_400_000);
+    assert!(require_sigs(&proxy.db, &tomorrow).unwrap_err().contains("in the future"));
+    assert!(require_sigs(&proxy.db, "2026-11-26").unwrap_err().contains("expected YYYY-MM-DDTHH:MM:SS"));
+    let fresh = proxy.db.with_file_name("fresh.sqlite3");
+    assert!(require_sigs(&fresh, "2026-11-26T08:00:00+08:00").unwrap().starts_with("sigs_required_since: (none) -> 2026-11-26T00:00:00.000Z"));
+}
+
 /// A `sig` never expires, so it is not kept anywhere it could leak from (issue 8 follow-up): the
 /// stored query (forwarded, listed by `callbacks list/show`) and the malformed samples carry the
 /// URL without it; a retry still finds its row.

@@ -941,6 +941,34 @@ async fn without_an_answer_the_callback_is_forwarded_unverified_at_the_give_up_a
     assert!(calls.lock().unwrap().len() >= 4, "asked again meanwhile: {}", calls.lock().unwrap().len());
 }
 
+/// This instance's spent confirmation budget is not the platform's silence: a backlog already
+/// past the give-up age (forwarding turned back on after days off) waits for the budget and is
+/// forwarded verified, each entry after one attempt, rather than unverified en masse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_past_the_give_up_age_waits_for_the_confirmation_budget() {
+    let backend = backend(Box::new(|_: &str, _| false)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, calls) = faulty_platform(Vec::new(), false).await;
+    let store = CallbackStore::open(&dir.path().join("callbacks.sqlite3")).unwrap().with_forwarding(true);
+    let keys: Vec<String> = (0..10).map(|i| callback_with_token(&store, &format!("backlog-{i}"))).collect();
+    // 2 a second, one kept for the return page: the forwarder gets at most 5 calls within the
+    // 2 s an attempt waits, so at least 5 of the 10 entries claimed at once find it spent.
+    let platform = platform_client(&url, ConfirmLimits { per_second: 2, ..ConfirmLimits::default() });
+    let mut settings = retrying(&backend.url, Duration::from_millis(1));
+    settings.concurrency = 16;
+    let task = forward::spawn(settings, store.clone(), platform, TokenKey::new(b"forward-test-state-key"));
+    for key in &keys {
+        let body = forwarded_body(&backend, key).await;
+        assert_eq!((body["verified"].clone(), body["passed"].clone()), (json!(true), json!(true)), "{body}");
+    }
+    task.abort();
+    assert_eq!(calls.lock().unwrap().len(), 10, "one confirmation each");
+    let entries = store.backend().outbox_list(qys_proxy::store::OutboxFilter::All, 0, 20).unwrap();
+    assert!(entries.iter().all(|e| e.attempts == 1), "waiting for the budget is no attempt: {entries:?}");
+    let waited = entries.iter().filter(|e| e.last_error.contains("QYS_CONFIRM_RATE")).count();
+    assert!(waited >= 5, "only {waited} entries found the budget spent");
+}
+
 /// The forwarder's confirmation calls spend the instance's `QYS_CONFIRM_RATE`, which the return
 /// page and `outcome` use too, and leave them half the burst: at 2 a second the forwarder may make
 /// one call at once, then one each 0.5 s, however many callbacks wait.

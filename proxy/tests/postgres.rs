@@ -19,7 +19,7 @@ use qys_proxy::store::postgres::{PgUrl, PostgresBackend, MIGRATIONS};
 use qys_proxy::store::sqlite::SqliteBackend;
 use qys_proxy::store::{
     dedup_key, now, CallbackBackend, CallbackStore, Delivery, Malformed, MalformedClass, OutboxFilter, OutboxState, RateLimit, Recorded,
-    DAY_MS, SAMPLE_BODY_BYTES, SAMPLE_SLOTS, SWEEP_BATCH,
+    DAY_MS, SAMPLE_BODY_BYTES, SAMPLE_SLOTS, SWEEP_BATCH, UNSIGNED_PER_TOKEN,
 };
 
 fn open_pg(url: &str) -> Arc<PostgresBackend> {
@@ -65,7 +65,7 @@ fn four_instances_starting_at_once_on_an_empty_database_make_one_schema() {
         let all: Vec<String> = MIGRATIONS.iter().map(|m| m.version.to_string()).collect();
         assert_eq!(versions, all.join(","), "each migration recorded once");
         let tables = cluster.query(&url, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'");
-        assert_eq!(tables, "callbacks,malformed_counts,malformed_samples,meta,outbox,schema_migrations");
+        assert_eq!(tables, "callbacks,malformed_counts,malformed_samples,meta,outbox,schema_migrations,unsigned_tokens");
         // And they all work on it.
         for (i, b) in backends.iter().enumerate() {
             store(b.clone()).record("personal-auth", &format!("flow={i}"), b"mode=FACE&status=1").unwrap();
@@ -162,6 +162,14 @@ fn dedup_and_malformed(store: &CallbackStore) -> Vec<String> {
     for c in store.all().unwrap() {
         seen.push(format!("{} {} {:?} {:?} {}", c.kind, c.query, c.body, c.error, c.deliveries));
     }
+    // Without sig: at most UNSIGNED_PER_TOKEN distinct bodies per token and kind; retries pass.
+    for (kind, n) in [("personal-auth", 0), ("personal-auth", 0), ("company-auth", 0)].into_iter().chain((1..=UNSIGNED_PER_TOKEN).map(|n| ("personal-auth", n))) {
+        let recorded = store.record_unsigned(kind, "flow=u&t=tok", format!("status=1&n={n}").as_bytes(), "tok").unwrap();
+        seen.push(format!("unsigned {kind} {n} {recorded:?}"));
+    }
+    let b = store.backend();
+    seen.push(format!("moment {:?} {:?}", b.sigs_required_since().unwrap(), b.set_sigs_required_since(5).unwrap()));
+    seen.push(format!("moment {:?} {:?}", b.set_sigs_required_since(7).unwrap(), b.sigs_required_since().unwrap()));
     let big = vec![b'x'; 16 * 1024];
     let long_query = "q=".to_owned() + &"é".repeat(400);
     for i in 0..(SAMPLE_SLOTS + 30) {
@@ -193,6 +201,9 @@ fn dedup_counters_and_samples_match_sqlite() {
     let postgres = dedup_and_malformed(&store(open_pg(&cluster.create_db())));
     assert_eq!(postgres, sqlite);
     assert_eq!(sqlite[..4], ["New", "Retry", "New", "Retry"]);
+    let over = format!("unsigned personal-auth {UNSIGNED_PER_TOKEN} OverCap");
+    assert!(sqlite.contains(&over) && sqlite.contains(&"unsigned personal-auth 0 Retry".to_owned()), "{sqlite:?}");
+    assert!(sqlite.contains(&"moment None None".to_owned()) && sqlite.contains(&"moment Some(5) Some(7)".to_owned()), "{sqlite:?}");
     assert!(sqlite.iter().any(|l| l.starts_with("sample 32 ")), "{sqlite:?}");
 }
 
@@ -240,7 +251,7 @@ fn sweep_keeps_unfinished(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
         [("leased", true), ("pending", true), ("failed-once", true), ("delivered", true), ("dead-long-ago", true), ("dead-lately", true), ("unqueued", false)]
     {
         let key = dedup_key("personal-auth", query, body.as_bytes());
-        let delivery = Delivery { kind: "personal-auth", dedup_key: &key, query, body, received_at: old, forward };
+        let delivery = Delivery { kind: "personal-auth", dedup_key: &key, query, body, received_at: old, forward, unsigned: None };
         backend.record(&delivery).unwrap();
     }
     let id: BTreeMap<String, i64> =
@@ -331,6 +342,12 @@ fn outbox_transcript(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
     t.push(format!("E's earlier claim: dead {}", backend.park_dead(first.id, "E", first.claim, t0 + 80_001, "late").unwrap()));
     t.push(format!("E's new claim: renewed {:?}", backend.renew_lease(first.id, "E", second.claim, t0 + 80_001, 30_000, "{}").unwrap()));
     t.push(format!("E's new claim: failed {}", backend.mark_failed(first.id, "E", second.claim, t0 + 80_002, "HTTP 502").unwrap()));
+    // The confirmation budget spent: put back by the claim that holds it, attempts unchanged.
+    let f = backend.claim_due(t0 + 200_000, 1, "F", 30_000).unwrap().remove(0);
+    t.push(format!("F deferred by its earlier claim {}", backend.defer(f.id, "F", f.claim - 1, t0 + 200_001, "busy").unwrap()));
+    t.push(format!("F deferred {}", backend.defer(f.id, "F", f.claim, t0 + 201_000, "busy").unwrap()));
+    let e = backend.outbox_get(f.id).unwrap().unwrap();
+    t.push(format!("F {} {} {} {:?} {:?}", e.state, e.attempts - f.attempts, e.next_at - t0, e.last_error, e.owner));
     t.push(format!("replay dead {}", backend.replay_dead(t0 + 50_000).unwrap()));
     let off = backend.outbox_list(OutboxFilter::All, 0, 100).unwrap().len();
     let unqueued_id = plain.all().unwrap().len(); // not an id; find it through the list below
@@ -368,6 +385,8 @@ fn the_outbox_behaves_as_on_sqlite() {
     assert_eq!(reclaimed.len(), 6, "{sqlite:#?}");
     assert!(reclaimed[0].starts_with("E again true claim ") && reclaimed[1..4] == ["E's earlier claim: renewed None", "E's earlier claim: failed false", "E's earlier claim: dead false"], "{reclaimed:?}");
     assert!(reclaimed[4].starts_with("E's new claim: renewed Some(") && reclaimed[5] == "E's new claim: failed true", "{reclaimed:?}");
+    let deferred: Vec<&str> = sqlite.iter().filter(|l| l.starts_with("F ")).map(String::as_str).collect();
+    assert_eq!(deferred, ["F deferred by its earlier claim false", "F deferred true", "F pending 0 201000 \"busy\" \"\""]);
 }
 
 // ---- several instances on one database ----

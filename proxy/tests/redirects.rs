@@ -34,7 +34,7 @@ async fn static_proxy() -> (String, tempfile::TempDir) {
         token_ttl: Duration::from_secs(60),
         paths: Paths::default(),
         store: CallbackStore::open(&dir.path().join("db.sqlite3")).unwrap(),
-        sigs_required_since: 0,
+        unsigned_callback_window: Duration::ZERO,
         sdk_limit: RateLimit::OFF,
         flow_start_rate: qys_proxy::proxy::DEFAULT_FLOW_START_RATE,
         trusted_proxies: qys_proxy::proxy::TrustedProxies::NONE,

@@ -1,6 +1,7 @@
-//! `qys-proxy callbacks list|show|replay`: the outbox from the command line. Works on the
-//! database of `QYS_DATABASE` (SQLite or PostgreSQL) while the proxy runs (a replayed entry is picked up within a
-//! second, [`super::POLL`]).
+//! `qys-proxy callbacks list|show|replay|require-sigs`: the outbox from the command line. Works
+//! on the database of `QYS_DATABASE` (SQLite or PostgreSQL) while the proxy runs (a replayed
+//! entry is picked up within a second, [`super::POLL`]; a moved `sigs_required_since` holds for
+//! the next delivery).
 
 use std::io::Write;
 
@@ -47,6 +48,15 @@ pub enum CallbacksCommand {
         /// Every entry parked as dead.
         #[arg(long, conflicts_with = "id")]
         dead: bool,
+    },
+    /// Set the moment callback URLs began to need a `sig`: callbacks through URLs without one
+    /// are stored only for flows started before it, for QYS_UNSIGNED_CALLBACK_DAYS after it. Run
+    /// it with `--at now` once the last instance of a version without `sig` has stopped (a
+    /// rolling upgrade).
+    RequireSigs {
+        /// `now`, or an RFC 3339 time no later than now, e.g. 2026-11-26T08:00:00Z.
+        #[arg(long)]
+        at: String,
     },
 }
 
@@ -120,7 +130,72 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand) -> Res
             let n = backend.replay_dead(now()).map_err(err)?;
             Ok(format!("{n} dead entries queued for forwarding again\n"))
         }
+        CallbacksCommand::RequireSigs { ref at } => {
+            let at = match at.as_str() {
+                "now" => now(),
+                text => parse_rfc3339(text).map_err(|why| format!("--at {text:?}: {why}"))?,
+            };
+            // A later moment would let flow tokens minted until then, which every browser gets,
+            // pass as an older version's.
+            if at > now() {
+                return Err(format!("--at {} is in the future: give `now` or an earlier time", iso(at)));
+            }
+            let before = backend.set_sigs_required_since(at).map_err(err)?;
+            Ok(format!(
+                "sigs_required_since: {} -> {}: callbacks through URLs without sig are stored for flows started \
+                 before it, for QYS_UNSIGNED_CALLBACK_DAYS after it\n",
+                before.map_or_else(|| "(none)".to_owned(), iso),
+                iso(at)
+            ))
+        }
     }
+}
+
+/// An RFC 3339 date-time (`YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`) as Unix milliseconds.
+pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    const FORM: &str = "expected YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM|-HH:MM)";
+    let b = text.as_bytes();
+    let num = |part: Option<&str>| -> Result<i64, String> {
+        let part = part.filter(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit())).ok_or(FORM)?;
+        part.parse().map_err(|_| FORM.to_owned())
+    };
+    let sep = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
+    if b.len() < 20 || !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt") && sep(13, b":") && sep(16, b":")) {
+        return Err(FORM.into());
+    }
+    let field = |from: usize, to: usize| num(text.get(from..to));
+    let (year, month, day, h, m, s) = (field(0, 4)?, field(5, 7)?, field(8, 10)?, field(11, 13)?, field(14, 16)?, field(17, 19)?);
+    let mut rest = &text[19..];
+    let mut milli = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(FORM.into());
+        }
+        milli = num(Some(&format!("{:0<3}", &fraction[..digits.min(3)])))?;
+        rest = &fraction[digits..];
+    }
+    let offset = match rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let minutes = num(rest.get(1..3))? * 60 + num(rest.get(4..6))?;
+            if *sign == b'-' { -minutes } else { minutes }
+        }
+        _ => return Err(FORM.into()),
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month[(month - 1) as usize] || h > 23 || m > 59 || s > 59 {
+        return Err("no such date or time".into());
+    }
+    // Days since 1970-01-01 from a civil date (Howard Hinnant's algorithm, the inverse of `iso`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 86_400 + h * 3_600 + m * 60 + s - offset * 60) * 1000) + milli)
 }
 
 /// An entry as JSON; `full` adds the callback's query and body and the forwarded body.
@@ -177,5 +252,19 @@ mod tests {
         assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(iso(1_795_671_045_123), "2026-11-26T05:30:45.123Z");
+    }
+
+    #[test]
+    fn rfc3339_times_are_read_back() {
+        for ms in [0, 951_782_400_000, 1_795_671_045_123, -86_400_000] {
+            assert_eq!(parse_rfc3339(&iso(ms)), Ok(ms), "{}", iso(ms));
+        }
+        assert_eq!(parse_rfc3339("2026-11-26T13:30:45+08:00"), Ok(1_795_671_045_000));
+        assert_eq!(parse_rfc3339("2026-11-26t05:30:45.1234z"), Ok(1_795_671_045_123));
+        assert_eq!(parse_rfc3339("2026-11-25T23:00:45-06:30"), Ok(1_795_671_045_000));
+        for bad in ["2026-11-26", "2026-11-26T05:30:45", "2026-02-29T00:00:00Z", "2026-11-26T24:00:00Z", "2026-11-26T05:30:45.Z",
+            "2026-11-26T05:30:45+0800", "２026-11-26T05:30:45Z", "2026-11-26 05:30:45Z", "now"] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
     }
 }

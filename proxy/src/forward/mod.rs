@@ -9,8 +9,10 @@
 //!    the instance's `QYS_CONFIRM_RATE`, which it shares with the return page (waiting at most
 //!    [`payload::BUDGET_WAIT`], else retried later). The platform's word — a result or a refusal
 //!    of the question — is final; no answer (timeout, unreachable, HTTP 5xx or 429, the request
-//!    itself refused, the budget spent) is asked again with the entry's backoff, and only once
-//!    the entry reaches `QYS_FORWARD_GIVE_UP_HOURS` does the body say `"verified": false` and why;
+//!    itself refused) is asked again with the entry's backoff, and only once the entry reaches
+//!    `QYS_FORWARD_GIVE_UP_HOURS` does the body say `"verified": false` and why; the budget
+//!    spent is no one's failure: the entry waits [`BUSY_DELAY`], whatever its age, attempts
+//!    unchanged;
 //! 3. renews the lease if this claim still holds the entry, else leaves it to its new holder —
 //!    another instance, or this one claiming it again after the lease ran out
 //!    ([`crate::store::CallbackBackend::renew_lease`]), fixing the forwarded body on the first
@@ -37,6 +39,7 @@ use tokio::task::JoinSet;
 
 use crate::platform::Platform;
 use crate::token::TokenKey;
+use payload::NotAsked;
 use crate::store::{now, CallbackBackend, CallbackStore, OutboxEntry, StoreError};
 
 pub use settings::{ForwardArgs, ForwardSettings};
@@ -44,6 +47,9 @@ pub use settings::{ForwardArgs, ForwardSettings};
 /// Longest sleep between looks at the outbox (other instances' entries, expired leases, replays
 /// from the command line).
 pub const POLL: Duration = Duration::from_secs(1);
+/// How long an entry waits when the confirmation budget was spent ([`payload::BUDGET_WAIT`]
+/// already passed): about the budget's refill of a token at the lowest rate allowed.
+pub const BUSY_DELAY: Duration = Duration::from_secs(1);
 /// Longest part of a failed answer's body kept in `last_error`.
 const ERROR_BODY_MAX: usize = 200;
 
@@ -185,6 +191,13 @@ async fn attempt(ctx: Arc<Ctx>, entry: OutboxEntry) {
         Some(payload) => payload,
         None => match payload::build(&ctx.platform, &ctx.key, &entry).await {
             Ok(body) => body,
+            // Only this instance's own budget was spent: no failure of anyone's, so never final
+            // and never parked, whatever the entry's age (a backlog after forwarding was off for
+            // longer than the give-up age must still be confirmed).
+            Err(NotAsked::Busy) => {
+                deferred(&ctx, &entry, NotAsked::Busy.why()).await;
+                return;
+            }
             // An outage of hours must not turn real successes into unverified ones: ask again
             // until the give-up age, then let the backend hear, unverified.
             Err(not_asked) if age(&entry, now()) >= ctx.settings.give_up => payload::unconfirmed(&entry, &not_asked.why()),
@@ -275,6 +288,19 @@ async fn failed(ctx: &Arc<Ctx>, entry: &OutboxEntry, error: String, retry_after:
     let owner = c.owner.clone();
     if let Err(e) = blocking(move || c.backend.mark_failed(id, &owner, claim, next_at, &error)).await {
         tracing::error!(id, error = %e, "cannot record a failed forwarding attempt");
+    }
+}
+
+/// Puts back an entry whose confirmation found the budget spent: due again after [`BUSY_DELAY`]
+/// (± 25 %, so a backlog's entries do not all return at once), its attempts unchanged, so
+/// neither the backoff nor parking counts it.
+async fn deferred(ctx: &Arc<Ctx>, entry: &OutboxEntry, why: String) {
+    let (id, claim, c) = (entry.id, entry.claim, ctx.clone());
+    let next_at = now().saturating_add(i64::try_from(BUSY_DELAY.mul_f64(0.75 + 0.5 * jitter()).as_millis()).unwrap_or(i64::MAX));
+    tracing::debug!(id, "server callback waits for this instance's confirmation budget");
+    let owner = c.owner.clone();
+    if let Err(e) = blocking(move || c.backend.defer(id, &owner, claim, next_at, &format!("confirmation: {why}"))).await {
+        tracing::error!(id, error = %e, "cannot put back a callback waiting for the confirmation budget");
     }
 }
 

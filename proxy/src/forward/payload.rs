@@ -48,7 +48,8 @@ pub const BUDGET_WAIT: Duration = Duration::from_secs(2);
 /// Why the platform gave no answer now; asking later may get one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotAsked {
-    /// The confirmation budget stayed spent for [`BUDGET_WAIT`].
+    /// The confirmation budget stayed spent for [`BUDGET_WAIT`]: this instance's own limit, not
+    /// the platform's silence, so never a reason to give up.
     Busy,
     /// No answer, or one that leaves the question open ([`transient_code`]): why.
     Failed(String),
@@ -75,8 +76,8 @@ fn transient_code(code: i64, http: u16) -> bool {
 }
 
 /// Builds the forwarded body of `entry`. `Err` when the platform gave no answer now: the caller
-/// asks again later with the entry's backoff and, once the entry reaches the give-up age,
-/// forwards [`unconfirmed`].
+/// asks again later — after [`super::BUSY_DELAY`] when busy, else with the entry's backoff and,
+/// once the entry reaches the give-up age, forwards [`unconfirmed`].
 pub async fn build(platform: &Platform, key: &TokenKey, entry: &OutboxEntry) -> Result<String, NotAsked> {
     let fields = form_fields(&entry.body);
     let claimed = fields.get("status").and_then(Value::as_str) == Some("1");

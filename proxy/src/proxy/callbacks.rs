@@ -1,10 +1,11 @@
 //! The server-callback receivers. Each delivery is first charged to its source (over the rate
 //! limit: 429, nothing written); a well-formed one through a callback URL this proxy issued (a
-//! valid `sig`, or none on a URL issued before sigs) is then stored in full, without its `sig`,
-//! before `{"code":0}` is answered; any other is only counted and sampled (constant disk) and
-//! answered 1001.
+//! valid `sig`, or none on a URL issued before sigs, within `QYS_UNSIGNED_CALLBACK_DAYS` and
+//! [`UNSIGNED_PER_TOKEN`]) is then stored in full, without its `sig`, before `{"code":0}` is
+//! answered; any other is only counted and sampled (constant disk) and answered 1001.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -18,7 +19,8 @@ use super::error::ProxyError;
 use super::{read_body, App, ProxyConfig, MAX_BODY};
 use crate::forward::payload::own_flow;
 use crate::protocol::codes;
-use crate::store::{CallbackStore, Malformed, MalformedClass, Recorded, Refused, StoreError};
+use crate::store::{CallbackStore, Malformed, MalformedClass, Recorded, Refused, StoreError, UNSIGNED_PER_TOKEN};
+use crate::token::FlowToken;
 
 /// Longest query string of a well-formed delivery. The proxy's own `callbackUrl` carries
 /// `flow` (the state, ≤ 64 characters), `t` (the sealed flow token: base64url of its JSON plus
@@ -116,22 +118,21 @@ async fn receive_callback(
             return Err(too_large.into());
         }
     };
-    let verdict = if !content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
-        Err((MalformedClass::ContentType, "Content-Type must be application/x-www-form-urlencoded".to_owned()))
-    } else if raw_query.len() > MAX_QUERY {
-        Err((MalformedClass::Query, format!("the query string is longer than {MAX_QUERY} bytes")))
-    } else if !issued_here(&app.cfg, kind, &raw_query) {
-        Err((MalformedClass::Unsigned, "the callback URL is not one this proxy issued (no valid sig)".to_owned()))
-    } else {
-        let fields: Vec<(String, String)> =
-            form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        check(&fields).map_err(|reason| (MalformedClass::Fields, reason))
+    let verdict = match check_delivery(app, kind, &raw_query, &content_type, &body, check).await? {
+        Ok(unsigned) => record(store.clone(), kind, query.clone(), body.clone(), unsigned)
+            .await
+            .inspect_err(|e| tracing::error!(kind, error = %e, "server callback could not be stored"))
+            .map(|recorded| match recorded {
+                Recorded::OverCap => Err((
+                    MalformedClass::Unsigned,
+                    format!("this callback URL without sig has stored {UNSIGNED_PER_TOKEN} callbacks already"),
+                )),
+                stored => Ok(stored),
+            })?,
+        Err(refused) => Err(refused),
     };
     match verdict {
-        Ok(()) => {
-            let recorded = record(store.clone(), kind, query, body)
-                .await
-                .inspect_err(|e| tracing::error!(kind, error = %e, "server callback could not be stored"))?;
+        Ok(recorded) => {
             tracing::info!(kind, retry = recorded == Recorded::Retry, "server callback stored");
             Ok(Json(json!({"code": 0})).into_response())
         }
@@ -143,21 +144,103 @@ async fn receive_callback(
     }
 }
 
-/// Whether the query is that of a callback URL this proxy issued: its first `sig` signs its
-/// first `flow` and `t` (empty when absent) for `kind`; or it has no `sig` and is `flow` with the
-/// flow token `t` of a `kind` flow issued before sigs were required (the URL of an older
-/// version, whose deliveries may come days later; a token issued since cannot pass, so nobody
-/// can mint one now).
-fn issued_here(cfg: &ProxyConfig, kind: &str, query: &str) -> bool {
+/// Why a delivery is not to be stored (its class and reason), or `Ok` with the flow token `t` of
+/// a URL without `sig` it may be stored through ([`CallbackStore::record_unsigned`]).
+type Verdict = Result<Option<String>, (MalformedClass, String)>;
+
+/// Checks a delivery in order: Content-Type, query length, the URL ([`issued_here`], for a URL
+/// without `sig` [`unsigned_refusal`]), the form fields. `Err` only when the store cannot be read.
+async fn check_delivery(
+    app: &App,
+    kind: &str,
+    raw_query: &str,
+    content_type: &str,
+    body: &Bytes,
+    check: CallbackCheck,
+) -> Result<Verdict, ProxyError> {
+    if !content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        return Ok(Err((MalformedClass::ContentType, "Content-Type must be application/x-www-form-urlencoded".to_owned())));
+    }
+    if raw_query.len() > MAX_QUERY {
+        return Ok(Err((MalformedClass::Query, format!("the query string is longer than {MAX_QUERY} bytes"))));
+    }
+    let unsigned = match issued_here(&app.cfg, kind, raw_query) {
+        Issued::Signed => None,
+        Issued::Unsigned { flow, t } => match unsigned_refusal(&app.cfg, kind, &flow).await? {
+            None => Some(t),
+            Some(reason) => return Ok(Err((MalformedClass::Unsigned, reason))),
+        },
+        Issued::No => return Ok(Err((MalformedClass::Unsigned, NOT_ISSUED.to_owned()))),
+    };
+    let fields: Vec<(String, String)> = form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    Ok(check(&fields).map(|()| unsigned).map_err(|reason| (MalformedClass::Fields, reason)))
+}
+
+/// The reason of a delivery through no URL this proxy issued.
+const NOT_ISSUED: &str = "the callback URL is not one this proxy issued (no valid sig)";
+
+/// How a delivery's URL stands.
+enum Issued {
+    /// Its first `sig` signs its first `flow` and `t` (empty when absent) for the kind.
+    Signed,
+    /// No `sig`, and `t` is a flow token of this key, of the kind, with `flow` as its state:
+    /// perhaps the URL of an older version ([`unsigned_refusal`] decides).
+    Unsigned { flow: FlowToken, t: String },
+    /// Neither.
+    No,
+}
+
+fn issued_here(cfg: &ProxyConfig, kind: &str, query: &str) -> Issued {
     let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
     let Some(sig) = param("sig") else {
-        // A token's issue time is its expiry less the token lifetime, in whole seconds.
-        let required_since = u64::try_from(cfg.sigs_required_since.div_euclid(1000)).unwrap_or(0);
-        return own_flow(&cfg.token_key, kind, query)
-            .is_some_and(|flow| flow.expires.saturating_sub(cfg.token_ttl.as_secs()) < required_since);
+        return match (own_flow(&cfg.token_key, kind, query), param("t")) {
+            (Some(flow), Some(t)) => Issued::Unsigned { flow, t },
+            _ => Issued::No,
+        };
     };
     let (flow, t) = (param("flow").unwrap_or_default(), param("t").unwrap_or_default());
-    cfg.token_key.verify_callback_sig(kind, &flow, &t, &sig)
+    if cfg.token_key.verify_callback_sig(kind, &flow, &t, &sig) {
+        Issued::Signed
+    } else {
+        Issued::No
+    }
+}
+
+/// Logged once per process: a URL without `sig` came after `QYS_UNSIGNED_CALLBACK_DAYS`.
+static WINDOW_CLOSED_TOLD: AtomicBool = AtomicBool::new(false);
+
+/// Why a delivery through `flow`'s URL without `sig` is not stored, `None` if it may be: the
+/// token was issued before sigs became required (the URL of an older version, whose deliveries
+/// may come days later; a token issued since cannot pass, so nobody can mint one now), and that
+/// moment is less than `QYS_UNSIGNED_CALLBACK_DAYS` ago — every browser that started a flow
+/// before the upgrade holds such a token, so the pass must end. The moment is read for each
+/// such delivery, so `callbacks require-sigs` holds on every instance at once.
+async fn unsigned_refusal(cfg: &ProxyConfig, kind: &str, flow: &FlowToken) -> Result<Option<String>, ProxyError> {
+    let store = cfg.store.clone();
+    let since = tokio::task::spawn_blocking(move || store.sigs_required_since())
+        .await?
+        .map_err(|e: StoreError| ProxyError::Storage(e.to_string()))
+        .inspect_err(|e| tracing::error!(kind, error = %e, "cannot read when callback URLs began to carry sig"))?;
+    let Some(since) = since else { return Ok(Some(NOT_ISSUED.to_owned())) };
+    // A token's issue time is its expiry less the token lifetime, in whole seconds.
+    let required_since = u64::try_from(since.div_euclid(1000)).unwrap_or(0);
+    if flow.expires.saturating_sub(cfg.token_ttl.as_secs()) >= required_since {
+        return Ok(Some(NOT_ISSUED.to_owned()));
+    }
+    let window = i64::try_from(cfg.unsigned_callback_window.as_millis()).unwrap_or(i64::MAX);
+    if window > 0 && crate::store::now() < since.saturating_add(window) {
+        return Ok(None);
+    }
+    if !WINDOW_CLOSED_TOLD.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            kind,
+            sigs_required_since = %crate::forward::admin::iso(since),
+            days = cfg.unsigned_callback_window.as_secs() / 86_400,
+            "a callback through a URL without sig (a flow started before sigs were required) was counted, not stored: \
+             QYS_UNSIGNED_CALLBACK_DAYS have passed since then. Raise it if the platform still delivers to such URLs"
+        );
+    }
+    Ok(Some("callback URLs without sig are no longer accepted (QYS_UNSIGNED_CALLBACK_DAYS)".to_owned()))
 }
 
 /// The query without its `sig` parameters (any spelling of the name), the others byte for byte:
@@ -184,9 +267,13 @@ fn too_many(kind: &str, source: Option<IpAddr>, refused: Refused) -> Response {
     response
 }
 
-/// Stores a well-formed callback, off the async worker threads.
-async fn record(store: CallbackStore, kind: &'static str, query: String, body: Bytes) -> Result<Recorded, ProxyError> {
-    tokio::task::spawn_blocking(move || store.record(kind, &query, &body))
+/// Stores a well-formed callback, off the async worker threads; `unsigned`: the flow token of the
+/// URL without `sig` it came through.
+async fn record(store: CallbackStore, kind: &'static str, query: String, body: Bytes, unsigned: Option<String>) -> Result<Recorded, ProxyError> {
+    tokio::task::spawn_blocking(move || match unsigned {
+        Some(t) => store.record_unsigned(kind, &query, &body, &t),
+        None => store.record(kind, &query, &body),
+    })
         .await?
         .map_err(|e: StoreError| ProxyError::Storage(e.to_string()))
 }

@@ -127,10 +127,11 @@ pub struct ProxyConfig {
     pub paths: Paths,
     /// Server-callback store.
     pub store: CallbackStore,
-    /// When callback URLs began to carry `sig` on this database (Unix ms,
-    /// [`CallbackStore::require_sigs`]): a delivery without one is stored only if its flow token
-    /// was issued before, through a URL of an older version. 0: none is.
-    pub sigs_required_since: i64,
+    /// How long after callback URLs began to carry `sig` on this database
+    /// ([`CallbackStore::require_sigs`], read per delivery) a delivery without one is still
+    /// stored when its flow token was issued before that moment (`QYS_UNSIGNED_CALLBACK_DAYS`;
+    /// zero: never).
+    pub unsigned_callback_window: Duration,
     /// Per source address: flow starts, `outcome` and return-page confirmations, the requests
     /// that spend the platform quota (`QYS_SDK_RATE`, `QYS_SDK_BURST`).
     pub sdk_limit: RateLimit,

@@ -40,7 +40,7 @@ pub use migrate::{migrate, Migrated, MIGRATIONS};
 
 use super::{
     CallbackBackend, Delivery, Malformed, MalformedCount, MalformedSample, OutboxCounts, OutboxEntry, OutboxFilter,
-    OutboxState, Recorded, StoreError, StoredCallback, DAY_MS, SAMPLE_SLOTS,
+    OutboxState, Recorded, StoreError, StoredCallback, DAY_MS, SAMPLE_SLOTS, UNSIGNED_PER_TOKEN,
 };
 
 /// Connections per instance. Receivers and the forwarder wait for one at most [`POOL_WAIT`].
@@ -292,23 +292,45 @@ impl CallbackBackend for PostgresBackend {
     fn record(&self, d: &Delivery<'_>) -> Result<Recorded, StoreError> {
         let (kind, key, query) = (d.kind.to_owned(), d.dedup_key.to_owned(), text(d.query).into_owned());
         let (body, at, forward) = (d.body.as_bytes().to_vec(), d.received_at, d.forward);
-        self.run(OP_TIMEOUT, move |c| async move {
-            // One statement, so one implicit transaction: the callback and its outbox entry.
-            let st = c
-                .prepare_cached(
-                    "WITH c AS (
-                         INSERT INTO callbacks (kind, dedup_key, query, body, received_at) VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (dedup_key) DO UPDATE SET deliveries = callbacks.deliveries + 1
-                         RETURNING id, deliveries
-                     ), o AS (
-                         INSERT INTO outbox (id, state, next_at, enqueued_at)
-                         SELECT id, 'pending', $5, $5 FROM c WHERE $6
-                         ON CONFLICT (id) DO NOTHING
-                     )
-                     SELECT deliveries FROM c",
-                )
-                .await?;
-            let deliveries: i64 = c.query_one(&st, &[&kind, &key, &query, &body, &at, &forward]).await?.try_get(0)?;
+        let unsigned = d.unsigned.map(str::to_owned);
+        self.run(OP_TIMEOUT, move |mut c| async move {
+            // One statement: the callback and its outbox entry.
+            const RECORD: &str = "WITH c AS (
+                     INSERT INTO callbacks (kind, dedup_key, query, body, received_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (dedup_key) DO UPDATE SET deliveries = callbacks.deliveries + 1
+                     RETURNING id, deliveries
+                 ), o AS (
+                     INSERT INTO outbox (id, state, next_at, enqueued_at)
+                     SELECT id, 'pending', $5, $5 FROM c WHERE $6
+                     ON CONFLICT (id) DO NOTHING
+                 )
+                 SELECT deliveries FROM c";
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [&kind, &key, &query, &body, &at, &forward];
+            let Some(token) = unsigned else {
+                let st = c.prepare_cached(RECORD).await?;
+                let deliveries: i64 = c.query_one(&st, &params).await?.try_get(0)?;
+                return Ok(if deliveries == 1 { Recorded::New } else { Recorded::Retry });
+            };
+            // Without `sig`: the token's count in the same transaction, after the insert, so a
+            // concurrent identical delivery waits on the insert and becomes a retry, uncounted.
+            let tx = c.transaction().await?;
+            let st = tx.prepare_cached(RECORD).await?;
+            let deliveries: i64 = tx.query_one(&st, &params).await?.try_get(0)?;
+            if deliveries == 1 {
+                let st = tx
+                    .prepare_cached(
+                        "INSERT INTO unsigned_tokens (token, stored) VALUES ($1, 1)
+                         ON CONFLICT (token) DO UPDATE SET stored = unsigned_tokens.stored + 1
+                         WHERE unsigned_tokens.stored < $2
+                         RETURNING stored",
+                    )
+                    .await?;
+                if tx.query_opt(&st, &[&token, &UNSIGNED_PER_TOKEN]).await?.is_none() {
+                    tx.rollback().await?;
+                    return Ok(Recorded::OverCap);
+                }
+            }
+            tx.commit().await?;
             Ok(if deliveries == 1 { Recorded::New } else { Recorded::Retry })
         })
     }
@@ -659,6 +681,43 @@ impl CallbackBackend for PostgresBackend {
             )
             .await?;
             Ok(c.query_one("SELECT value FROM meta WHERE name = 'sigs_required_since'", &[]).await?.try_get(0)?)
+        })
+    }
+
+    fn sigs_required_since(&self) -> Result<Option<i64>, StoreError> {
+        self.run(OP_TIMEOUT, |c| async move {
+            let st = c.prepare_cached("SELECT value FROM meta WHERE name = 'sigs_required_since'").await?;
+            Ok(c.query_opt(&st, &[]).await?.map(|r| r.try_get(0)).transpose()?)
+        })
+    }
+
+    fn set_sigs_required_since(&self, at: i64) -> Result<Option<i64>, StoreError> {
+        self.run(OP_TIMEOUT, move |mut c| async move {
+            let tx = c.transaction().await?;
+            // The row locked first, so two operators' commands do not both report the same before.
+            let before = tx.query_opt("SELECT value FROM meta WHERE name = 'sigs_required_since' FOR UPDATE", &[]).await?;
+            let before: Option<i64> = before.map(|r| r.try_get(0)).transpose()?;
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ('sigs_required_since', $1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                &[&at],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(before)
+        })
+    }
+
+    fn defer(&self, id: i64, owner: &str, claim: i64, next_at: i64, error: &str) -> Result<bool, StoreError> {
+        let (owner, error) = (text(owner).into_owned(), text(error).into_owned());
+        self.run(OP_TIMEOUT, move |c| async move {
+            let st = c
+                .prepare_cached(
+                    "UPDATE outbox SET next_at = $4, last_error = $5, owner = '', locked_until = 0
+                     WHERE id = $1 AND state = 'pending' AND owner = $2 AND claims = $3",
+                )
+                .await?;
+            Ok(c.execute(&st, &[&id, &owner, &claim, &next_at, &error]).await? == 1)
         })
     }
 }

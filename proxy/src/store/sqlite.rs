@@ -10,6 +10,8 @@
 //!   payload, finished_at)`, `id` = `callbacks.id` (see [`CallbackBackend`] for the contract). One
 //!   connection behind a mutex: every claim is an `IMMEDIATE` transaction, so leases never overlap.
 //! - `meta(name, value)`: facts about the database itself (`sigs_required_since`).
+//! - `unsigned_tokens(token, stored)`: deliveries stored per flow token through a callback URL
+//!   without `sig` ([`super::UNSIGNED_PER_TOKEN`]).
 //!
 //! The schema is created with `IF NOT EXISTS`; a column added later is added to an older file when
 //! it opens ([`upgrade`]).
@@ -24,7 +26,7 @@ use rusqlite::{OptionalExtension, Row};
 
 use super::{
     CallbackBackend, Delivery, Malformed, MalformedCount, MalformedSample, OutboxCounts, OutboxEntry, OutboxFilter,
-    OutboxState, Recorded, StoreError, StoredCallback, DAY_MS, SAMPLE_SLOTS,
+    OutboxState, Recorded, StoreError, StoredCallback, DAY_MS, SAMPLE_SLOTS, UNSIGNED_PER_TOKEN,
 };
 
 const SCHEMA: &str = "
@@ -78,6 +80,10 @@ CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, id);
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unsigned_tokens (
+    token TEXT PRIMARY KEY,
+    stored INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
 
@@ -165,6 +171,20 @@ impl CallbackBackend for SqliteBackend {
                  RETURNING id, deliveries",
             )?
             .query_row(params![d.kind, d.dedup_key, d.query, d.body, d.received_at], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if let (Some(token), 1) = (d.unsigned, deliveries) {
+            // No row back: the token's cap is reached; dropping `tx` rolls the insert back.
+            let counted: Option<i64> = tx
+                .prepare_cached(
+                    "INSERT INTO unsigned_tokens (token, stored) VALUES (?1, 1)
+                     ON CONFLICT (token) DO UPDATE SET stored = stored + 1 WHERE stored < ?2
+                     RETURNING stored",
+                )?
+                .query_row(params![token, UNSIGNED_PER_TOKEN], |r| r.get(0))
+                .optional()?;
+            if counted.is_none() {
+                return Ok(Recorded::OverCap);
+            }
+        }
         if d.forward {
             tx.prepare_cached(
                 "INSERT INTO outbox (id, state, next_at, enqueued_at) VALUES (?1, 'pending', ?2, ?2)
@@ -461,5 +481,36 @@ impl CallbackBackend for SqliteBackend {
         let since = tx.query_row("SELECT value FROM meta WHERE name = 'sigs_required_since'", [], |r| r.get(0))?;
         tx.commit()?;
         Ok(since)
+    }
+
+    fn sigs_required_since(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT value FROM meta WHERE name = 'sigs_required_since'")?
+            .query_row([], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_sigs_required_since(&self, at: i64) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let before = tx.query_row("SELECT value FROM meta WHERE name = 'sigs_required_since'", [], |r| r.get(0)).optional()?;
+        tx.execute(
+            "INSERT INTO meta (name, value) VALUES ('sigs_required_since', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [at],
+        )?;
+        tx.commit()?;
+        Ok(before)
+    }
+
+    fn defer(&self, id: i64, owner: &str, claim: i64, next_at: i64, error: &str) -> Result<bool, StoreError> {
+        let changed = self
+            .conn()
+            .prepare_cached(
+                "UPDATE outbox SET next_at = ?4, last_error = ?5, owner = '', locked_until = 0
+                 WHERE id = ?1 AND state = 'pending' AND owner = ?2 AND claims = ?3",
+            )?
+            .execute(params![id, owner, claim, next_at, error])?;
+        Ok(changed == 1)
     }
 }

@@ -43,6 +43,8 @@ pub struct Options {
     pub callback_limit: RateLimit,
     /// `QYS_TRUSTED_PROXIES`: the production default (loopback) unless a test sets its own.
     pub trusted_proxies: proxy::TrustedProxies,
+    /// `QYS_UNSIGNED_CALLBACK_DAYS` as a duration: the default unless a test sets its own.
+    pub unsigned_callback_window: Duration,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
             flow_start_rate: proxy::DEFAULT_FLOW_START_RATE,
             callback_limit: RateLimit::default(),
             trusted_proxies: proxy::TrustedProxies::default(),
+            unsigned_callback_window: Duration::from_secs(u64::from(cli::DEFAULT_UNSIGNED_CALLBACK_DAYS) * 86_400),
         }
     }
 }
@@ -113,6 +116,8 @@ impl Stack {
             }
             other => other,
         };
+        // As the binary does when it builds its config.
+        store.require_sigs().unwrap();
         let cfg = ProxyConfig {
             public_url: proxy_url.clone(),
             platform: Platform::new(&platform_url, TOKEN, Secret::new(SECRET), Duration::from_secs(5), opts.timeout)
@@ -125,7 +130,7 @@ impl Stack {
             token_ttl: opts.token_ttl,
             paths: Paths::default(),
             store: store.clone(),
-            sigs_required_since: store.require_sigs().unwrap(),
+            unsigned_callback_window: opts.unsigned_callback_window,
             sdk_limit: opts.sdk_limit,
             flow_start_rate: opts.flow_start_rate,
             trusted_proxies: opts.trusted_proxies,

@@ -46,8 +46,13 @@ macro_rules! migration {
 
 /// Every migration, in order. A new file in `migrations/postgres/` must be listed here (a test
 /// compares this list with the directory).
-pub const MIGRATIONS: &[Migration] =
-    &[migration!(1, "0001_callbacks"), migration!(2, "0002_outbox"), migration!(3, "0003_outbox_claims"), migration!(4, "0004_meta")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_callbacks"),
+    migration!(2, "0002_outbox"),
+    migration!(3, "0003_outbox_claims"),
+    migration!(4, "0004_meta"),
+    migration!(5, "0005_unsigned_tokens"),
+];
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
