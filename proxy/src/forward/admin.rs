@@ -152,6 +152,7 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand) -> Res
 }
 
 /// An RFC 3339 date-time (`YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`) as Unix milliseconds.
+/// Every field within its range (no leap second: the clock the moment is compared with has none).
 pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
     const FORM: &str = "expected YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM|-HH:MM)";
     let b = text.as_bytes();
@@ -178,7 +179,11 @@ pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
     let offset = match rest.as_bytes() {
         [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let minutes = num(rest.get(1..3))? * 60 + num(rest.get(4..6))?;
+            let (oh, om) = (num(rest.get(1..3))?, num(rest.get(4..6))?);
+            if oh > 23 || om > 59 {
+                return Err("no such offset".into());
+            }
+            let minutes = oh * 60 + om;
             if *sign == b'-' { -minutes } else { minutes }
         }
         _ => return Err(FORM.into()),
@@ -266,5 +271,14 @@ mod tests {
             "2026-11-26T05:30:45+0800", "２026-11-26T05:30:45Z", "2026-11-26 05:30:45Z", "now"] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_rfc3339("2026-11-26T05:30:45-23:59"), Ok(1_795_671_045_000 + 86_340_000));
+        assert_eq!(parse_rfc3339("2026-11-26T05:30:45-00:00"), Ok(1_795_671_045_000), "RFC 3339's unknown local offset");
+        for bad in ["2026-11-26T05:30:45+24:00", "2026-11-26T05:30:45+99:99", "2026-11-26T05:30:45-00:60", "2026-11-26T05:30:45+05:+3",
+            "2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z", "2026-04-31T00:00:00Z", "2026-11-00T00:00:00Z", "2026-11-26T05:60:00Z",
+            "2026-11-26T05:30:60Z"] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_rfc3339("2026-11-26T05:30:45+99:99"), Err("no such offset".into()));
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z").map(iso), Ok("2024-02-29T00:00:00.000Z".into()), "a leap day");
     }
 }
