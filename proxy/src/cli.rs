@@ -174,7 +174,7 @@ pub enum Command {
     /// Run the sandbox platform alone (credentials from QYS_ACCESS_TOKEN / QYS_ACCESS_SECRET).
     Sandbox,
     /// The server-callback outbox: `list [--dead|--pending|--delivered]`, `show <id>`, `replay <id>|--dead`;
-    /// `require-sigs --at <now|RFC 3339>` after a rolling upgrade from a version without `sig`.
+    /// `require-sigs --at <now|RFC 3339> [--force]` after a rolling upgrade from a version without `sig`.
     #[command(subcommand)]
     Callbacks(crate::forward::admin::CallbacksCommand),
 }

@@ -4,6 +4,7 @@
 //! the next delivery).
 
 use std::io::Write;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -57,19 +58,23 @@ pub enum CallbacksCommand {
         /// `now`, or an RFC 3339 time no later than now, e.g. 2026-11-26T08:00:00Z.
         #[arg(long)]
         at: String,
+        /// Move the moment later than the recorded one by more than QYS_RETURN_TOKEN_TTL.
+        #[arg(long)]
+        force: bool,
     },
 }
 
 /// Runs a `callbacks` subcommand against `QYS_DATABASE`, printing to stdout.
 pub fn run(cli: &Cli, command: &CallbacksCommand) -> Result<(), String> {
     let store = cli.database.open()?;
-    let out = execute(store.backend().as_ref(), command)?;
+    let out = execute(store.backend().as_ref(), command, Duration::from_secs(cli.return_token_ttl))?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()).map_err(|e| e.to_string())
 }
 
-/// What `command` prints, after doing it.
-pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand) -> Result<String, String> {
+/// What `command` prints, after doing it. `token_ttl`: `QYS_RETURN_TOKEN_TTL`, how far
+/// `require-sigs` moves the moment later without `--force`.
+pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand, token_ttl: Duration) -> Result<String, String> {
     let err = |e: crate::store::StoreError| e.to_string();
     match *command {
         CallbacksCommand::List { dead, pending, delivered, after, limit, json } => {
@@ -130,7 +135,7 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand) -> Res
             let n = backend.replay_dead(now()).map_err(err)?;
             Ok(format!("{n} dead entries queued for forwarding again\n"))
         }
-        CallbacksCommand::RequireSigs { ref at } => {
+        CallbacksCommand::RequireSigs { ref at, force } => {
             let at = match at.as_str() {
                 "now" => now(),
                 text => parse_rfc3339(text).map_err(|why| format!("--at {text:?}: {why}"))?,
@@ -139,6 +144,24 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand) -> Res
             // pass as an older version's.
             if at > now() {
                 return Err(format!("--at {} is in the future: give `now` or an earlier time", iso(at)));
+            }
+            // Moving it later does the same for the tokens minted since the recorded moment, for
+            // another window: a rolling upgrade needs minutes, so a longer move is taken for a
+            // mistake (a run repeated days later) unless forced.
+            let ttl = i64::try_from(token_ttl.as_millis()).unwrap_or(i64::MAX);
+            match backend.sigs_required_since().map_err(err)? {
+                Some(recorded) if !force && at > recorded.saturating_add(ttl) => {
+                    return Err(format!(
+                        "--at {} is more than QYS_RETURN_TOKEN_TTL ({} s) after the recorded moment {}: every flow \
+                         token minted in between, the ones browsers hold included, would pass as an older version's \
+                         for QYS_UNSIGNED_CALLBACK_DAYS more. A rolling upgrade needs a shorter move; give --force to \
+                         move it anyway",
+                        iso(at),
+                        token_ttl.as_secs(),
+                        iso(recorded)
+                    ));
+                }
+                _ => {}
             }
             let before = backend.set_sigs_required_since(at).map_err(err)?;
             Ok(format!(
