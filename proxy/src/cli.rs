@@ -122,7 +122,7 @@ pub struct Cli {
     pub confirm_recheck_secs: u64,
     /// Per instance: confirmation calls per second at most (bursts as large), the return page's,
     /// `outcome`'s and the callback forwarder's together (the forwarder waits and leaves half the
-    /// burst, at least one call, to the others: with QYS_FORWARD_URL, 1 is run as 2); beyond, 503.
+    /// burst to the others: with QYS_FORWARD_URL, 1 is run as 2); beyond, 503.
     #[arg(long, env = "QYS_CONFIRM_RATE", default_value_t = 20, global = true)]
     pub confirm_rate: u32,
     /// SDK endpoint path.
@@ -174,7 +174,7 @@ pub enum Command {
     /// Run the sandbox platform alone (credentials from QYS_ACCESS_TOKEN / QYS_ACCESS_SECRET).
     Sandbox,
     /// The server-callback outbox: `list [--dead|--pending|--delivered]`, `show <id>`, `replay <id>|--dead`;
-    /// `require-sigs --at <now|RFC 3339>` after a rolling upgrade from a version without `sig`.
+    /// `require-sigs --at <now|RFC 3339> [--force]` after a rolling upgrade from a version without `sig`.
     #[command(subcommand)]
     Callbacks(crate::forward::admin::CallbacksCommand),
 }
@@ -359,15 +359,14 @@ impl Cli {
         if self.confirm_cache_entries == 0 || self.confirm_rate == 0 || self.flow_start_rate == 0 {
             return Err("QYS_CONFIRM_CACHE_ENTRIES, QYS_CONFIRM_RATE and QYS_FLOW_START_RATE must be greater than 0".into());
         }
-        // The forwarder takes a call only while one is left for the return page and `outcome`: at
-        // 1 it would never get one, and every callback would wait QYS_FORWARD_GIVE_UP_HOURS to be
-        // forwarded unconfirmed. Raised rather than refused, so a setting that started before
-        // still starts.
+        // At 1 the forwarder keeps no call for the return page and `outcome` (it would get none
+        // itself), so a backlog of callbacks would keep them busy until it has drained; at 2 one
+        // call is theirs. Raised rather than refused, so a setting that started before still starts.
         let confirm_rate = if self.confirm_rate < 2 && self.forward_settings()?.is_some() {
             tracing::warn!(
-                "QYS_CONFIRM_RATE=1 is run as 2 because QYS_FORWARD_URL is set: the forwarder leaves one \
-                 confirmation call to the return page and `outcome`, so at 1 it would never confirm a callback. \
-                 Set QYS_CONFIRM_RATE=2 (or more) to silence this warning"
+                "QYS_CONFIRM_RATE=1 is run as 2 because QYS_FORWARD_URL is set: at 1 the forwarder could keep \
+                 no confirmation call for the return page and `outcome`, so a backlog of callbacks would make \
+                 them busy until it has drained. Set QYS_CONFIRM_RATE=2 (or more) to silence this warning"
             );
             2
         } else {

@@ -362,9 +362,9 @@ fn the_operator_is_told_of_unforwarded_callbacks_and_of_unheeded_forwarding_head
     assert!(log.contains(r#"value="unknown\t\"x\"""#) && log.contains("peer=127.0.0.2"), "escaped: {log}");
 }
 
-/// `QYS_CONFIRM_RATE=1` with forwarding used to stop start-up (the forwarder's reserve of one call
-/// leaves it nothing at 1): a configuration that started before an upgrade still starts, run as 2,
-/// and says so.
+/// `QYS_CONFIRM_RATE=1` with forwarding used to stop start-up: a configuration that started before
+/// an upgrade still starts, run as 2 (at 1 the forwarder keeps no call for the return page), and
+/// says so.
 #[test]
 fn confirm_rate_1_with_forwarding_is_run_as_2_and_says_so() {
     let dir = tempfile::tempdir().unwrap();

@@ -330,14 +330,18 @@ async fn callback_urls_issued_before_sigs_were_required_are_still_stored() {
 
 /// `qys-proxy callbacks require-sigs --at` moves the moment (a rolling upgrade ends after the
 /// first new instance started), and a running instance goes by the moved one at its next delivery.
+/// Later by more than `QYS_RETURN_TOKEN_TTL` only with `--force`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_require_sigs_moves_the_moment_for_running_instances() {
     let proxy = Proxy::start(&[]).await;
-    let require_sigs = |db: &Path, at: &str| {
-        let cli = Cli::try_parse_from(["qys-proxy", "--database", db.to_str().unwrap(), "callbacks", "require-sigs", "--at", at]).unwrap();
+    let require_sigs_with = |db: &Path, at: &str, more: &[&str]| {
+        let args = ["qys-proxy", "--database", db.to_str().unwrap(), "callbacks", "require-sigs", "--at", at];
+        let cli = Cli::try_parse_from(args.iter().chain(more)).unwrap();
         let Some(qys_proxy::cli::Command::Callbacks(command)) = &cli.command else { panic!("not a callbacks command") };
-        qys_proxy::forward::admin::execute(cli.database.open().unwrap().backend().as_ref(), command)
+        let ttl = Duration::from_secs(cli.return_token_ttl);
+        qys_proxy::forward::admin::execute(cli.database.open().unwrap().backend().as_ref(), command, ttl)
     };
+    let require_sigs = |db: &Path, at: &str| require_sigs_with(db, at, &[]);
     let client = client_from("127.0.0.1");
     let path = format!("{PERSONAL}?flow=hour-old&t={}", flow_token(SECRET, Action::PersonalAuth, "hour-old", 3600));
     let deliver = |n: u32| proxy.post_as_is(&client, &path, Some(FORM), format!("mode=FACE&status=1&n={n}").into_bytes());
@@ -348,8 +352,17 @@ async fn callbacks_require_sigs_moves_the_moment_for_running_instances() {
     assert!(moved.contains(&format!(" -> {}", qys_proxy::forward::admin::iso(two_hours_ago))), "{moved}");
     assert_eq!(proxy.int("SELECT value FROM meta WHERE name = 'sigs_required_since'"), two_hours_ago);
     assert_eq!(deliver(2).await.json["code"], 1001, "issued after the moved moment");
-    require_sigs(&proxy.db, "now").unwrap();
-    assert_eq!(deliver(3).await.json, json!({"code": 0}), "before it again");
+    let too_far = require_sigs(&proxy.db, "now").unwrap_err();
+    assert!(too_far.contains("more than QYS_RETURN_TOKEN_TTL (1800 s) after the recorded moment"), "{too_far}");
+    assert!(require_sigs_with(&proxy.db, "now", &["--return-token-ttl", "7000"]).is_err(), "two hours are more than 7,000 s");
+    assert_eq!(proxy.int("SELECT value FROM meta WHERE name = 'sigs_required_since'"), two_hours_ago, "left as it was");
+    assert_eq!(deliver(3).await.json["code"], 1001);
+    require_sigs_with(&proxy.db, "now", &["--force"]).unwrap();
+    assert_eq!(deliver(4).await.json, json!({"code": 0}), "before it again");
+    let ten_minutes_ago = qys_proxy::store::now() - 600_000;
+    require_sigs(&proxy.db, &qys_proxy::forward::admin::iso(ten_minutes_ago)).unwrap();
+    require_sigs(&proxy.db, "now").expect("ten minutes later: within QYS_RETURN_TOKEN_TTL");
+    require_sigs_with(&proxy.db, &qys_proxy::forward::admin::iso(two_hours_ago), &["--return-token-ttl", "60"]).expect("earlier: always");
 
     let tomorrow = qys_proxy::forward::admin::iso(qys_proxy::store::now() + 86_400_000);
     assert!(require_sigs(&proxy.db, &tomorrow).unwrap_err().contains("in the future"));

@@ -46,7 +46,7 @@ async fn a_browsers_flow_token_from_before_sigs_passes_only_within_the_window_an
 
     let backend = started.store.backend();
     let two_days_ago = qys_proxy::store::now() - 2 * 86_400_000;
-    admin::execute(backend.as_ref(), &CallbacksCommand::RequireSigs { at: iso(two_days_ago) }).unwrap();
+    admin::execute(backend.as_ref(), &CallbacksCommand::RequireSigs { at: iso(two_days_ago), force: false }, Duration::from_secs(1_800)).unwrap();
     let aged = 1_800 + 3 * DAY;
     // Two days after the moment: past a one-day window, and never with 0.
     for window_days in [1, 0] {

@@ -4,6 +4,7 @@
 //! the next delivery).
 
 use std::io::Write;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -57,19 +58,23 @@ pub enum CallbacksCommand {
         /// `now`, or an RFC 3339 time no later than now, e.g. 2026-11-26T08:00:00Z.
         #[arg(long)]
         at: String,
+        /// Move the moment later than the recorded one by more than QYS_RETURN_TOKEN_TTL.
+        #[arg(long)]
+        force: bool,
     },
 }
 
 /// Runs a `callbacks` subcommand against `QYS_DATABASE`, printing to stdout.
 pub fn run(cli: &Cli, command: &CallbacksCommand) -> Result<(), String> {
     let store = cli.database.open()?;
-    let out = execute(store.backend().as_ref(), command)?;
+    let out = execute(store.backend().as_ref(), command, Duration::from_secs(cli.return_token_ttl))?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()).map_err(|e| e.to_string())
 }
 
-/// What `command` prints, after doing it.
-pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand) -> Result<String, String> {
+/// What `command` prints, after doing it. `token_ttl`: `QYS_RETURN_TOKEN_TTL`, how far
+/// `require-sigs` moves the moment later without `--force`.
+pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand, token_ttl: Duration) -> Result<String, String> {
     let err = |e: crate::store::StoreError| e.to_string();
     match *command {
         CallbacksCommand::List { dead, pending, delivered, after, limit, json } => {
@@ -130,7 +135,7 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand) -> Res
             let n = backend.replay_dead(now()).map_err(err)?;
             Ok(format!("{n} dead entries queued for forwarding again\n"))
         }
-        CallbacksCommand::RequireSigs { ref at } => {
+        CallbacksCommand::RequireSigs { ref at, force } => {
             let at = match at.as_str() {
                 "now" => now(),
                 text => parse_rfc3339(text).map_err(|why| format!("--at {text:?}: {why}"))?,
@@ -139,6 +144,24 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand) -> Res
             // pass as an older version's.
             if at > now() {
                 return Err(format!("--at {} is in the future: give `now` or an earlier time", iso(at)));
+            }
+            // Moving it later does the same for the tokens minted since the recorded moment, for
+            // another window: a rolling upgrade needs minutes, so a longer move is taken for a
+            // mistake (a run repeated days later) unless forced.
+            let ttl = i64::try_from(token_ttl.as_millis()).unwrap_or(i64::MAX);
+            match backend.sigs_required_since().map_err(err)? {
+                Some(recorded) if !force && at > recorded.saturating_add(ttl) => {
+                    return Err(format!(
+                        "--at {} is more than QYS_RETURN_TOKEN_TTL ({} s) after the recorded moment {}: every flow \
+                         token minted in between, the ones browsers hold included, would pass as an older version's \
+                         for QYS_UNSIGNED_CALLBACK_DAYS more. A rolling upgrade needs a shorter move; give --force to \
+                         move it anyway",
+                        iso(at),
+                        token_ttl.as_secs(),
+                        iso(recorded)
+                    ));
+                }
+                _ => {}
             }
             let before = backend.set_sigs_required_since(at).map_err(err)?;
             Ok(format!(
@@ -152,6 +175,7 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand) -> Res
 }
 
 /// An RFC 3339 date-time (`YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`) as Unix milliseconds.
+/// Every field within its range (no leap second: the clock the moment is compared with has none).
 pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
     const FORM: &str = "expected YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM|-HH:MM)";
     let b = text.as_bytes();
@@ -178,7 +202,11 @@ pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
     let offset = match rest.as_bytes() {
         [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let minutes = num(rest.get(1..3))? * 60 + num(rest.get(4..6))?;
+            let (oh, om) = (num(rest.get(1..3))?, num(rest.get(4..6))?);
+            if oh > 23 || om > 59 {
+                return Err("no such offset".into());
+            }
+            let minutes = oh * 60 + om;
             if *sign == b'-' { -minutes } else { minutes }
         }
         _ => return Err(FORM.into()),
@@ -266,5 +294,14 @@ mod tests {
             "2026-11-26T05:30:45+0800", "２026-11-26T05:30:45Z", "2026-11-26 05:30:45Z", "now"] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_rfc3339("2026-11-26T05:30:45-23:59"), Ok(1_795_671_045_000 + 86_340_000));
+        assert_eq!(parse_rfc3339("2026-11-26T05:30:45-00:00"), Ok(1_795_671_045_000), "RFC 3339's unknown local offset");
+        for bad in ["2026-11-26T05:30:45+24:00", "2026-11-26T05:30:45+99:99", "2026-11-26T05:30:45-00:60", "2026-11-26T05:30:45+05:+3",
+            "2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z", "2026-04-31T00:00:00Z", "2026-11-00T00:00:00Z", "2026-11-26T05:60:00Z",
+            "2026-11-26T05:30:60Z"] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_rfc3339("2026-11-26T05:30:45+99:99"), Err("no such offset".into()));
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z").map(iso), Ok("2024-02-29T00:00:00.000Z".into()), "a leap day");
     }
 }

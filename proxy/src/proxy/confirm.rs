@@ -219,11 +219,13 @@ impl Confirmations {
 
     /// One platform call's worth of the budget for the callback forwarder, waiting for the
     /// refill at most `within`; whether it got one. The forwarder can wait where a person
-    /// cannot, so it leaves a reserve of half the burst (rounded down, at least one call) to the
-    /// return page and `outcome`: a backlog of callbacks never makes them busy on its own, and
-    /// they come first on the refill. At a rate of 1 the reserve is the whole burst and the
-    /// forwarder gets nothing, so the command line runs that rate as 2 with forwarding on. Both
-    /// share the one `QYS_CONFIRM_RATE` because both spend the AppToken's quota.
+    /// cannot, so it leaves a reserve of half the burst (rounded down) to the return page and
+    /// `outcome`: from a rate of 2 a backlog of callbacks never makes them busy on its own, and
+    /// they come first on the refill. At a rate of 1 there is no reserve (one call kept would
+    /// leave the forwarder none, and every entry would wait forever): both take the one call a
+    /// second as it comes, so while a backlog drains the return page is mostly busy; the command
+    /// line runs that rate as 2 with forwarding on. Both share the one `QYS_CONFIRM_RATE` because
+    /// both spend the AppToken's quota.
     pub async fn spend_for_forwarding(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
@@ -238,7 +240,7 @@ impl Confirmations {
 
     fn spend_for_forwarding_at(&self, now: Instant) -> Result<(), Duration> {
         let rate = f64::from(self.limits.per_second);
-        let keep = f64::from((self.limits.per_second / 2).max(1));
+        let keep = f64::from(self.limits.per_second / 2);
         self.budget.lock().expect("not poisoned").bucket.take_keeping(now, rate, rate, keep)
     }
 
@@ -422,12 +424,22 @@ mod tests {
         let later = start + Duration::from_millis(250);
         assert_eq!(c.spend_for_forwarding_at(later), Err(Duration::from_millis(500)), "the reserve refills first");
         assert!(c.spend_at(later), "people still get the refill");
-        // Half of 1 rounded down would be no reserve: the forwarder could take the only call.
-        let one = Confirmations::new(ConfirmLimits { per_second: 1, ..ConfirmLimits::default() });
-        assert_eq!(one.spend_for_forwarding_at(start), Err(Duration::from_secs(1)), "the one call is kept for people");
-        assert!(one.spend_at(start));
         let two = Confirmations::new(ConfirmLimits { per_second: 2, ..ConfirmLimits::default() });
         assert_eq!(two.spend_for_forwarding_at(start), Ok(()));
         assert!(two.spend_for_forwarding_at(start).is_err() && two.spend_at(start), "one of two is kept");
+    }
+
+    #[test]
+    fn at_one_call_a_second_the_forwarder_shares_it_first_come() {
+        let one = Confirmations::new(ConfirmLimits { per_second: 1, ..ConfirmLimits::default() });
+        let start = Instant::now();
+        assert_eq!(one.spend_for_forwarding_at(start), Ok(()), "no reserve: a kept call would leave the forwarder none");
+        assert!(!one.spend_at(start), "the one call is spent, whoever asks next");
+        assert_eq!(one.spend_for_forwarding_at(start), Err(Duration::from_secs(1)), "the refill");
+        let second = start + Duration::from_secs(1);
+        assert!(one.spend_at(second), "a person who comes first gets it");
+        assert_eq!(one.spend_for_forwarding_at(second), Err(Duration::from_secs(1)));
+        let third = second + Duration::from_secs(1);
+        assert_eq!(one.spend_for_forwarding_at(third), Ok(()), "and the forwarder the next one");
     }
 }

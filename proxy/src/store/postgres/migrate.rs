@@ -10,9 +10,9 @@
 //!
 //! `schema_migrations(version, name, checksum, applied_at)` records each applied file with the
 //! SHA-256 of its text. An applied file whose text has since changed stops the start-up (edit the
-//! schema with a new file, never an applied one). Versions the binary does not know (a newer
-//! binary migrated this database) are logged and left alone: migrations are additive, so an older
-//! instance keeps working during a rolling upgrade.
+//! schema with a new file, never a shipped one, not even a comment: a test pins their checksums).
+//! Versions the binary does not know (a newer binary migrated this database) are logged and left
+//! alone: migrations are additive, so an older instance keeps working during a rolling upgrade.
 
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
@@ -122,6 +122,34 @@ pub async fn migrate(client: &mut Client) -> Result<Migrated, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SHA-256 of every migration as shipped: a database that applied a file refuses to start
+    /// with any other text of it, so a shipped file never changes (and a new one is pinned here).
+    const SHIPPED: &[(&str, &str)] = &[
+        ("0001_callbacks", "c430448d770d0f5076fd2c07b91303a8927dd010c3372c134ab141ae58a4cb4f"),
+        ("0002_outbox", "9796db65e71b235db8dd42822b29b3fe1a892417a7cd5d5c17f88606b32ff983"),
+        ("0003_outbox_claims", "69df0c6e34e71083435775bf13071394d6188f42c9ad6208fdf59ffedb81d1fd"),
+        ("0004_meta", "e50e474af6ba958f8767333ed9ece650d423cb19a7c7d8c469d59725eff38070"),
+        ("0005_unsigned_tokens", "7a5df3351d78f97ad2872ca180756616f8c4648ee97232c3cb85aecde527797e"),
+    ];
+
+    #[test]
+    fn shipped_migrations_are_never_edited() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            let Some(&(name, sum)) = SHIPPED.get(i) else {
+                panic!("{}.sql is not pinned: add (\"{}\", \"{}\") to SHIPPED", m.name, m.name, checksum(m.sql));
+            };
+            assert_eq!(m.name, name, "SHIPPED lists the migrations in order");
+            assert_eq!(
+                checksum(m.sql),
+                sum,
+                "{name}.sql differs from the shipped text, which databases have applied and check at every start: \
+                 restore it (git log -p -- proxy/migrations/postgres/{name}.sql) and change the schema or its notes \
+                 in a new migration instead"
+            );
+        }
+        assert_eq!(SHIPPED.len(), MIGRATIONS.len(), "every pinned migration is still shipped");
+    }
 
     #[test]
     fn the_list_matches_the_directory_in_order() {
