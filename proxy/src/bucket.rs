@@ -44,6 +44,11 @@ impl TokenBucket {
         self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * rate >= burst
     }
 
+    /// Tokens at the last count, without the refill since.
+    pub fn held(&self) -> f64 {
+        self.tokens
+    }
+
     /// Whole seconds (≥ 1) until a token is there again, at `rate`.
     pub fn retry_after(&self, rate: f64) -> u64 {
         ((1.0 - self.tokens) / rate).ceil().max(1.0) as u64

@@ -78,13 +78,14 @@ pub struct Cli {
     #[arg(long, env = "QYS_SDK_RATE", default_value_t = crate::proxy::DEFAULT_SDK_RATE, global = true)]
     pub sdk_rate: f64,
     /// Such requests one address may make at once (a new address starts with 10 and fills up at
-    /// the rate; loopback starts full).
+    /// the rate; a loopback peer charged as itself starts full).
     #[arg(long, env = "QYS_SDK_BURST", default_value_t = crate::proxy::DEFAULT_SDK_BURST, global = true)]
     pub sdk_burst: u32,
     /// Reverse proxies and load balancers whose X-Forwarded-For (the right-most address not in
     /// this list) or else X-Real-IP names the client, for the per-address limits and the log:
     /// comma-separated addresses and CIDR blocks, or none. Any other peer is the client, whatever
-    /// its headers say. Forwarded is not read.
+    /// its headers say. Forwarded is not read. A forwarder on the host that does not append to
+    /// X-Forwarded-For (frpc, stunnel, HAProxy in TCP mode) needs none.
     #[arg(long, env = "QYS_TRUSTED_PROXIES", default_value = crate::proxy::DEFAULT_TRUSTED_PROXIES, global = true)]
     pub trusted_proxies: String,
     /// Per instance: flows started per second at most, bursts as large, whatever their addresses
@@ -394,6 +395,13 @@ impl Cli {
         }
         let sdk_limit = crate::proxy::sdk_limit(self.sdk_rate, self.sdk_burst)?;
         let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies).map_err(|e| e.to_string())?;
+        // Said at start: the default trusts anything on the host, which a forwarder there that does
+        // not append to X-Forwarded-For turns into "any client picks its address".
+        tracing::info!(
+            "X-Forwarded-For and X-Real-IP name the client only from QYS_TRUSTED_PROXIES: {trusted_proxies} \
+             (a forwarder there must append to X-Forwarded-For; one that does not, such as frpc, stunnel \
+             or HAProxy in TCP mode, needs QYS_TRUSTED_PROXIES=none)"
+        );
         let token_key = match &self.state_key {
             Some(k) if k.len() < 32 => return Err("QYS_STATE_KEY must be at least 32 characters".into()),
             Some(k) => TokenKey::new(k.as_bytes()),

@@ -589,7 +589,8 @@ impl CallbackStore {
     /// Charges one delivery to `source` (`None`: an unknown peer, one shared bucket). `Err`
     /// when the source is over its limit: nothing may be written for that delivery.
     pub fn admit(&self, source: Option<IpAddr>) -> Result<(), Refused> {
-        self.inner.quota.admit(source)
+        // Every new bucket here starts full (the platform's retries), loopback or not.
+        self.inner.quota.admit(source, false)
     }
 
     /// Stores a well-formed delivery durably, or counts it as a retry of an identical stored one.

@@ -307,10 +307,11 @@ fn untrusted_text_reaches_the_log_escaped() {
     assert!(!log.contains("\nforged") && !log.contains('\u{1b}'), "a forged line or escape code in the log: {log}");
 }
 
-/// What an operator must hear about, said once: callbacks still waiting to be forwarded while
-/// forwarding is off (kept past the retention period); forwarding headers from a peer not in
-/// `QYS_TRUSTED_PROXIES`, and from one in it, a value that is not an address (escaped) — once per
-/// process each, not per request.
+/// What an operator must hear about: callbacks still waiting to be forwarded while forwarding is
+/// off (kept past the retention period); the trusted list in force; forwarding headers from a
+/// peer not in `QYS_TRUSTED_PROXIES` (again in each refusal of it over a rate limit, where it
+/// explains why all its users are one address), and from one in it, a value that is not an
+/// address (escaped) — not once per request.
 #[test]
 fn the_operator_is_told_of_unforwarded_callbacks_and_of_unheeded_forwarding_headers_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -328,17 +329,23 @@ fn the_operator_is_told_of_unforwarded_callbacks_and_of_unheeded_forwarding_head
             ("QYS_ALLOWED_ORIGINS", PAGE_ORIGIN),
             ("QYS_DATABASE", db.to_str().unwrap()),
             ("QYS_TRUSTED_PROXIES", "127.0.0.2"),
+            ("QYS_SDK_RATE", "0.001"),
+            ("QYS_SDK_BURST", "2"),
+            ("QYS_CALLBACK_RATE", "0.001"),
+            ("QYS_CALLBACK_BURST", "4"),
         ],
         "proxy: ",
     );
     let log = proxy.log_when(|log| log.contains("waiting to be forwarded"));
     assert!(log.contains("2 stored callbacks are waiting to be forwarded, but QYS_FORWARD_URL is not set"), "{log}");
+    assert!(log.contains("name the client only from QYS_TRUSTED_PROXIES: 127.0.0.2/32 "), "the list in force: {log}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         // 127.0.0.1 is not in the list; 127.0.0.2 is, and sends a value that is not an address.
-        let requests =
-            [("127.0.0.1", "203.0.113.9"), ("127.0.0.1", "203.0.113.10"), ("127.0.0.2", "unknown\t\"x\""), ("127.0.0.2", "bad")];
-        for (n, (source, forwarded_for)) in requests.into_iter().enumerate() {
+        // Each is its own loopback peer, whose bucket starts full: 2 flow starts.
+        let requests = [("127.0.0.1", "203.0.113.9", 200), ("127.0.0.1", "203.0.113.10", 200), ("127.0.0.2", "unknown\t\"x\"", 200),
+                        ("127.0.0.2", "bad", 200), ("127.0.0.1", "203.0.113.11", 429)];
+        for (n, (source, forwarded_for, status)) in requests.into_iter().enumerate() {
             let client = reqwest::Client::builder().local_address(source.parse::<std::net::IpAddr>().unwrap()).build().unwrap();
             let envelope = json!({"v": 1, "action": "personalSign", "state": state(&format!("rp{n}")),
                                   "params": {"contractId": CONTRACT, "contact": "13700000044"}});
@@ -350,14 +357,32 @@ fn the_operator_is_told_of_unforwarded_callbacks_and_of_unheeded_forwarding_head
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(response.status(), 200);
+            assert_eq!(response.status(), status, "{source} {forwarded_for}");
+        }
+        // Callbacks from the unlisted peer: its burst of 4, then 429.
+        for n in 0..5 {
+            let response = reqwest::Client::new()
+                .post(format!("{}/qys/callback/personal-auth", proxy.url))
+                .header("x-forwarded-for", format!("203.0.113.{}", 20 + n))
+                .body("mode=FACE&status=1")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), if n < 4 { 200 } else { 429 }, "callback {n}");
         }
     });
-    // All four answers are in: a hint per request would already be logged.
-    let log = proxy.log_when(|log| log.contains("not in QYS_TRUSTED_PROXIES") && log.contains("not an IP address"));
-    assert_eq!(log.matches("not in QYS_TRUSTED_PROXIES").count(), 1, "{log}");
-    assert!(log.contains("add it (or its subnet) to QYS_TRUSTED_PROXIES") && log.contains("peer=127.0.0.1"), "{log}");
-    assert!(!log.contains("203.0.113.9") && !log.contains("203.0.113.10"), "an untrusted header's value: {log}");
+    // All the answers are in: a hint per request would already be logged.
+    let log = proxy.log_when(|log| log.matches("answering 429").count() == 2 && log.contains("not an IP address"));
+    let lines = |needle: &str| log.lines().filter(|line| line.contains(needle)).collect::<Vec<_>>();
+    let hints = lines("not in QYS_TRUSTED_PROXIES");
+    assert_eq!(hints.len(), 3, "the hint, then in the two refusals: {log}");
+    assert!(hints.iter().all(|line| line.contains("add it (or its subnet) to QYS_TRUSTED_PROXIES")), "{log}");
+    assert_eq!(hints.iter().filter(|line| !line.contains("answering 429")).count(), 1, "hinted once: {log}");
+    assert!(hints[0].contains("peer=127.0.0.1"), "{log}");
+    let refusals = lines("answering 429");
+    assert!(refusals.iter().any(|line| line.contains("QYS_SDK_RATE")) && refusals.iter().any(|line| line.contains("QYS_CALLBACK_RATE")), "{log}");
+    assert!(refusals.iter().all(|line| line.contains("source=Some(127.0.0.1)")), "{log}");
+    assert!(!log.contains("203.0.113."), "an untrusted header's value: {log}");
     assert_eq!(log.matches("that is not an IP address").count(), 1, "{log}");
     assert!(log.contains(r#"value="unknown\t\"x\"""#) && log.contains("peer=127.0.0.2"), "escaped: {log}");
 }

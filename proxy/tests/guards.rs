@@ -627,6 +627,32 @@ async fn an_untrusted_peer_is_charged_whatever_its_forwarding_headers_say() {
     assert_eq!(callback_with(&stack, Some(("x-forwarded-for", "203.0.113.99"))).await, 429);
 }
 
+/// Only the TCP peer itself on loopback starts with a full bucket: a 127.x address that a
+/// trusted peer's header names starts with 10 like any other, since a forwarder on the host that
+/// does not append (frpc, stunnel, HAProxy in TCP mode) lets its clients write one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loopback_address_a_header_names_starts_small() {
+    let (platform, (_, calls)) = scripted_platform(json!({"pageUrl": "http://127.0.0.1:1/page", "signatories": []})).await;
+    let stack = Stack::with(Options {
+        platform_url: Some(platform),
+        sdk_limit: qys_proxy::proxy::sdk_limit(0.001, 20).unwrap(),
+        trusted_proxies: qys_proxy::proxy::TrustedProxies::parse("127.0.0.1").unwrap(),
+        ..Options::default()
+    })
+    .await;
+    for (n, named) in ["127.0.0.5", "::1"].into_iter().enumerate() {
+        let header = Some(("x-forwarded-for", named));
+        for m in 0..10 {
+            assert_eq!(start_with(&stack, header, &format!("h{n}-{m}")).await.0, 200, "{named} {m}");
+        }
+        assert_eq!(start_with(&stack, header, &format!("h{n}-10")).await.0, 429, "{named}: 10 tokens, not 20");
+    }
+    for m in 0..11 {
+        assert_eq!(start_with(&stack, None, &format!("p{m}")).await.0, 200, "127.0.0.1 itself: {m}");
+    }
+    assert_eq!(calls.lock().unwrap().len(), 31);
+}
+
 /// Each address within its own limit, many addresses together could still spend the platform
 /// quota on flow starts (the confirmation cap covers only confirmations): so the instance caps
 /// its flow starts per second (`QYS_FLOW_START_RATE`) whoever asks, behind a reverse proxy too,

@@ -16,7 +16,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ProxyError;
-use super::{read_body, App, ProxyConfig, MAX_BODY};
+use super::clients::Client;
+use super::{rate_limit_hint, read_body, App, ProxyConfig, MAX_BODY};
 use crate::forward::payload::own_flow;
 use crate::protocol::codes;
 use crate::store::{CallbackStore, Malformed, MalformedClass, Recorded, Refused, StoreError, UNSIGNED_PER_TOKEN};
@@ -90,9 +91,10 @@ async fn receive_callback(
 ) -> Result<Response, ProxyError> {
     let store = &app.cfg.store;
     // Without connect info every peer shares one bucket.
-    let source = app.client(request.extensions(), request.headers());
+    let client = app.client(request.extensions(), request.headers());
+    let source = client.ip;
     if let Err(refused) = store.admit(source) {
-        return Ok(too_many(kind, source, refused));
+        return Ok(too_many(kind, &client, refused));
     }
     let raw_query = query.unwrap_or_default();
     let query = without_sig(&raw_query);
@@ -254,9 +256,10 @@ fn without_sig(query: &str) -> String {
 
 /// 429 `{"code":42900}` with `Retry-After`; nothing is written. Logged at most once a minute per
 /// source.
-fn too_many(kind: &str, source: Option<IpAddr>, refused: Refused) -> Response {
+fn too_many(kind: &str, client: &Client, refused: Refused) -> Response {
     if let Some(refused_since) = refused.report {
-        tracing::warn!(kind, source = ?source, refused_since, "server callbacks over the source's rate limit; answering 429");
+        let hint = rate_limit_hint(client);
+        tracing::warn!(kind, source = ?client.ip, refused_since, "server callbacks over the source's rate limit (QYS_CALLBACK_RATE); answering 429{hint}");
     }
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,

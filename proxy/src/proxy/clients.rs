@@ -74,6 +74,19 @@ impl TrustedProxies {
     }
 }
 
+/// The list as the start-up log names it: `127.0.0.0/8, ::1/128`, or `none`.
+impl fmt::Display for TrustedProxies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (n, block) in self.0.iter().enumerate() {
+            write!(f, "{}{}/{}", if n == 0 { "" } else { ", " }, block.network, block.len)?;
+        }
+        Ok(())
+    }
+}
+
 impl Block {
     fn parse(entry: &str) -> Result<Self, BadBlock> {
         let bad = |why: String| BadBlock { entry: entry.to_owned(), why };
@@ -121,7 +134,12 @@ impl Block {
 pub(super) struct Client {
     /// The client; `None` without connect info (all such requests share one bucket).
     pub ip: Option<IpAddr>,
-    /// Forwarding headers that were there but not used, for the operator's once-per-process hint.
+    /// The client is the TCP peer itself, on loopback: only someone on the host connects from
+    /// there, so its bucket may start full. Never so for an address a header named: a forwarder
+    /// on the host that does not append (frpc, stunnel, HAProxy in TCP mode) lets its clients
+    /// write any 127.x address.
+    pub local: bool,
+    /// Forwarding headers that were there but not used, for the operator's hint.
     pub unheeded: Option<Unheeded>,
 }
 
@@ -140,41 +158,38 @@ pub(super) enum Unheeded {
 
 /// The request's [`Client`]. A peer in `trusted`: the right-most `X-Forwarded-For` entry that is
 /// not itself in `trusted` (each reverse proxy appends the address it got the request from, so
-/// entries to its left are whatever the client wrote), else `X-Real-IP`, else the peer; an entry
-/// or `X-Real-IP` that is not an address gives the peer. Any other peer is the client, whatever
-/// its headers say.
+/// entries to its left are whatever the client wrote), else the last `X-Real-IP` unless it is in
+/// `trusted` too, else the peer; an entry or `X-Real-IP` that is not an address gives the peer.
+/// Any other peer is the client, whatever its headers say.
 pub(super) fn client(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &TrustedProxies) -> Client {
-    let only = |ip: IpAddr| Client { ip: Some(ip), unheeded: None };
-    let Some(peer) = peer else { return Client { ip: None, unheeded: None } };
+    let only = |ip: IpAddr| Client { ip: Some(ip), local: false, unheeded: None };
+    let Some(peer) = peer else { return Client { ip: None, local: false, unheeded: None } };
+    let itself = |unheeded| Client { ip: Some(peer), local: peer.to_canonical().is_loopback(), unheeded };
     if !trusted.contains(peer) {
         let forwarding = FORWARDING_HEADERS.iter().any(|name| headers.contains_key(*name));
-        let unheeded = (forwarding && !is_public(peer)).then_some(Unheeded::Untrusted(peer));
-        return Client { ip: Some(peer), unheeded };
+        return itself((forwarding && !is_public(peer)).then_some(Unheeded::Untrusted(peer)));
     }
-    let garbled = |raw: &[u8]| {
-        let raw = String::from_utf8_lossy(raw).into_owned();
-        Client { ip: Some(peer), unheeded: Some(Unheeded::Garbled { peer, raw }) }
-    };
-    let mut entries = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        let Ok(text) = value.to_str() else { return garbled(value.as_bytes()) };
-        entries.extend(text.split(',').map(str::trim).filter(|e| !e.is_empty()));
-    }
-    for entry in entries.into_iter().rev() {
-        match address(entry) {
+    let garbled = |raw: &[u8]| itself(Some(Unheeded::Garbled { peer, raw: String::from_utf8_lossy(raw).into_owned() }));
+    // Right to left over the raw bytes: only the entries examined are decoded, so what a client
+    // wrote on the left, whatever its bytes, cannot spoil the entries its reverse proxies appended.
+    let values = headers.get_all("x-forwarded-for").iter().rev();
+    let entries = values.flat_map(|value| value.as_bytes().rsplit(|b| *b == b',')).map(<[u8]>::trim_ascii);
+    for entry in entries.filter(|entry| !entry.is_empty()) {
+        match std::str::from_utf8(entry).ok().and_then(address) {
             Some(ip) if trusted.contains(ip) => continue,
             Some(ip) => return only(ip),
-            None => return garbled(entry.as_bytes()),
+            None => return garbled(entry),
         }
     }
-    if let Some(real) = headers.get("x-real-ip") {
-        return match real.to_str().ok().and_then(|text| address(text.trim())) {
-            Some(ip) => only(ip),
-            None => garbled(real.as_bytes()),
-        };
+    // The last one: a reverse proxy that adds rather than sets the header puts its own there.
+    if let Some(real) = headers.get_all("x-real-ip").iter().next_back() {
+        match std::str::from_utf8(real.as_bytes().trim_ascii()).ok().and_then(address) {
+            Some(ip) if trusted.contains(ip) => {}
+            Some(ip) => return only(ip),
+            None => return garbled(real.as_bytes()),
+        }
     }
-    let unheeded = headers.contains_key("forwarded").then_some(Unheeded::ForwardedOnly(peer));
-    Client { ip: Some(peer), unheeded }
+    itself(headers.contains_key("forwarded").then_some(Unheeded::ForwardedOnly(peer)))
 }
 
 /// An address as reverse proxies write one: `203.0.113.9`, `2001:db8::1`, or either with a port
@@ -221,8 +236,14 @@ mod tests {
         client(Some(ip(peer)), &headers(pairs), &TrustedProxies::parse(trusted).unwrap())
     }
 
+    /// A client a header named.
     fn only(addr: &str) -> Client {
-        Client { ip: Some(ip(addr)), unheeded: None }
+        Client { ip: Some(ip(addr)), local: false, unheeded: None }
+    }
+
+    /// The peer itself as the client.
+    fn itself(addr: &str, unheeded: Option<Unheeded>) -> Client {
+        Client { ip: Some(ip(addr)), local: ip(addr).to_canonical().is_loopback(), unheeded }
     }
 
     #[test]
@@ -243,6 +264,9 @@ mod tests {
         for none in ["", " ", "none", "NONE", ","] {
             assert_eq!(TrustedProxies::parse(none), Ok(TrustedProxies::NONE), "{none:?}");
         }
+        assert_eq!(default.to_string(), "127.0.0.0/8, ::1/128");
+        assert_eq!(list.to_string(), "10.0.0.0/8, fd00::/8, 192.0.2.7/32, 2001:db8::1/128");
+        assert_eq!(TrustedProxies::NONE.to_string(), "none");
         for (entry, why) in [("10.0.0.1/8", "did you mean 10.0.0.0/8?"), ("10.0.0.0/33", "0 to 32"), ("::/129", "0 to 128"),
                              ("localhost", "not an IP address"), ("10.0.0.0/", "0 to 32"), ("none,10.0.0.0/8", "not an IP address")] {
             let error = TrustedProxies::parse(entry).unwrap_err();
@@ -265,48 +289,72 @@ mod tests {
         // X-Forwarded-For first; X-Real-IP when it names nobody outside the list; else the peer.
         assert_eq!(client_of("127.0.0.1", &[("x-forwarded-for", "203.0.113.9"), ("x-real-ip", "192.0.2.1")], lb), only("203.0.113.9"));
         assert_eq!(client_of("127.0.0.1", &[("x-forwarded-for", "10.0.0.5, 127.0.0.2"), ("x-real-ip", "192.0.2.1")], lb), only("192.0.2.1"));
-        assert_eq!(client_of("127.0.0.1", &[("x-forwarded-for", "10.0.0.5")], lb), only("127.0.0.1"));
-        assert_eq!(client_of("127.0.0.1", &[], lb), only("127.0.0.1"));
+        assert_eq!(client_of("127.0.0.1", &[("x-forwarded-for", "10.0.0.5")], lb), itself("127.0.0.1", None));
+        assert_eq!(client_of("127.0.0.1", &[], lb), itself("127.0.0.1", None));
         assert_eq!(client(None, &headers(&[("x-forwarded-for", "203.0.113.9")]), &TrustedProxies::default()),
-                   Client { ip: None, unheeded: None }, "no connect info");
+                   Client { ip: None, local: false, unheeded: None }, "no connect info");
+        // The last X-Real-IP: a reverse proxy that adds the header puts its own after the client's.
+        assert_eq!(client_of("127.0.0.1", &[("x-real-ip", "192.0.2.1"), ("x-real-ip", "203.0.113.9")], lb), only("203.0.113.9"));
+        // An X-Real-IP in the list is a hop, not a client: the peer, which may start full only as itself.
+        assert_eq!(client_of("127.0.0.1", &[("x-real-ip", "127.0.0.9")], lb), itself("127.0.0.1", None));
+        assert_eq!(client_of("10.1.1.1", &[("x-real-ip", "10.0.0.5")], lb), itself("10.1.1.1", None));
+    }
+
+    /// Only the TCP peer itself on loopback is local (its bucket may start full): never a 127.x
+    /// address a header named, which a same-host forwarder that does not append lets clients pick.
+    #[test]
+    fn only_a_loopback_peer_itself_is_local() {
+        let lb = "127.0.0.1,10.0.0.0/8";
+        assert!(client_of("127.0.0.1", &[], lb).local);
+        assert!(client_of("::1", &[("x-forwarded-for", "203.0.113.9")], "none").local, "untrusted, charged as itself");
+        for (name, value, named) in [("x-forwarded-for", "127.0.0.5", "127.0.0.5"), ("x-forwarded-for", "[::1]:80", "::1"),
+                                     ("x-real-ip", "127.0.0.5", "127.0.0.5")] {
+            assert_eq!(client_of("127.0.0.1", &[(name, value)], lb), only(named), "{name}: {value}");
+        }
+        assert!(!client_of("10.1.1.1", &[], lb).local, "a private peer is not loopback");
     }
 
     #[test]
     fn garbled_or_unread_headers_leave_the_peer_charged_and_are_reported() {
         let lb = DEFAULT_TRUSTED_PROXIES;
-        let garbled = |raw: &str| {
-            Client { ip: Some(ip("127.0.0.1")), unheeded: Some(Unheeded::Garbled { peer: ip("127.0.0.1"), raw: raw.into() }) }
-        };
+        let garbled = |raw: &str| itself("127.0.0.1", Some(Unheeded::Garbled { peer: ip("127.0.0.1"), raw: raw.into() }));
         assert_eq!(client_of("127.0.0.1", &[("x-forwarded-for", "unknown")], lb), garbled("unknown"));
         // Not an address where the search stopped: nothing left of it can be told from a forgery.
         assert_eq!(client_of("127.0.0.1", &[("x-forwarded-for", "203.0.113.9, bogus, 127.0.0.2")], lb), garbled("bogus"));
         assert_eq!(client_of("127.0.0.1", &[("x-forwarded-for", "bogus, 203.0.113.9")], lb), only("203.0.113.9"));
         assert_eq!(client_of("127.0.0.1", &[("x-real-ip", "fe80::1%eth0")], lb), garbled("fe80::1%eth0"));
-        let mut latin1 = HeaderMap::new();
-        latin1.insert("x-forwarded-for", HeaderValue::from_bytes(b"203.0.113.9\xff").unwrap());
-        assert_eq!(client(Some(ip("127.0.0.1")), &latin1, &TrustedProxies::default()), garbled("203.0.113.9\u{fffd}"));
+        // Bytes that are not UTF-8: only the entries examined are decoded, so a client's on the left
+        // are never looked at, in the same header or an earlier one.
+        let raw = |values: &[&[u8]]| {
+            let mut map = HeaderMap::new();
+            for value in values {
+                map.append("x-forwarded-for", HeaderValue::from_bytes(value).unwrap());
+            }
+            client(Some(ip("127.0.0.1")), &map, &TrustedProxies::default())
+        };
+        assert_eq!(raw(&[b"\xff\xfe, 192.0.2.\xe9, 203.0.113.9"]), only("203.0.113.9"));
+        assert_eq!(raw(&[b"\xc3\xa9t\xe9", b"203.0.113.9, 127.0.0.2"]), only("203.0.113.9"), "several headers");
+        assert_eq!(raw(&[b"203.0.113.9, 198.51.100.\xff, 127.0.0.2"]), garbled("198.51.100.\u{fffd}"));
+        assert_eq!(raw(&[b"203.0.113.9", b"\xff"]), garbled("\u{fffd}"), "the last header's entry is the right-most");
         assert_eq!(client_of("127.0.0.1", &[("forwarded", "for=203.0.113.9")], lb),
-                   Client { ip: Some(ip("127.0.0.1")), unheeded: Some(Unheeded::ForwardedOnly(ip("127.0.0.1"))) });
+                   itself("127.0.0.1", Some(Unheeded::ForwardedOnly(ip("127.0.0.1")))));
     }
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_sends() {
         let spoofed: &[(&'static str, &'static str)] = &[("x-forwarded-for", "203.0.113.9"), ("x-real-ip", "192.0.2.1")];
-        assert_eq!(client_of("127.0.0.1", spoofed, "none"), Client {
-            ip: Some(ip("127.0.0.1")),
-            unheeded: Some(Unheeded::Untrusted(ip("127.0.0.1"))),
-        });
+        assert_eq!(client_of("127.0.0.1", spoofed, "none"), itself("127.0.0.1", Some(Unheeded::Untrusted(ip("127.0.0.1")))));
         // A non-public peer with a forwarding header is likely a reverse proxy missing from the list.
         for peer in ["10.1.2.3", "172.31.0.1", "192.168.1.1", "100.64.0.1", "169.254.0.1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
             for name in FORWARDING_HEADERS {
                 let got = client_of(peer, &[(name, "203.0.113.9")], DEFAULT_TRUSTED_PROXIES);
-                assert_eq!(got, Client { ip: Some(ip(peer)), unheeded: Some(Unheeded::Untrusted(ip(peer))) }, "{peer} {name}");
+                assert_eq!(got, itself(peer, Some(Unheeded::Untrusted(ip(peer)))), "{peer} {name}");
             }
-            assert_eq!(client_of(peer, &[], DEFAULT_TRUSTED_PROXIES), only(peer), "{peer} without a header");
+            assert_eq!(client_of(peer, &[], DEFAULT_TRUSTED_PROXIES), itself(peer, None), "{peer} without a header");
         }
         // A public peer's header is anyone's: no hint.
         for peer in ["203.0.113.9", "100.128.0.1", "172.32.0.1", "2001:db8::1", "::ffff:198.51.100.1"] {
-            assert_eq!(client_of(peer, spoofed, DEFAULT_TRUSTED_PROXIES), only(peer), "{peer}");
+            assert_eq!(client_of(peer, spoofed, DEFAULT_TRUSTED_PROXIES), itself(peer, None), "{peer}");
         }
     }
 }

@@ -12,8 +12,8 @@ mod sdk;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -29,7 +29,7 @@ use crate::protocol::{codes, ProtocolError};
 use crate::store::quota::{SourceQuota, FRESH_SDK_TOKENS};
 use crate::store::{CallbackStore, RateLimit};
 use crate::token::TokenKey;
-use clients::Unheeded;
+use clients::{Client, Unheeded};
 use error::ProxyError;
 
 pub use callbacks::{check_company_callback, check_personal_callback};
@@ -276,26 +276,58 @@ fn peer(extensions: &Extensions) -> Option<IpAddr> {
 
 /// Set once the matching hint of [`App::client`] has been logged: once per process, not per
 /// request.
-static UNTRUSTED_HINTED: AtomicBool = AtomicBool::new(false);
 static GARBLED_HINTED: AtomicBool = AtomicBool::new(false);
 static FORWARDED_HINTED: AtomicBool = AtomicBool::new(false);
+/// When the hint of an unlisted private peer's forwarding headers was last logged. It repeats:
+/// after an upgrade that leaves a reverse proxy out of `QYS_TRUSTED_PROXIES` all its users share
+/// one bucket, and a single line from the start scrolls away.
+static UNTRUSTED_HINTED_AT: Mutex<Option<Instant>> = Mutex::new(None);
+/// How often that hint is repeated at most.
+const UNTRUSTED_HINT_EVERY: Duration = Duration::from_secs(3600);
+
+/// What to do about a peer outside `QYS_TRUSTED_PROXIES` that is not public and sends forwarding
+/// headers.
+const UNTRUSTED_HINT: &str = "a peer that is not in QYS_TRUSTED_PROXIES sent X-Forwarded-For, X-Real-IP or \
+                              Forwarded: its requests are charged to it, whatever the headers say. If it is \
+                              your reverse proxy or load balancer, add it (or its subnet) to QYS_TRUSTED_PROXIES";
 
 /// Longest part of a header value a log line quotes.
 const LOGGED_HEADER_CHARS: usize = 100;
 
+/// Whether a hint last logged at `*last` is due at `now` (never logged, or `every` ago); if so,
+/// `now` is noted.
+fn hint_due(last: &Mutex<Option<Instant>>, now: Instant, every: Duration) -> bool {
+    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+    let due = last.is_none_or(|at| now.saturating_duration_since(at) >= every);
+    if due {
+        *last = Some(now);
+    }
+    due
+}
+
+/// What a refusal's log line adds for `client`: a reverse proxy whose clients are not told apart
+/// looks like one busy client.
+fn rate_limit_hint(client: &Client) -> String {
+    if matches!(client.unheeded, Some(Unheeded::Untrusted(_))) {
+        format!("; {UNTRUSTED_HINT}")
+    } else if client.ip.is_some_and(|ip| !clients::is_public(ip)) {
+        "; if this address is a reverse proxy, list it in QYS_TRUSTED_PROXIES and have it send X-Forwarded-For".to_owned()
+    } else {
+        String::new()
+    }
+}
+
 impl App {
-    /// The address a request is charged to and logged as ([`clients::client`]); `None` without
-    /// connect info. Forwarding headers it did not use are hinted at once per process, each kind
-    /// of them: the operator's list or reverse proxy needs fixing, not one request.
-    fn client(&self, extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
+    /// The client a request is charged to and logged as ([`clients::client`]); its `ip` is `None`
+    /// without connect info. Forwarding headers it did not use are hinted at, each kind once per
+    /// process (an unlisted private peer's once an hour): the operator's list or reverse proxy
+    /// needs fixing, not one request.
+    fn client(&self, extensions: &Extensions, headers: &HeaderMap) -> Client {
         let client = clients::client(peer(extensions), headers, &self.cfg.trusted_proxies);
-        match client.unheeded {
-            Some(Unheeded::Untrusted(ip)) if !UNTRUSTED_HINTED.swap(true, Ordering::Relaxed) => tracing::warn!(
-                peer = %ip,
-                "a peer that is not in QYS_TRUSTED_PROXIES sent X-Forwarded-For, X-Real-IP or Forwarded: its \
-                 requests are charged to it, whatever the headers say. If it is your reverse proxy or load \
-                 balancer, add it (or its subnet) to QYS_TRUSTED_PROXIES"
-            ),
+        match &client.unheeded {
+            Some(Unheeded::Untrusted(ip)) if hint_due(&UNTRUSTED_HINTED_AT, Instant::now(), UNTRUSTED_HINT_EVERY) => {
+                tracing::warn!(peer = %ip, "{UNTRUSTED_HINT}")
+            }
             Some(Unheeded::Garbled { peer, raw }) if !GARBLED_HINTED.swap(true, Ordering::Relaxed) => {
                 let raw: String = raw.chars().take(LOGGED_HEADER_CHARS).collect();
                 tracing::warn!(
@@ -312,21 +344,16 @@ impl App {
             ),
             _ => {}
         }
-        client.ip
+        client
     }
 
     /// Charges a request that may spend platform quota to its client; `Err` is the refusal's
     /// `Retry-After` in seconds. A limited source is logged at most once a minute.
-    fn charge(&self, source: Option<IpAddr>, what: &'static str) -> Result<(), u64> {
-        self.sdk_sources.admit(source).map_err(|refused| {
+    fn charge(&self, client: &Client, what: &'static str) -> Result<(), u64> {
+        let source = client.ip;
+        self.sdk_sources.admit(source, client.local).map_err(|refused| {
             if let Some(refused_since) = refused.report {
-                // A reverse proxy whose clients are not told apart looks like one busy client.
-                let hint = if source.is_some_and(|ip| !clients::is_public(ip)) {
-                    "; if this address is a reverse proxy, list it in QYS_TRUSTED_PROXIES and have it send \
-                     X-Forwarded-For"
-                } else {
-                    ""
-                };
+                let hint = rate_limit_hint(client);
                 tracing::warn!(source = ?source, what, refused_since, "SDK requests over the source's rate limit (QYS_SDK_RATE); answering 429{hint}");
             }
             refused.retry_after
@@ -444,4 +471,20 @@ async fn read_body(body: Body) -> Result<Bytes, ProtocolError> {
         code: codes::BODY_TOO_LARGE,
         message: format!("the body is larger than {MAX_BODY} bytes"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_hint_is_due_first_then_once_per_interval() {
+        let last = Mutex::new(None);
+        let t0 = Instant::now();
+        assert!(hint_due(&last, t0, UNTRUSTED_HINT_EVERY));
+        assert!(!hint_due(&last, t0, UNTRUSTED_HINT_EVERY));
+        assert!(!hint_due(&last, t0 + Duration::from_secs(3599), UNTRUSTED_HINT_EVERY));
+        assert!(hint_due(&last, t0 + UNTRUSTED_HINT_EVERY, UNTRUSTED_HINT_EVERY), "an hour on");
+        assert!(!hint_due(&last, t0 + UNTRUSTED_HINT_EVERY + Duration::from_secs(1), UNTRUSTED_HINT_EVERY));
+    }
 }

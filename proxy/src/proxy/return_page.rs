@@ -137,7 +137,7 @@ pub(super) async fn return_page(State(app): State<Arc<App>>, request: Request) -
     if let Some(return_url) = &flow.return_url {
         return back_to_page(&app, &flow, return_url);
     }
-    app.charge(app.client(request.extensions(), request.headers()), "return page").map_err(ProxyError::ReturnRateLimited)?;
+    app.charge(&app.client(request.extensions(), request.headers()), "return page").map_err(ProxyError::ReturnRateLimited)?;
     let confirmed = confirm(&app.cfg.platform, &flow, true).await.map_err(|e| match e {
         Unconfirmed::Busy => ProxyError::ReturnBusy,
         Unconfirmed::Platform(_) => ProxyError::ReturnUnconfirmed,

@@ -1,7 +1,6 @@
 //! The SDK endpoint: body decoding, the four flows and `outcome`, and the platform's ticket and
 //! page-URL calls.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -11,6 +10,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::callbacks::MAX_QUERY;
+use super::clients::Client;
 use super::confirm::confirm;
 use super::error::ProxyError;
 use super::{normalise_callback_url, read_body, url_under, with_cors, App, UpstreamMode};
@@ -133,20 +133,20 @@ fn success(result: Value) -> Response {
 impl App {
     async fn answer(&self, request: Request, origin: Option<&str>) -> Result<Response, ProxyError> {
         let (parts, body) = request.into_parts();
-        let source = self.client(&parts.extensions, &parts.headers);
+        let client = self.client(&parts.extensions, &parts.headers);
         let body = read_body(body).await?;
         let message = decode_sdk_request(&parts.headers, &body)
             .inspect_err(|e| tracing::info!(code = e.code, reason = ?e.message, "refused SDK request"))?;
         match message {
-            SdkMessage::Flow(sdk) => self.start_flow(*sdk, origin, source).await,
-            SdkMessage::Outcome { state, flow } => self.outcome(&state, &flow, origin, source).await,
+            SdkMessage::Flow(sdk) => self.start_flow(*sdk, origin, &client).await,
+            SdkMessage::Outcome { state, flow } => self.outcome(&state, &flow, origin, &client).await,
         }
     }
 
     /// Every input is checked before the source is charged, so a bad one gets its own error; the
     /// source's limit comes before the instance's, so one address over its own limit spends none of
     /// the instance's flow starts.
-    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>, source: Option<IpAddr>) -> Result<Response, ProxyError> {
+    async fn start_flow(&self, sdk: SdkRequest, origin: Option<&str>, client: &Client) -> Result<Response, ProxyError> {
         let started = std::time::Instant::now();
         let (subject, contact) = match &sdk.params {
             Params::Sign(p) => (p.contract_id.clone(), p.contact.value.clone()),
@@ -197,7 +197,7 @@ impl App {
             )),
         }
         .transpose()?;
-        self.charge(source, "flow start").map_err(ProxyError::RateLimited)?;
+        self.charge(client, "flow start").map_err(ProxyError::RateLimited)?;
         self.start_allowed().map_err(ProxyError::StartsSpent)?;
         let granted = match sdk.presentation {
             Presentation::MiniProgram => self
@@ -230,7 +230,7 @@ impl App {
     }
 
     /// `outcome`: the flow token's facts, confirmed with the platform like the return page does.
-    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>, source: Option<IpAddr>) -> Result<Response, ProxyError> {
+    async fn outcome(&self, state: &str, flow: &str, origin: Option<&str>, client: &Client) -> Result<Response, ProxyError> {
         let token = self
             .cfg
             .token_key
@@ -243,7 +243,7 @@ impl App {
             })
             .inspect_err(|reason| tracing::info!(reason, "outcome refused a flow token"))
             .map_err(|_| ProxyError::FlowTokenInvalid)?;
-        self.charge(source, "outcome").map_err(ProxyError::RateLimited)?;
+        self.charge(client, "outcome").map_err(ProxyError::RateLimited)?;
         let confirmed = confirm(&self.cfg.platform, &token, false).await?;
         let result = match confirmed {
             Some((event, data)) => json!({"event": event, "data": data}),
