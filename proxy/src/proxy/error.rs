@@ -110,6 +110,17 @@ fn error_json(status: StatusCode, code: i64, message: impl Into<String>) -> Resp
     (status, Json(json!({"code": code, "message": message.into()}))).into_response()
 }
 
+/// A 429 (42900) saying `what` and when to retry, in the body and in `Retry-After`.
+fn too_many(what: &str, retry_after: u64) -> Response {
+    let mut limited = error_json(
+        StatusCode::TOO_MANY_REQUESTS,
+        codes::RATE_LIMITED,
+        format!("{what}; retry in {retry_after} s"),
+    );
+    limited.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    limited
+}
+
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
         match self {
@@ -161,25 +172,9 @@ impl IntoResponse for ProxyError {
                 busy
             }
             Self::ReturnBusy => return_page::busy(),
-            Self::RateLimited(retry_after) => {
-                let mut limited = error_json(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    codes::RATE_LIMITED,
-                    format!("too many requests from this address; retry in {retry_after} s"),
-                );
-                limited.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                limited
-            }
+            Self::RateLimited(retry_after) => too_many("too many requests from this address", retry_after),
             Self::ReturnRateLimited(retry_after) => return_page::rate_limited(retry_after),
-            Self::StartsSpent(retry_after) => {
-                let mut spent = error_json(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    codes::RATE_LIMITED,
-                    format!("too many flows are being started right now; retry in {retry_after} s"),
-                );
-                spent.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                spent
-            }
+            Self::StartsSpent(retry_after) => too_many("too many flows are being started right now", retry_after),
         }
     }
 }
