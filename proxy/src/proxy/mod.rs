@@ -311,7 +311,8 @@ fn rate_limit_hint(client: &Client) -> String {
     if matches!(client.unheeded, Some(Unheeded::Untrusted(_))) {
         format!("; {UNTRUSTED_HINT}")
     } else if client.ip.is_some_and(|ip| !clients::is_public(ip)) {
-        "; if this address is a reverse proxy, list it in QYS_TRUSTED_PROXIES and have it send X-Forwarded-For".to_owned()
+        // Trusted or not: a listed reverse proxy that names no client outside the list lands here too.
+        "; if this address is a reverse proxy, it must be in QYS_TRUSTED_PROXIES and append the client to X-Forwarded-For".to_owned()
     } else {
         String::new()
     }

@@ -158,7 +158,7 @@ fn source_of(ip: Option<IpAddr>) -> Source {
 
 impl SourceQuota {
     /// Buckets of `limit`; a new or forgotten source starts with `fresh` tokens (at most the
-    /// burst; a loopback source with the burst).
+    /// burst; a `local` source — the TCP peer itself on loopback — with the burst).
     pub(crate) fn new(limit: RateLimit, fresh: u32) -> Self {
         Self::with_cap(limit, fresh, MAX_SOURCES)
     }
