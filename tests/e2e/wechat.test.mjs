@@ -113,12 +113,18 @@ function start(page, call) {
 /** Redirect: the top window goes to the sandbox, `click` finishes there, and the shop page resumes. */
 async function redirectFlow(proxy, page, call, click) {
   const path = new URL(page.url()).pathname;
-  const back = page.waitForURL((u) => u.pathname === path && u.searchParams.has('qys_state'), { waitUntil: 'commit' });
+  // The return URL is kept as the navigation commits: the page's resume may strip `qys_state`
+  // (history.replaceState) before `page.url()` could be read.
+  let returned;
+  const back = page.waitForURL((u) => {
+    if (u.pathname !== path || !u.searchParams.has('qys_state')) return false;
+    returned = u.href;
+    return true;
+  }, { waitUntil: 'commit' });
   await start(page, call);
   await page.waitForURL((u) => u.origin === proxy.sandbox);
   await page.click(click);
   await back;
-  const returned = page.url();
   await page.waitForSelector('body[data-ready=true]', { state: 'attached' });
   const resumed = await page.waitForFunction(() => window.resumedResult).then((h) => h.jsonValue());
   return { returned, resumed, fired: await page.evaluate(() => window.fired), url: page.url() };
