@@ -141,9 +141,6 @@ pub struct Cli {
     /// Directory served at / (the demo page), if it exists.
     #[arg(long, env = "QYS_WWW_DIR", default_value = "www", global = true)]
     pub www_dir: PathBuf,
-    /// Directory served at /pkg (wasm-bindgen's output), if it exists.
-    #[arg(long, env = "QYS_PKG_DIR", default_value = "pkg", global = true)]
-    pub pkg_dir: PathBuf,
     /// Directory served at /js (the shipped files: classic script, ES module, .wasm), if it exists.
     #[arg(long, env = "QYS_JS_DIR", default_value = "dist", global = true)]
     pub js_dir: PathBuf,
@@ -195,8 +192,7 @@ pub enum Mode {
 /// Default `QYS_UNSIGNED_CALLBACK_DAYS`: a company's manual review takes days, the platform's
 /// retries a minute.
 pub const DEFAULT_UNSIGNED_CALLBACK_DAYS: u32 = 14;
-/// Largest `QYS_UNSIGNED_CALLBACK_DAYS`.
-pub const MAX_UNSIGNED_CALLBACK_DAYS: u32 = 365;
+pub use crate::store::MAX_UNSIGNED_CALLBACK_DAYS;
 
 /// The mini-program plugin environments: production, the test platform, this sandbox. The host
 /// page (`miniprogram/pages/qys/qys.js`) refuses any other.
@@ -407,7 +403,7 @@ impl Cli {
             Some(k) => TokenKey::new(k.as_bytes()),
             None => TokenKey::derive_from_secret(secret.expose()),
         };
-        let static_dirs = [("/pkg", &self.pkg_dir), ("/js", &self.js_dir), ("/", &self.www_dir)]
+        let static_dirs = [("/js", &self.js_dir), ("/", &self.www_dir)]
             .into_iter()
             .filter(|(_, dir)| dir.is_dir())
             .map(|(mount, dir)| (mount.to_owned(), dir.clone()))

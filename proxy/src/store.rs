@@ -53,6 +53,9 @@ pub const SWEEP_BATCH: usize = 500;
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Milliseconds in a (UTC) day: malformed counters are kept per `received_at / DAY_MS`.
 pub const DAY_MS: i64 = 86_400_000;
+/// Largest `QYS_UNSIGNED_CALLBACK_DAYS`. Past `sigs_required_since` plus this many days no
+/// configuration stores a delivery without `sig`, so the sweep drops `unsigned_tokens`.
+pub const MAX_UNSIGNED_CALLBACK_DAYS: u32 = 365;
 
 /// One stored callback delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -502,6 +505,9 @@ pub trait CallbackBackend: Send + Sync + 'static {
     /// Sets `sigs_required_since` to `at` (inserted if absent); returns the previous value.
     fn set_sigs_required_since(&self, at: i64) -> Result<Option<i64>, StoreError>;
 
+    /// Deletes every `unsigned_tokens` row; returns how many.
+    fn clear_unsigned_tokens(&self) -> Result<usize, StoreError>;
+
     /// The attempt of `owner`'s claim `claim` could not ask the platform because this instance's
     /// confirmation budget is spent: due again at `next_at`, `last_error = error`, lease cleared;
     /// attempts unchanged (nothing was tried). `false` (nothing changed) unless that claim holds
@@ -657,19 +663,27 @@ impl CallbackStore {
 
     /// Deletes everything older than `retention` but callbacks whose forwarding is not finished
     /// ([`CallbackBackend::delete_before`]), in transactions of at most [`SWEEP_BATCH`] rows (the
-    /// lock is released between them, so receivers are never held up long).
+    /// lock is released between them, so receivers are never held up long); then the per-token
+    /// counts of deliveries without `sig`, once no configuration can read them again
+    /// ([`MAX_UNSIGNED_CALLBACK_DAYS`] after `sigs_required_since`).
     pub fn sweep(&self, retention: Duration) -> Result<Swept, StoreError> {
-        let cutoff = now().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let now = now();
+        let cutoff = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         let mut swept = Swept::default();
         loop {
             let deleted = self.inner.backend.delete_before(cutoff, SWEEP_BATCH)?;
             swept.rows += deleted;
             swept.batches += 1;
             if deleted < SWEEP_BATCH {
-                return Ok(swept);
+                break;
             }
             std::thread::yield_now();
         }
+        let unsigned_window = i64::from(MAX_UNSIGNED_CALLBACK_DAYS) * DAY_MS;
+        if self.sigs_required_since()?.is_some_and(|since| now > since.saturating_add(unsigned_window)) {
+            swept.rows += self.inner.backend.clear_unsigned_tokens()?;
+        }
+        Ok(swept)
     }
 
     /// Sweeps on a background thread now and then every `every`, until the last handle of this

@@ -19,7 +19,7 @@ use qys_proxy::store::postgres::{PgUrl, PostgresBackend, MIGRATIONS};
 use qys_proxy::store::sqlite::SqliteBackend;
 use qys_proxy::store::{
     dedup_key, now, CallbackBackend, CallbackStore, Delivery, Malformed, MalformedClass, OutboxFilter, OutboxState, RateLimit, Recorded,
-    DAY_MS, SAMPLE_BODY_BYTES, SAMPLE_SLOTS, SWEEP_BATCH, UNSIGNED_PER_TOKEN,
+    DAY_MS, MAX_UNSIGNED_CALLBACK_DAYS, SAMPLE_BODY_BYTES, SAMPLE_SLOTS, SWEEP_BATCH, UNSIGNED_PER_TOKEN,
 };
 
 fn open_pg(url: &str) -> Arc<PostgresBackend> {
@@ -170,6 +170,14 @@ fn dedup_and_malformed(store: &CallbackStore) -> Vec<String> {
     let b = store.backend();
     seen.push(format!("moment {:?} {:?}", b.sigs_required_since().unwrap(), b.set_sigs_required_since(5).unwrap()));
     seen.push(format!("moment {:?} {:?}", b.set_sigs_required_since(7).unwrap(), b.sigs_required_since().unwrap()));
+    // The per-token counts go once no configuration reads them again: MAX_UNSIGNED_CALLBACK_DAYS
+    // after the moment. Then the token counts from zero.
+    let ten_years = Duration::from_secs(3650 * 86_400);
+    b.set_sigs_required_since(now() - i64::from(MAX_UNSIGNED_CALLBACK_DAYS) * DAY_MS + 600_000).unwrap();
+    seen.push(format!("sweep within the window {:?}", store.sweep(ten_years).unwrap()));
+    b.set_sigs_required_since(7).unwrap();
+    seen.push(format!("sweep after it {:?}", store.sweep(ten_years).unwrap()));
+    seen.push(format!("counted again {:?}", store.record_unsigned("personal-auth", "flow=u&t=tok", b"status=1&n=after", "tok").unwrap()));
     let big = vec![b'x'; 16 * 1024];
     let long_query = "q=".to_owned() + &"é".repeat(400);
     for i in 0..(SAMPLE_SLOTS + 30) {
@@ -204,6 +212,9 @@ fn dedup_counters_and_samples_match_sqlite() {
     let over = format!("unsigned personal-auth {UNSIGNED_PER_TOKEN} OverCap");
     assert!(sqlite.contains(&over) && sqlite.contains(&"unsigned personal-auth 0 Retry".to_owned()), "{sqlite:?}");
     assert!(sqlite.contains(&"moment None None".to_owned()) && sqlite.contains(&"moment Some(5) Some(7)".to_owned()), "{sqlite:?}");
+    for line in ["sweep within the window Swept { rows: 0, batches: 1 }", "sweep after it Swept { rows: 2, batches: 1 }", "counted again New"] {
+        assert!(sqlite.contains(&line.to_owned()), "{line}: {sqlite:?}");
+    }
     assert!(sqlite.iter().any(|l| l.starts_with("sample 32 ")), "{sqlite:?}");
 }
 

@@ -12,15 +12,15 @@ use qys_proxy::token::TokenKey;
 use qys_proxy::{spawn_server, Secret};
 use tokio::net::TcpListener;
 
-/// A proxy serving the repository's `www/` at `/` and a scratch directory at `/pkg`
+/// A proxy serving the repository's `www/` at `/` and a scratch directory at `/js`
 /// (`sub/index.html`, `sub/deeper/`); returns its `host:port`.
 async fn static_proxy() -> (String, tempfile::TempDir) {
     let www = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www");
     assert!(www.join("seed").is_dir(), "the repository's www/seed/ is the directory under test");
     let dir = tempfile::tempdir().unwrap();
-    let pkg = dir.path().join("pkg");
-    std::fs::create_dir_all(pkg.join("sub/deeper")).unwrap();
-    std::fs::write(pkg.join("sub/index.html"), "<p>sub</p>").unwrap();
+    let js = dir.path().join("js");
+    std::fs::create_dir_all(js.join("sub/deeper")).unwrap();
+    std::fs::write(js.join("sub/index.html"), "<p>sub</p>").unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let cfg = ProxyConfig {
@@ -38,7 +38,7 @@ async fn static_proxy() -> (String, tempfile::TempDir) {
         sdk_limit: RateLimit::OFF,
         flow_start_rate: qys_proxy::proxy::DEFAULT_FLOW_START_RATE,
         trusted_proxies: qys_proxy::proxy::TrustedProxies::NONE,
-        static_dirs: vec![("/pkg".into(), pkg), ("/".into(), www)],
+        static_dirs: vec![("/js".into(), js), ("/".into(), www)],
     };
     spawn_server(listener, proxy::router(cfg));
     (addr, dir)
@@ -101,16 +101,16 @@ async fn static_files_never_redirect_off_origin() {
         // (today: 307 http://evil.example/seed/).
         ("http://evil.example/seed", 307, Some("/seed/")),
         ("http://evil.example//seed", 404, None),
-        // A nested mount redirects under its own prefix (today: /sub/, and //sub/ for /pkg//sub).
-        ("/pkg/sub", 307, Some("/pkg/sub/")),
-        ("/pkg/sub/deeper?y=2", 307, Some("/pkg/sub/deeper/?y=2")),
-        ("/pkg//sub", 404, None),
-        ("/pkg/%2fsub", 404, None),
+        // A nested mount redirects under its own prefix (today: /sub/, and //sub/ for /js//sub).
+        ("/js/sub", 307, Some("/js/sub/")),
+        ("/js/sub/deeper?y=2", 307, Some("/js/sub/deeper/?y=2")),
+        ("/js//sub", 404, None),
+        ("/js/%2fsub", 404, None),
         // Files and directories with their slash are served as before.
         ("/", 200, None),
         ("/seed/personal-sign.html", 200, None),
-        ("/pkg/sub/", 200, None),
-        ("/pkg/sub/index.html", 200, None),
+        ("/js/sub/", 200, None),
+        ("/js/sub/index.html", 200, None),
         ("/missing", 404, None),
         ("/seed/", 404, None),
     ];

@@ -141,7 +141,7 @@ pub struct ProxyConfig {
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` name the client (`QYS_TRUSTED_PROXIES`): the
     /// address the per-address limits charge and the log names.
     pub trusted_proxies: TrustedProxies,
-    /// Static directories: (mount path, directory), e.g. `("/", "www")`, `("/pkg", "pkg")`.
+    /// Static directories: (mount path, directory), e.g. `("/", "www")`, `("/js", "dist")`.
     pub static_dirs: Vec<(String, PathBuf)>,
 }
 
@@ -195,7 +195,7 @@ pub fn router(cfg: ProxyConfig) -> Router {
                 (mount.trim_end_matches('/').to_owned(), ServeDir::new(dir).append_index_html_on_directories(true))
             })
             .collect();
-        // Longest mount first: `/pkg/…` is served from `/pkg`, not from `/`.
+        // Longest mount first: `/js/…` is served from `/js`, not from `/`.
         mounts.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
         let mounts: Arc<[(String, ServeDir)]> = mounts.into();
         router = router.fallback(move |request: Request| static_files(mounts.clone(), request));

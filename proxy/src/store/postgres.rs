@@ -708,6 +708,13 @@ impl CallbackBackend for PostgresBackend {
         })
     }
 
+    fn clear_unsigned_tokens(&self) -> Result<usize, StoreError> {
+        self.run(OP_TIMEOUT, move |c| async move {
+            let deleted = c.execute("DELETE FROM unsigned_tokens", &[]).await?;
+            Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+        })
+    }
+
     fn defer(&self, id: i64, owner: &str, claim: i64, next_at: i64, error: &str) -> Result<bool, StoreError> {
         let (owner, error) = (text(owner).into_owned(), text(error).into_owned());
         self.run(OP_TIMEOUT, move |c| async move {

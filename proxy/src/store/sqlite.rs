@@ -503,6 +503,10 @@ impl CallbackBackend for SqliteBackend {
         Ok(before)
     }
 
+    fn clear_unsigned_tokens(&self) -> Result<usize, StoreError> {
+        Ok(self.conn().execute("DELETE FROM unsigned_tokens", [])?)
+    }
+
     fn defer(&self, id: i64, owner: &str, claim: i64, next_at: i64, error: &str) -> Result<bool, StoreError> {
         let changed = self
             .conn()
