@@ -171,7 +171,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the sandbox platform alone (credentials from QYS_ACCESS_TOKEN / QYS_ACCESS_SECRET).
     Sandbox,
-    /// The server-callback outbox: `list [--dead|--pending|--delivered]`, `show <id>`, `replay <id>|--dead`;
+    /// The server-callback outbox: `list [--dead|--pending|--delivered]`, `show <id>`, `replay <id>|--dead`,
+    /// `abandon <id>|--pending`;
     /// `require-sigs --at <now|RFC 3339> [--force]` after a rolling upgrade from a version without `sig`.
     #[command(subcommand)]
     Callbacks(crate::forward::admin::CallbacksCommand),
@@ -470,7 +471,8 @@ fn warn_of_unforwarded(store: &CallbackStore) {
             pending = counts.pending,
             "{} stored callbacks are waiting to be forwarded, but QYS_FORWARD_URL is not set: they are kept \
              past QYS_CALLBACK_RETENTION_DAYS until they are forwarded or parked. Set QYS_FORWARD_URL and \
-             QYS_FORWARD_SECRET again to deliver them (`qys-proxy callbacks list --pending` lists them)",
+             QYS_FORWARD_SECRET again to deliver them (`qys-proxy callbacks list --pending` lists them), or give them up \
+             with `qys-proxy callbacks abandon --pending` (the sweep then removes them)",
             counts.pending
         ),
         Ok(_) => {}

@@ -53,6 +53,8 @@ pub const SWEEP_BATCH: usize = 500;
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Milliseconds in a (UTC) day: malformed counters are kept per `received_at / DAY_MS`.
 pub const DAY_MS: i64 = 86_400_000;
+/// What `last_error` of an abandoned entry starts with ([`CallbackBackend::abandon`]).
+pub const ABANDONED: &str = "abandoned (qys-proxy callbacks abandon)";
 /// Largest `QYS_UNSIGNED_CALLBACK_DAYS`. Past `sigs_required_since` plus this many days no
 /// configuration stores a delivery without `sig`, so the sweep drops `unsigned_tokens`.
 pub const MAX_UNSIGNED_CALLBACK_DAYS: u32 = 365;
@@ -476,6 +478,13 @@ pub trait CallbackBackend: Send + Sync + 'static {
 
     /// [`replay`](Self::replay) of every `dead` entry; returns how many.
     fn replay_dead(&self, now: i64) -> Result<usize, StoreError>;
+
+    /// An operator gives up on `pending` entries (callback `id`, or every one): `dead`,
+    /// `finished_at = now`, [`ABANDONED`] before `last_error`, attempts kept; so the retention sweep
+    /// takes them a retention period later and `replay` can still queue them. An entry under a
+    /// live lease (`locked_until > now`: a forwarder may be sending it) is left alone. Returns how
+    /// many changed.
+    fn abandon(&self, id: Option<i64>, now: i64) -> Result<usize, StoreError>;
 
     /// Entries matching `filter` with `id > after_id`, by id, at most `limit`.
     fn outbox_list(&self, filter: OutboxFilter, after_id: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;

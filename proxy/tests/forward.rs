@@ -1042,3 +1042,32 @@ fn forwarding_misconfiguration_stops_start_up() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("callback 7 has no outbox entry"));
 }
+
+/// Callbacks left pending when forwarding was turned off for good: `callbacks abandon` parks them
+/// as dead, so the retention sweep takes them a retention period later and `replay` still queues
+/// them. An unknown id is an error, and so is neither an id nor `--pending`.
+#[test]
+fn callbacks_abandon_parks_pending_entries_as_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite3");
+    let store = CallbackStore::open(&db).unwrap().with_forwarding(true);
+    for n in 0..3 {
+        store.record("personal-auth", &format!("flow={n}"), b"mode=FACE&status=1").unwrap();
+    }
+    let first = store.backend().outbox_list(qys_proxy::store::OutboxFilter::All, 0, 1).unwrap()[0].id.to_string();
+    drop(store);
+    let env = [("QYS_DATABASE", db.to_str().unwrap())];
+    for (args, says) in [(&["abandon", "999999"][..], "callback 999999 has no pending entry"), (&["abandon"][..], "required arguments were not provided")] {
+        let out = command(&[&["callbacks"][..], args].concat(), &env).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert!(callbacks_cli(&db, &["abandon", &first]).starts_with(&format!("callback {first} abandoned")));
+    let rest = callbacks_cli(&db, &["abandon", "--pending"]);
+    assert!(rest.starts_with("2 pending entries abandoned") && rest.contains("0 still pending"), "{rest}");
+    assert_eq!(counts(&db), json!({"pending": 0, "delivered": 0, "dead": 3, "unqueued": 0}));
+    let shown: Value = serde_json::from_str(&callbacks_cli(&db, &["show", &first])).unwrap();
+    assert_eq!((shown["state"].as_str(), shown["lastError"].as_str()), (Some("dead"), Some(qys_proxy::store::ABANDONED)), "{shown}");
+    assert!(callbacks_cli(&db, &["replay", "--dead"]).starts_with("3 dead entries queued"));
+    assert_eq!(counts(&db)["pending"], 3);
+}

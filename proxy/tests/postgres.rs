@@ -374,6 +374,21 @@ fn outbox_transcript(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
     let page = backend.outbox_list(OutboxFilter::All, all_ids[1], 2).unwrap();
     t.push(format!("page {:?}", page.iter().map(|e| e.query.clone()).collect::<Vec<_>>()));
     t.push(format!("{:?}", backend.outbox_counts().unwrap()));
+    // An operator gives up on pending entries: not one a forwarder holds, then the rest; the
+    // holder can no longer send it, and the held one goes once its lease has run out.
+    let held = backend.claim_due(t0 + 400_000, 1, "G", 30_000).unwrap().remove(0);
+    t.push(format!("abandon held {}", backend.abandon(Some(held.id), t0 + 400_001).unwrap()));
+    t.push(format!("abandon the rest {}", backend.abandon(None, t0 + 400_002).unwrap()));
+    t.push(format!("abandon none {}", backend.abandon(Some(-5), t0 + 400_002).unwrap()));
+    t.push(format!("held {}", backend.outbox_get(held.id).unwrap().unwrap().state));
+    t.push(format!("abandon held after its lease {}", backend.abandon(Some(held.id), t0 + 430_000).unwrap()));
+    t.push(format!("G renews {:?}", backend.renew_lease(held.id, "G", held.claim, t0 + 430_001, 30_000, "{}").unwrap()));
+    let dead = backend.outbox_list(OutboxFilter::State(OutboxState::Dead), 0, 100).unwrap();
+    t.push(format!(
+        "dead {:?}",
+        dead.iter().map(|e| (e.query.clone(), e.attempts, e.finished_at.map(|f| f - t0), e.last_error.clone())).collect::<Vec<_>>()
+    ));
+    t.push(format!("{:?}", backend.outbox_counts().unwrap()));
     t
 }
 
@@ -398,6 +413,13 @@ fn the_outbox_behaves_as_on_sqlite() {
     assert!(reclaimed[4].starts_with("E's new claim: renewed Some(") && reclaimed[5] == "E's new claim: failed true", "{reclaimed:?}");
     let deferred: Vec<&str> = sqlite.iter().filter(|l| l.starts_with("F ")).map(String::as_str).collect();
     assert_eq!(deferred, ["F deferred by its earlier claim false", "F deferred true", "F pending 0 201000 \"busy\" \"\""]);
+    let abandoned: Vec<&str> = sqlite.iter().filter(|l| l.starts_with("abandon") || l.starts_with("held") || l.starts_with("G ")).map(String::as_str).collect();
+    assert_eq!(abandoned.len(), 6, "{sqlite:#?}");
+    assert!(abandoned[0] == "abandon held 0" && abandoned[1] != "abandon the rest 0" && abandoned[2] == "abandon none 0", "{abandoned:?}");
+    assert_eq!(abandoned[3..], ["held pending", "abandon held after its lease 1", "G renews None"]);
+    let last = &sqlite[sqlite.len() - 2..];
+    assert!(last[0].contains("(qys-proxy callbacks abandon); last error: HTTP 502"), "{last:?}");
+    assert!(last[1].contains("pending: 0"), "{last:?}");
 }
 
 // ---- several instances on one database ----

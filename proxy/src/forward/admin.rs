@@ -1,4 +1,4 @@
-//! `qys-proxy callbacks list|show|replay|require-sigs`: the outbox from the command line. Works
+//! `qys-proxy callbacks list|show|replay|abandon|require-sigs`: the outbox from the command line. Works
 //! on the database of `QYS_DATABASE` (SQLite or PostgreSQL) while the proxy runs (a replayed
 //! entry is picked up within a second, [`super::POLL`]; a moved `sigs_required_since` holds for
 //! the next delivery).
@@ -49,6 +49,18 @@ pub enum CallbacksCommand {
         /// Every entry parked as dead.
         #[arg(long, conflicts_with = "id")]
         dead: bool,
+    },
+    /// Give up on pending entries (one callback, or every pending one): parked as dead, so the
+    /// retention sweep removes them a retention period later and `replay` can still queue them.
+    /// An entry a forwarder holds right now is left alone. For callbacks left pending when
+    /// forwarding was turned off for good (kept until then, however old).
+    Abandon {
+        /// The callback's id.
+        #[arg(required_unless_present = "pending")]
+        id: Option<i64>,
+        /// Every pending entry.
+        #[arg(long, conflicts_with = "id")]
+        pending: bool,
     },
     /// Set the moment callback URLs began to need a `sig`: callbacks through URLs without one
     /// are stored only for flows started before it, for QYS_UNSIGNED_CALLBACK_DAYS after it. Run
@@ -134,6 +146,21 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand, token_
         CallbacksCommand::Replay { id: None, .. } => {
             let n = backend.replay_dead(now()).map_err(err)?;
             Ok(format!("{n} dead entries queued for forwarding again\n"))
+        }
+        CallbacksCommand::Abandon { id: Some(id), .. } => match backend.abandon(Some(id), now()).map_err(err)? {
+            0 => Err(format!(
+                "callback {id} has no pending entry that is free to abandon (unknown id, not pending, or a forwarder \
+                 is sending it right now: try again in a minute)"
+            )),
+            _ => Ok(format!("callback {id} abandoned: parked as dead (`qys-proxy callbacks replay {id}` queues it again)\n")),
+        },
+        CallbacksCommand::Abandon { id: None, .. } => {
+            let n = backend.abandon(None, now()).map_err(err)?;
+            let left = backend.outbox_counts().map_err(err)?.pending;
+            Ok(format!(
+                "{n} pending entries abandoned: parked as dead (`qys-proxy callbacks replay --dead` queues them again); \
+                 {left} still pending (a forwarder held them)\n"
+            ))
         }
         CallbacksCommand::RequireSigs { ref at, force } => {
             let at = match at.as_str() {

@@ -620,6 +620,19 @@ impl CallbackBackend for PostgresBackend {
         })
     }
 
+    fn abandon(&self, id: Option<i64>, now: i64) -> Result<usize, StoreError> {
+        self.run(OP_TIMEOUT, move |c| async move {
+            let st = c
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'dead', finished_at = $2, owner = '', locked_until = 0,
+                         last_error = $3 || CASE WHEN last_error = '' THEN '' ELSE '; last error: ' || last_error END
+                     WHERE state = 'pending' AND locked_until <= $2 AND ($1::BIGINT IS NULL OR id = $1)",
+                )
+                .await?;
+            Ok(c.execute(&st, &[&id, &now, &crate::store::ABANDONED]).await? as usize)
+        })
+    }
+
     fn outbox_list(&self, filter: OutboxFilter, after_id: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let state = match filter {
             OutboxFilter::All => None,

@@ -426,6 +426,17 @@ impl CallbackBackend for SqliteBackend {
             .execute([now])?)
     }
 
+    fn abandon(&self, id: Option<i64>, now: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "UPDATE outbox SET state = 'dead', finished_at = ?2, owner = '', locked_until = 0,
+                     last_error = ?3 || CASE WHEN last_error = '' THEN '' ELSE '; last error: ' || last_error END
+                 WHERE state = 'pending' AND locked_until <= ?2 AND (?1 IS NULL OR id = ?1)",
+            )?
+            .execute(params![id, now, crate::store::ABANDONED])?)
+    }
+
     fn outbox_list(&self, filter: OutboxFilter, after_id: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let conn = self.conn();
         let state = match filter {
