@@ -738,7 +738,9 @@ async fn a_forwarder_whose_lease_ran_out_does_not_post_what_another_took_over() 
     a.record("personal-auth", "flow=lease-1", b"mode=FACE&status=1&authId=one").unwrap();
     let first = dedup_key("personal-auth", "flow=lease-1", b"mode=FACE&status=1&authId=one");
     tokio::time::timeout(Duration::from_secs(30), slow.asked.notified()).await.expect("A asks the platform");
-    let (b, b_task) = forwarder(&db, platform_client(&quick.url, ConfirmLimits::default()), &backend.url, Duration::from_secs(30), 16);
+    // B's lease is short: a claim B had under way when it was aborted below (a blocking task
+    // outlives the abort) may take the second callback, which A must then be able to take over.
+    let (b, b_task) = forwarder(&db, platform_client(&quick.url, ConfirmLimits::default()), &backend.url, Duration::from_secs(3), 16);
     let delivered = async {
         while b.backend().outbox_counts().unwrap().delivered < 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
