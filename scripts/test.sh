@@ -37,17 +37,21 @@ QYS_LISTEN=127.0.0.1:18180 QYS_SANDBOX_LISTEN=127.0.0.1:18181 QYS_ALLOWED_ORIGIN
 pids+=($!)
 node tests/support/faults.mjs 18190 >"$run/faults.out" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do
+# Up to 30 s: a loaded machine may start them slowly.
+for _ in $(seq 300); do
   grep -q '^proxy:' "$run/proxy.out" && grep -q '^faults:' "$run/faults.out" && break
   sleep 0.1
 done
 grep -q '^proxy:' "$run/proxy.out" || { cat "$run/proxy.out"; exit 1; }
+grep -q '^faults:' "$run/faults.out" || { cat "$run/faults.out"; exit 1; }
 # On the MVP build, like the shipped package (panics keep their messages here), in each engine.
-# The runner picks its driver from the environment: exactly one driver variable per run.
+# The runner picks its driver from the environment: exactly one driver variable per run. It gives
+# the whole suite 20 s by default, which a loaded machine (WebKitGTK under Xvfb) can outlast.
 . scripts/mvp.env
 check_nightly
 browser_tests() {
-  env WASM_BINDGEN_TEST_ADDRESS=$runner_addr WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 RUSTFLAGS="$MVP_RUSTFLAGS" "$@" \
+  env WASM_BINDGEN_TEST_ADDRESS=$runner_addr WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 WASM_BINDGEN_TEST_TIMEOUT=180 \
+    RUSTFLAGS="$MVP_RUSTFLAGS" "$@" \
     cargo +"$NIGHTLY" test --locked --target wasm32-unknown-unknown $BUILD_STD -p qys-sdk-wasm \
     --target-dir target/mvp-test --test browser
 }

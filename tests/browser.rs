@@ -363,7 +363,7 @@ async fn a_non_canonical_return_origin_still_matches_the_browser_origin() {
     let timeout = Promise::new(&mut |_, reject| {
         web_sys::window()
             .unwrap()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&reject, 5000)
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&reject, 30_000)
             .unwrap();
     });
     JsFuture::from(Promise::race(&js_sys::Array::of2(&fired, &timeout)))

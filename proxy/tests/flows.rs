@@ -247,13 +247,12 @@ async fn the_platform_calls_back_the_proxy_by_default_and_it_is_stored() {
         "registerNo": "1", "legalPerson": "丁"}});
     let url = stack.page_url("enterpriseAuth", &state("cbc"), company).await;
     click(&stack.client, &open(&stack.client, &url).await, "submit", &[]).await;
-    let mut stored = Vec::new();
-    for _ in 0..100 {
-        stored = stack.store.all().unwrap();
-        if stored.len() == 2 {
-            break;
-        }
+    // The sandbox calls back in the background: wait for both (bounded).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut stored = stack.store.all().unwrap();
+    while stored.len() < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        stored = stack.store.all().unwrap();
     }
     assert_eq!(stored.len(), 2, "{stored:?}");
     let personal = stored.iter().find(|c| c.kind == "personal-auth").unwrap();

@@ -82,8 +82,16 @@ fn drained(db: &Path, within: Duration) -> Value {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A loopback port kept for a test: bound (`SO_REUSEADDR`) but not listening. The binary binds and
+/// listens on it beside this socket; while it is down (killed, not yet restarted), no connection
+/// of this machine can be given the port as its own, so the restart finds it free, and
+/// connections to it are refused as to any closed port.
+fn reserved_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 fn forward_env<'a>(db: &'a str, listen: &'a str, receiver: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -428,7 +436,9 @@ fn the_sandboxs_callbacks_arrive_verified_and_forged_ones_do_not() {
     );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("callbacks.sqlite3");
-    let listen = format!("127.0.0.1:{}", free_port());
+    // The proxy restarts on the same port (the sandbox calls back the URL it was given).
+    let (_reserved, port) = reserved_port();
+    let listen = format!("127.0.0.1:{port}");
     let mut env = forward_env(db.to_str().unwrap(), &listen, &receiver);
     env.extend([("QYS_SERVER_URL", sandbox.url.as_str()), ("QYS_ACCESS_TOKEN", TOKEN), ("QYS_ACCESS_SECRET", APP_SECRET)]);
     let mut proxy = start(&[], &env, "proxy: ");
@@ -728,7 +738,9 @@ async fn a_forwarder_whose_lease_ran_out_does_not_post_what_another_took_over() 
     a.record("personal-auth", "flow=lease-1", b"mode=FACE&status=1&authId=one").unwrap();
     let first = dedup_key("personal-auth", "flow=lease-1", b"mode=FACE&status=1&authId=one");
     tokio::time::timeout(Duration::from_secs(30), slow.asked.notified()).await.expect("A asks the platform");
-    let (b, b_task) = forwarder(&db, platform_client(&quick.url, ConfirmLimits::default()), &backend.url, Duration::from_secs(30), 16);
+    // B's lease is short: a claim B had under way when it was aborted below (a blocking task
+    // outlives the abort) may take the second callback, which A must then be able to take over.
+    let (b, b_task) = forwarder(&db, platform_client(&quick.url, ConfirmLimits::default()), &backend.url, Duration::from_secs(3), 16);
     let delivered = async {
         while b.backend().outbox_counts().unwrap().delivered < 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -264,7 +264,8 @@ async fn hanging_or_absent_upstream_gives_a_timeout_or_unavailable_code() {
     let (status, body) = stack.call("personalAuth", &state("t"), json!({"contact": "13700000044"})).await;
     let took = started.elapsed();
     assert_eq!((status, body["code"].clone()), (504, json!(50400)), "{body}");
-    assert!(took >= limit && took < limit * 6, "answered after {took:?}");
+    // Well under the default 15 s: this limit applied (a loaded machine may answer late).
+    assert!(took >= limit && took < Duration::from_secs(10), "answered after {took:?}");
 
     let (listener, closed) = bind().await;
     drop(listener);
@@ -356,7 +357,9 @@ async fn wait_for(seen: &Mutex<Vec<(Instant, String)>>, n: usize, limit: Duratio
 async fn sandbox_retries_callbacks_four_times_then_stops() {
     let (always_failing, seen) = receiver(usize::MAX).await;
     let (second_try_ok, seen_ok) = receiver(1).await;
-    let delay = Duration::from_millis(600);
+    // Long enough that "at once" (under half of it) and "after the pause" stay apart on a loaded
+    // machine.
+    let delay = Duration::from_millis(1_500);
     let stack = Stack::with(Options {
         callback_allowlist: vec![always_failing.clone(), second_try_ok.clone()],
         retry_delay: delay,
@@ -372,7 +375,7 @@ async fn sandbox_retries_callbacks_four_times_then_stops() {
         let page = open(&stack.client, &url).await;
         click(&stack.client, &page, "submit", &[]).await;
     }
-    wait_for(&seen, 4, delay * 5).await;
+    wait_for(&seen, 4, Duration::from_secs(30)).await;
     tokio::time::sleep(delay * 2).await;
     let tries = seen.lock().unwrap().clone();
     assert_eq!(tries.len(), 4, "four tries in all, then it stops");

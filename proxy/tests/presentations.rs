@@ -238,11 +238,13 @@ async fn outcome_refuses_foreign_altered_and_mismatched_tokens_without_a_platfor
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outcome_refuses_an_expired_flow_token() {
-    let stack = Stack::with(Options { token_ttl: Duration::from_secs(1), ..Options::default() }).await;
+    // Expiry is in whole seconds: a 2 s token is valid for more than 2 s (time for the first
+    // outcome on a loaded machine), and expired 3 s after it was issued.
+    let stack = Stack::with(Options { token_ttl: Duration::from_secs(2), ..Options::default() }).await;
     let (_, answer) = stack.call("personalAuth", &state("exp"), json!({"contact": "13900000052"})).await;
     let flow = answer["result"]["flow"].as_str().unwrap().to_owned();
     assert_eq!(stack.outcome(PAGE_ORIGIN, &state("exp"), &flow).await.1["code"], 0, "valid at first");
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     let (status, body) = stack.outcome(PAGE_ORIGIN, &state("exp"), &flow).await;
     assert_eq!((status, body["code"].clone()), (400, json!(40004)), "{body}");
 }

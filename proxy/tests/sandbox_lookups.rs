@@ -135,12 +135,13 @@ async fn sandbox_personal_results_are_found_by_auth_id() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sandbox_expired_tickets_answer_gone_until_the_next_session_then_unknown() {
-    let sb = Sandbox::start(Duration::from_millis(300)).await;
+    // Long enough for each page to be opened in time on a loaded machine.
+    let sb = Sandbox::start(Duration::from_secs(2)).await;
     let user = json!({"contact": SIGNER, "contactType": "MOBILE"});
     let open = || sb.post("/v2/contract/pageurl", json!({"contractId": CONTRACT, "user": user}));
     let expiring = open().await.unwrap()["pageUrl"].as_str().unwrap().to_owned();
     assert_eq!(sb.page(&expiring).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
     let (status, html) = sb.page(&expiring).await;
     assert_eq!(status, 410, "{html}");
     assert!(html.contains("链接已过期"), "{html}");

@@ -27,6 +27,12 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// Latest a connection may be closed in the timeout tests below: a loaded machine may be seconds
+/// late, and the next limit that could close them instead is 10 s (or never).
+const LATEST: Duration = Duration::from_secs(8);
+/// How long those tests read before giving up.
+const SLACK_DEADLINE: Duration = Duration::from_secs(9);
+
 /// Limits with short timeouts for these tests.
 fn limits(header: u64, request: u64, idle: u64, max_connections: usize) -> ServerLimits {
     ServerLimits { header_timeout: ms(header), request_timeout: ms(request), idle_timeout: ms(idle), max_connections }
@@ -142,14 +148,14 @@ fn assert_closed_between(read: &Read, earliest: Duration, latest: Duration, what
 async fn half_sent_headers_are_cut_at_the_header_timeout() {
     let addr = start(limits(1_000, 5_000, 10_000, 100)).await;
     let mut stream = slow_connection(addr).await;
-    let read = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert_closed_between(&read, ms(900), ms(3_000), "half a request");
+    let read = read_until_closed(&mut stream, SLACK_DEADLINE).await;
+    assert_closed_between(&read, ms(900), LATEST, "half a request");
     eprintln!("half-sent headers: closed after {:?}", read.elapsed);
 
     let mut stream = connect(addr).await;
     stream.write_all(b"POST /qys/pro").await.unwrap();
-    let read = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert_closed_between(&read, ms(900), ms(3_000), "half a request line");
+    let read = read_until_closed(&mut stream, SLACK_DEADLINE).await;
+    assert_closed_between(&read, ms(900), LATEST, "half a request line");
 }
 
 #[tokio::test]
@@ -167,10 +173,10 @@ async fn trickled_headers_do_not_extend_the_header_timeout() {
     });
     let start = Instant::now();
     let mut buf = [0; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await.expect("closed in time");
+    let n = tokio::time::timeout(SLACK_DEADLINE, reader.read(&mut buf)).await.expect("closed in time");
     assert!(matches!(n, Ok(0)) || matches!(&n, Err(e) if is_closed(e)), "{n:?}");
     let elapsed = start.elapsed();
-    assert!((ms(900)..=ms(3_000)).contains(&elapsed), "closed after {elapsed:?}");
+    assert!((ms(900)..=LATEST).contains(&elapsed), "closed after {elapsed:?}");
     trickle.abort();
 }
 
@@ -185,8 +191,8 @@ async fn idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
     assert_eq!(body, b"ok");
-    let read = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert_closed_between(&read, ms(900), ms(3_000), "idle keep-alive connection");
+    let read = read_until_closed(&mut stream, SLACK_DEADLINE).await;
+    assert_closed_between(&read, ms(900), LATEST, "idle keep-alive connection");
     assert!(read.data.is_empty(), "{}", read.text());
     eprintln!("idle keep-alive: closed {:?} after the answer", read.elapsed);
 }
@@ -195,11 +201,12 @@ async fn idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 
 #[tokio::test]
 async fn stalled_body_is_answered_408_at_the_header_timeout() {
-    let addr = start(limits(1_000, 5_000, 10_000, 100)).await;
+    // A request timeout well past the bound below: only the header timeout can answer in time.
+    let addr = start(limits(1_000, 10_000, 20_000, 100)).await;
     let mut stream = connect(addr).await;
     stream.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789").await.unwrap();
-    let read = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert_closed_between(&read, ms(900), ms(3_000), "stalled body");
+    let read = read_until_closed(&mut stream, SLACK_DEADLINE).await;
+    assert_closed_between(&read, ms(900), LATEST, "stalled body");
     assert!(read.text().starts_with("HTTP/1.1 408"), "{}", read.text());
     eprintln!("stalled body: 408 and closed after {:?}", read.elapsed);
 }
@@ -220,16 +227,16 @@ async fn dripped_body_and_slow_handler_are_answered_408_at_the_request_timeout()
     });
     let start = Instant::now();
     let mut data = Vec::new();
-    let n = tokio::time::timeout(Duration::from_secs(6), reader.read_to_end(&mut data)).await.expect("closed in time");
+    let n = tokio::time::timeout(SLACK_DEADLINE, reader.read_to_end(&mut data)).await.expect("closed in time");
     assert!(n.is_ok() || n.as_ref().is_err_and(is_closed), "{n:?}");
     assert!(data.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&data));
-    assert!((ms(1_800)..=ms(4_000)).contains(&start.elapsed()), "answered after {:?}", start.elapsed());
+    assert!((ms(1_800)..=LATEST).contains(&start.elapsed()), "answered after {:?}", start.elapsed());
     drip.abort();
 
     let mut stream = connect(addr).await;
     stream.write_all(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let read = read_until_closed(&mut stream, Duration::from_secs(6)).await;
-    assert_closed_between(&read, ms(1_800), ms(4_000), "slow handler");
+    let read = read_until_closed(&mut stream, SLACK_DEADLINE).await;
+    assert_closed_between(&read, ms(1_800), LATEST, "slow handler");
     assert!(read.text().starts_with("HTTP/1.1 408"), "{}", read.text());
 }
 
@@ -394,13 +401,13 @@ async fn connections_past_the_cap_are_refused_with_one_warning() {
     for _ in 0..CAP {
         held.push(slow_connection(addr).await);
     }
-    // The 21st and a few more: refused at once (a bare 503 at most, then closed).
+    // The 21st and a few more: refused at once (a bare 503 at most, then closed), not held until
+    // the 10 s header timeout.
     for i in 0..5 {
         let mut stream = connect(addr).await;
-        let read = read_until_closed(&mut stream, Duration::from_secs(2)).await;
-        assert!(read.closed, "connection {} past the cap is still open", CAP + 1 + i);
+        let read = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(read.closed, "connection {} past the cap is still open after {:?}", CAP + 1 + i, read.elapsed);
         assert!(read.data.is_empty() || read.text().starts_with("HTTP/1.1 503"), "{}", read.text());
-        assert!(read.elapsed < ms(500), "refused only after {:?}", read.elapsed);
     }
     let needle = format!("refusing new connections to {addr}");
     let warnings = log_lines(&log, &needle);
@@ -410,7 +417,7 @@ async fn connections_past_the_cap_are_refused_with_one_warning() {
 
     // One slow client leaves: a new connection is served again.
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut stream = connect(addr).await;
         stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();

@@ -84,9 +84,12 @@ test('after destroy() no callback fires', async () => {
   await page.waitForSelector('#qys-frame');
   await page.evaluate(() => window.qysDemo.sdk.destroy());
   await page.frameLocator('#qys-frame').locator('#qys-sandbox-sign').click();
-  // The return page has loaded and posted its (genuine) message.
+  // The return page has loaded and posted its (genuine) message: its script comes after the
+  // status element, so the element alone does not say the script ran; its load event does.
   await page.frameLocator('#qys-frame').locator('#qys-return-status').waitFor();
-  await drain(page, await frameOf(page));
+  const frame = await frameOf(page);
+  await frame.waitForLoadState('load');
+  await drain(page, frame);
   assert.deepEqual(await events(page), []);
   assert.ok(page.sdkLog.some((l) => l.endsWith('destroyed')));
   assert.ok(!page.sdkLog.some((l) => l.includes('ignored a message')), 'the listener is gone, not just ignoring');

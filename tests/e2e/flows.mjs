@@ -129,7 +129,7 @@ export async function runSeedPage(browser, server, { path, steps, expected }, { 
     return host === '127.0.0.1' ? route.continue() : route.abort();
   });
   await page.goto(`${server.proxy}${path}`);
-  const frame = await page.waitForSelector('iframe', { timeout: 10000 });
+  const frame = await page.waitForSelector('iframe');
   const style = await frame.evaluate((f) => ({ border: f.style.border, position: f.style.position, parent: f.parentElement.tagName }));
   assert.deepEqual(style, { border: '1px solid red', position: 'fixed', parent: 'BODY' });
   const fired = page.waitForEvent('console', (m) => m.text().startsWith(expected[0]));

@@ -28,12 +28,13 @@ export async function startProxy(env = {}, remove = []) {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
+  // A URL counts once its line is complete (a chunk may end inside it).
   const urls = await new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`qys-proxy exited with ${code}: ${out}`)));
     child.stdout.on('data', (chunk) => {
       out += chunk;
-      const proxy = /^proxy: (\S+)/m.exec(out);
-      const sandbox = /^sandbox platform: (\S+)/m.exec(out);
+      const proxy = /^proxy: (\S+)\s/m.exec(out);
+      const sandbox = /^sandbox platform: (\S+)\s/m.exec(out);
       if (proxy && sandbox) resolve({ proxy: proxy[1], sandbox: sandbox[1] });
     });
   });
@@ -52,7 +53,7 @@ export async function startFaults() {
     child.once('exit', (code) => reject(new Error(`faults.mjs exited with ${code}: ${out}`)));
     child.stdout.on('data', (chunk) => {
       out += chunk;
-      const m = /^faults: (\S+)/m.exec(out);
+      const m = /^faults: (\S+)\s/m.exec(out);
       if (m) resolve(m[1]);
     });
   });
