@@ -55,6 +55,10 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 pub const DAY_MS: i64 = 86_400_000;
 /// What `last_error` of an abandoned entry starts with ([`CallbackBackend::abandon`]).
 pub const ABANDONED: &str = "abandoned (qys-proxy callbacks abandon)";
+/// How long after its lease ran out an entry is still left alone by [`CallbackBackend::abandon`]:
+/// the lease was written by another host's clock, and a stalled database can stretch a forwarder's
+/// renewal, POST and record past it.
+pub const ABANDON_GRACE_MS: i64 = 120_000;
 /// Largest `QYS_UNSIGNED_CALLBACK_DAYS`. Past `sigs_required_since` plus this many days no
 /// configuration stores a delivery without `sig`, so the sweep drops `unsigned_tokens`.
 pub const MAX_UNSIGNED_CALLBACK_DAYS: u32 = 365;
@@ -454,7 +458,9 @@ pub trait CallbackBackend: Send + Sync + 'static {
     fn renew_lease(&self, id: i64, owner: &str, claim: i64, now: i64, lease_ms: i64, payload: &str) -> Result<Option<String>, StoreError>;
 
     /// A `pending` entry was delivered at `at`: `delivered`, `finished_at = at`, attempts + 1,
-    /// lease cleared, `last_error` kept. Whoever holds the lease. `false` if it was not pending.
+    /// lease cleared, `last_error` kept. Whoever holds the lease. Also an entry abandoned
+    /// meanwhile ([`Self::abandon`]): the backend has it, which a later `replay` must not repeat.
+    /// `false` if it was neither.
     fn mark_delivered(&self, id: i64, at: i64) -> Result<bool, StoreError>;
 
     /// An attempt by `owner`'s claim `claim` failed: attempts + 1, `next_at`, `last_error =
@@ -479,12 +485,13 @@ pub trait CallbackBackend: Send + Sync + 'static {
     /// [`replay`](Self::replay) of every `dead` entry; returns how many.
     fn replay_dead(&self, now: i64) -> Result<usize, StoreError>;
 
-    /// An operator gives up on `pending` entries (callback `id`, or every one): `dead`,
-    /// `finished_at = now`, [`ABANDONED`] before `last_error`, attempts kept; so the retention sweep
-    /// takes them a retention period later and `replay` can still queue them. An entry under a
-    /// live lease (`locked_until > now`: a forwarder may be sending it) is left alone. Returns how
-    /// many changed.
-    fn abandon(&self, id: Option<i64>, now: i64) -> Result<usize, StoreError>;
+    /// An operator gives up on `pending` entries (callback `id`, or at most `limit` of them, by
+    /// id): `dead`, `finished_at = now`, [`ABANDONED`] before `last_error` (once), attempts kept;
+    /// so the retention sweep takes them a retention period later and `replay` can still queue
+    /// them. An entry leased until less than [`ABANDON_GRACE_MS`] before `now` is left alone: a
+    /// forwarder may be sending it (another host's clock, a stalled database). Returns how many
+    /// changed.
+    fn abandon(&self, id: Option<i64>, now: i64, limit: usize) -> Result<usize, StoreError>;
 
     /// Entries matching `filter` with `id > after_id`, by id, at most `limit`.
     fn outbox_list(&self, filter: OutboxFilter, after_id: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
@@ -514,8 +521,8 @@ pub trait CallbackBackend: Send + Sync + 'static {
     /// Sets `sigs_required_since` to `at` (inserted if absent); returns the previous value.
     fn set_sigs_required_since(&self, at: i64) -> Result<Option<i64>, StoreError>;
 
-    /// Deletes every `unsigned_tokens` row; returns how many.
-    fn clear_unsigned_tokens(&self) -> Result<usize, StoreError>;
+    /// Deletes at most `limit` `unsigned_tokens` rows; returns how many.
+    fn clear_unsigned_tokens(&self, limit: usize) -> Result<usize, StoreError>;
 
     /// The attempt of `owner`'s claim `claim` could not ask the platform because this instance's
     /// confirmation budget is spent: due again at `next_at`, `last_error = error`, lease cleared;
@@ -690,7 +697,15 @@ impl CallbackStore {
         }
         let unsigned_window = i64::from(MAX_UNSIGNED_CALLBACK_DAYS) * DAY_MS;
         if self.sigs_required_since()?.is_some_and(|since| now > since.saturating_add(unsigned_window)) {
-            swept.rows += self.inner.backend.clear_unsigned_tokens()?;
+            loop {
+                let deleted = self.inner.backend.clear_unsigned_tokens(SWEEP_BATCH)?;
+                swept.rows += deleted;
+                swept.batches += 1;
+                if deleted < SWEEP_BATCH {
+                    break;
+                }
+                std::thread::yield_now();
+            }
         }
         Ok(swept)
     }

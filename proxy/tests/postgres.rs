@@ -19,7 +19,7 @@ use qys_proxy::store::postgres::{PgUrl, PostgresBackend, MIGRATIONS};
 use qys_proxy::store::sqlite::SqliteBackend;
 use qys_proxy::store::{
     dedup_key, now, CallbackBackend, CallbackStore, Delivery, Malformed, MalformedClass, OutboxFilter, OutboxState, RateLimit, Recorded,
-    DAY_MS, MAX_UNSIGNED_CALLBACK_DAYS, SAMPLE_BODY_BYTES, SAMPLE_SLOTS, SWEEP_BATCH, UNSIGNED_PER_TOKEN,
+    ABANDON_GRACE_MS, DAY_MS, MAX_UNSIGNED_CALLBACK_DAYS, SAMPLE_BODY_BYTES, SAMPLE_SLOTS, SWEEP_BATCH, UNSIGNED_PER_TOKEN,
 };
 
 fn open_pg(url: &str) -> Arc<PostgresBackend> {
@@ -185,8 +185,10 @@ fn dedup_and_malformed(store: &CallbackStore) -> Vec<String> {
         store.count_malformed(&malformed(&query, &big)).unwrap();
     }
     store.count_malformed(&Malformed { kind: "company-auth", class: MalformedClass::ContentType, ..malformed("", b"\0") }).unwrap();
+    let today = now() / DAY_MS;
     for c in store.malformed_counts().unwrap() {
-        assert_eq!(c.day, now() / DAY_MS);
+        // The day the deliveries were counted: today, or yesterday when midnight UTC passed since.
+        assert!(c.day == today || c.day == today - 1, "{} {today}", c.day);
         seen.push(format!("count {} {} {}", c.kind, c.class, c.count));
     }
     let samples = store.malformed_samples().unwrap();
@@ -212,7 +214,7 @@ fn dedup_counters_and_samples_match_sqlite() {
     let over = format!("unsigned personal-auth {UNSIGNED_PER_TOKEN} OverCap");
     assert!(sqlite.contains(&over) && sqlite.contains(&"unsigned personal-auth 0 Retry".to_owned()), "{sqlite:?}");
     assert!(sqlite.contains(&"moment None None".to_owned()) && sqlite.contains(&"moment Some(5) Some(7)".to_owned()), "{sqlite:?}");
-    for line in ["sweep within the window Swept { rows: 0, batches: 1 }", "sweep after it Swept { rows: 2, batches: 1 }", "counted again New"] {
+    for line in ["sweep within the window Swept { rows: 0, batches: 1 }", "sweep after it Swept { rows: 2, batches: 2 }", "counted again New"] {
         assert!(sqlite.contains(&line.to_owned()), "{line}: {sqlite:?}");
     }
     assert!(sqlite.iter().any(|l| l.starts_with("sample 32 ")), "{sqlite:?}");
@@ -374,15 +376,26 @@ fn outbox_transcript(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
     let page = backend.outbox_list(OutboxFilter::All, all_ids[1], 2).unwrap();
     t.push(format!("page {:?}", page.iter().map(|e| e.query.clone()).collect::<Vec<_>>()));
     t.push(format!("{:?}", backend.outbox_counts().unwrap()));
-    // An operator gives up on pending entries: not one a forwarder holds, then the rest; the
-    // holder can no longer send it, and the held one goes once its lease has run out.
+    // An operator gives up on pending entries: not one a forwarder holds, then the rest in
+    // batches; the held one goes once its lease has run out by the grace, and its holder can no
+    // longer send it, but a delivery it made anyway is recorded. Abandoned again after a replay,
+    // the marker is not repeated.
     let held = backend.claim_due(t0 + 400_000, 1, "G", 30_000).unwrap().remove(0);
-    t.push(format!("abandon held {}", backend.abandon(Some(held.id), t0 + 400_001).unwrap()));
-    t.push(format!("abandon the rest {}", backend.abandon(None, t0 + 400_002).unwrap()));
-    t.push(format!("abandon none {}", backend.abandon(Some(-5), t0 + 400_002).unwrap()));
+    t.push(format!("abandon held {}", backend.abandon(Some(held.id), t0 + 400_001, 1).unwrap()));
+    t.push(format!("abandon the rest {}", backend.abandon(None, t0 + 400_002, 3).unwrap()));
+    t.push(format!("abandon the rest {}", backend.abandon(None, t0 + 400_002, 3).unwrap()));
+    t.push(format!("abandon none {}", backend.abandon(Some(-5), t0 + 400_002, 1).unwrap()));
     t.push(format!("held {}", backend.outbox_get(held.id).unwrap().unwrap().state));
-    t.push(format!("abandon held after its lease {}", backend.abandon(Some(held.id), t0 + 430_000).unwrap()));
-    t.push(format!("G renews {:?}", backend.renew_lease(held.id, "G", held.claim, t0 + 430_001, 30_000, "{}").unwrap()));
+    t.push(format!("abandon held just after its lease {}", backend.abandon(Some(held.id), t0 + 440_000, 1).unwrap()));
+    let past_grace = t0 + 430_000 + ABANDON_GRACE_MS;
+    t.push(format!("abandon held past the grace {}", backend.abandon(Some(held.id), past_grace, 1).unwrap()));
+    t.push(format!("G renews {:?}", backend.renew_lease(held.id, "G", held.claim, past_grace + 1, 30_000, "{}").unwrap()));
+    t.push(format!("G delivered anyway {}", backend.mark_delivered(held.id, past_grace + 2).unwrap()));
+    t.push(format!("G delivered twice {}", backend.mark_delivered(held.id, past_grace + 3).unwrap()));
+    let failed = backend.outbox_list(OutboxFilter::State(OutboxState::Dead), 0, 100).unwrap();
+    let failed = failed.iter().find(|e| e.last_error.ends_with("HTTP 502")).unwrap().id;
+    t.push(format!("replayed {}", backend.replay(failed, past_grace + 4).unwrap()));
+    t.push(format!("abandon again {}", backend.abandon(Some(failed), past_grace + 5, 1).unwrap()));
     let dead = backend.outbox_list(OutboxFilter::State(OutboxState::Dead), 0, 100).unwrap();
     t.push(format!(
         "dead {:?}",
@@ -413,13 +426,15 @@ fn the_outbox_behaves_as_on_sqlite() {
     assert!(reclaimed[4].starts_with("E's new claim: renewed Some(") && reclaimed[5] == "E's new claim: failed true", "{reclaimed:?}");
     let deferred: Vec<&str> = sqlite.iter().filter(|l| l.starts_with("F ")).map(String::as_str).collect();
     assert_eq!(deferred, ["F deferred by its earlier claim false", "F deferred true", "F pending 0 201000 \"busy\" \"\""]);
-    let abandoned: Vec<&str> = sqlite.iter().filter(|l| l.starts_with("abandon") || l.starts_with("held") || l.starts_with("G ")).map(String::as_str).collect();
-    assert_eq!(abandoned.len(), 6, "{sqlite:#?}");
-    assert!(abandoned[0] == "abandon held 0" && abandoned[1] != "abandon the rest 0" && abandoned[2] == "abandon none 0", "{abandoned:?}");
-    assert_eq!(abandoned[3..], ["held pending", "abandon held after its lease 1", "G renews None"]);
-    let last = &sqlite[sqlite.len() - 2..];
-    assert!(last[0].contains("(qys-proxy callbacks abandon); last error: HTTP 502"), "{last:?}");
-    assert!(last[1].contains("pending: 0"), "{last:?}");
+    let abandoned: Vec<&str> = sqlite.iter().skip_while(|l| !l.starts_with("abandon held")).map(String::as_str).collect();
+    assert_eq!(
+        abandoned[..12],
+        ["abandon held 0", "abandon the rest 3", "abandon the rest 1", "abandon none 0", "held pending", "abandon held just after its lease 0",
+         "abandon held past the grace 1", "G renews None", "G delivered anyway true", "G delivered twice false", "replayed true", "abandon again 1"]
+    );
+    assert!(abandoned[12].contains("\"abandoned (qys-proxy callbacks abandon); last error: HTTP 502\")"), "{:?}", abandoned[12]);
+    assert_eq!(abandoned[12].matches("abandoned (").count(), 4, "three others and the one abandoned twice, marked once: {:?}", abandoned[12]);
+    assert!(abandoned[13].contains("pending: 0, delivered: 1, dead: 4"), "{:?}", abandoned[13]);
 }
 
 // ---- several instances on one database ----

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::cli::Cli;
-use crate::store::{now, CallbackBackend, OutboxEntry, OutboxFilter, OutboxState};
+use crate::store::{now, CallbackBackend, OutboxEntry, OutboxFilter, OutboxState, SWEEP_BATCH};
 
 /// `qys-proxy callbacks …`.
 #[derive(Debug, clap::Subcommand)]
@@ -52,7 +52,8 @@ pub enum CallbacksCommand {
     },
     /// Give up on pending entries (one callback, or every pending one): parked as dead, so the
     /// retention sweep removes them a retention period later and `replay` can still queue them.
-    /// An entry a forwarder holds right now is left alone. For callbacks left pending when
+    /// An entry a forwarder leased in the last few minutes is left alone; one it delivers anyway
+    /// is recorded as delivered. For callbacks left pending when
     /// forwarding was turned off for good (kept until then, however old).
     Abandon {
         /// The callback's id.
@@ -147,19 +148,27 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand, token_
             let n = backend.replay_dead(now()).map_err(err)?;
             Ok(format!("{n} dead entries queued for forwarding again\n"))
         }
-        CallbacksCommand::Abandon { id: Some(id), .. } => match backend.abandon(Some(id), now()).map_err(err)? {
+        CallbacksCommand::Abandon { id: Some(id), .. } => match backend.abandon(Some(id), now(), 1).map_err(err)? {
             0 => Err(format!(
-                "callback {id} has no pending entry that is free to abandon (unknown id, not pending, or a forwarder \
-                 is sending it right now: try again in a minute)"
+                "callback {id} has no pending entry that is free to abandon (unknown id, not pending, or leased by a \
+                 forwarder in the last few minutes: try again later)"
             )),
             _ => Ok(format!("callback {id} abandoned: parked as dead (`qys-proxy callbacks replay {id}` queues it again)\n")),
         },
         CallbacksCommand::Abandon { id: None, .. } => {
-            let n = backend.abandon(None, now()).map_err(err)?;
+            // In batches, as the sweep deletes: a large backlog never holds the lock for long.
+            let mut n = 0;
+            loop {
+                let changed = backend.abandon(None, now(), SWEEP_BATCH).map_err(err)?;
+                n += changed;
+                if changed < SWEEP_BATCH {
+                    break;
+                }
+            }
             let left = backend.outbox_counts().map_err(err)?.pending;
             Ok(format!(
                 "{n} pending entries abandoned: parked as dead (`qys-proxy callbacks replay --dead` queues them again); \
-                 {left} still pending (a forwarder held them)\n"
+                 {left} still pending (leased by a forwarder in the last few minutes, or queued since)\n"
             ))
         }
         CallbacksCommand::RequireSigs { ref at, force } => {

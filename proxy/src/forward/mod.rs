@@ -214,7 +214,7 @@ async fn attempt(ctx: Arc<Ctx>, entry: OutboxEntry) {
     let payload = match blocking(move || c.backend.renew_lease(id, &c.owner, claim, now(), c.lease_ms(), &body)).await {
         Ok(Some(fixed)) => fixed,
         Ok(None) => {
-            tracing::warn!(id, claim, "not forwarded by this attempt: the entry is no longer its own (claimed again after the lease ran out, delivered or replayed)");
+            tracing::warn!(id, claim, "not forwarded by this attempt: the entry is no longer its own (claimed again after the lease ran out, delivered, replayed or abandoned)");
             return;
         }
         Err(e) => {
@@ -260,7 +260,8 @@ async fn attempt(ctx: Arc<Ctx>, entry: OutboxEntry) {
         Ok(()) => {
             let c = ctx.clone();
             match blocking(move || c.backend.mark_delivered(id, now())).await {
-                Ok(_) => tracing::debug!(id, attempts = entry.attempts + 1, "server callback forwarded"),
+                Ok(true) => tracing::debug!(id, attempts = entry.attempts + 1, "server callback forwarded"),
+                Ok(false) => tracing::warn!(id, "server callback forwarded, but its entry was finished already (delivered or parked by another attempt)"),
                 // Delivered but not recorded: it will be delivered again (same key) after the lease.
                 Err(e) => tracing::error!(id, error = %e, "forwarded, but the delivery could not be recorded"),
             }

@@ -549,10 +549,10 @@ impl CallbackBackend for PostgresBackend {
                 .prepare_cached(
                     "UPDATE outbox SET state = 'delivered', finished_at = $2, attempts = attempts + 1, owner = '',
                          locked_until = 0
-                     WHERE id = $1 AND state = 'pending'",
+                     WHERE id = $1 AND (state = 'pending' OR (state = 'dead' AND starts_with(last_error, $3)))",
                 )
                 .await?;
-            Ok(c.execute(&st, &[&id, &at]).await? == 1)
+            Ok(c.execute(&st, &[&id, &at, &crate::store::ABANDONED]).await? == 1)
         })
     }
 
@@ -620,16 +620,22 @@ impl CallbackBackend for PostgresBackend {
         })
     }
 
-    fn abandon(&self, id: Option<i64>, now: i64) -> Result<usize, StoreError> {
+    fn abandon(&self, id: Option<i64>, now: i64, limit: usize) -> Result<usize, StoreError> {
+        let limit = limit_i64(limit);
         self.run(OP_TIMEOUT, move |c| async move {
+            // The outer WHERE is checked again on each row as a concurrent claim left it (READ
+            // COMMITTED), so an entry leased meanwhile stays pending.
             let st = c
                 .prepare_cached(
                     "UPDATE outbox SET state = 'dead', finished_at = $2, owner = '', locked_until = 0,
-                         last_error = $3 || CASE WHEN last_error = '' THEN '' ELSE '; last error: ' || last_error END
-                     WHERE state = 'pending' AND locked_until <= $2 AND ($1::BIGINT IS NULL OR id = $1)",
+                         last_error = CASE WHEN starts_with(last_error, $3::TEXT) THEN last_error
+                                           WHEN last_error = '' THEN $3::TEXT ELSE $3::TEXT || '; last error: ' || last_error END
+                     WHERE state = 'pending' AND locked_until <= $2::BIGINT - $4::BIGINT
+                       AND id IN (SELECT id FROM outbox WHERE state = 'pending' AND locked_until <= $2::BIGINT - $4::BIGINT
+                                      AND ($1::BIGINT IS NULL OR id = $1) ORDER BY id LIMIT $5)",
                 )
                 .await?;
-            Ok(c.execute(&st, &[&id, &now, &crate::store::ABANDONED]).await? as usize)
+            Ok(c.execute(&st, &[&id, &now, &crate::store::ABANDONED, &crate::store::ABANDON_GRACE_MS, &limit]).await? as usize)
         })
     }
 
@@ -721,10 +727,13 @@ impl CallbackBackend for PostgresBackend {
         })
     }
 
-    fn clear_unsigned_tokens(&self) -> Result<usize, StoreError> {
+    fn clear_unsigned_tokens(&self, limit: usize) -> Result<usize, StoreError> {
+        let limit = limit_i64(limit);
         self.run(OP_TIMEOUT, move |c| async move {
-            let deleted = c.execute("DELETE FROM unsigned_tokens", &[]).await?;
-            Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+            let st = c
+                .prepare_cached("DELETE FROM unsigned_tokens WHERE token IN (SELECT token FROM unsigned_tokens LIMIT $1)")
+                .await?;
+            Ok(usize::try_from(c.execute(&st, &[&limit]).await?).unwrap_or(usize::MAX))
         })
     }
 

@@ -367,9 +367,9 @@ impl CallbackBackend for SqliteBackend {
             .prepare_cached(
                 "UPDATE outbox SET state = 'delivered', finished_at = ?2, attempts = attempts + 1, owner = '',
                      locked_until = 0
-                 WHERE id = ?1 AND state = 'pending'",
+                 WHERE id = ?1 AND (state = 'pending' OR (state = 'dead' AND substr(last_error, 1, length(?3)) = ?3))",
             )?
-            .execute(params![id, at])?;
+            .execute(params![id, at, crate::store::ABANDONED])?;
         Ok(changed == 1)
     }
 
@@ -426,15 +426,17 @@ impl CallbackBackend for SqliteBackend {
             .execute([now])?)
     }
 
-    fn abandon(&self, id: Option<i64>, now: i64) -> Result<usize, StoreError> {
+    fn abandon(&self, id: Option<i64>, now: i64, limit: usize) -> Result<usize, StoreError> {
         Ok(self
             .conn()
             .prepare_cached(
                 "UPDATE outbox SET state = 'dead', finished_at = ?2, owner = '', locked_until = 0,
-                     last_error = ?3 || CASE WHEN last_error = '' THEN '' ELSE '; last error: ' || last_error END
-                 WHERE state = 'pending' AND locked_until <= ?2 AND (?1 IS NULL OR id = ?1)",
+                     last_error = CASE WHEN substr(last_error, 1, length(?3)) = ?3 THEN last_error
+                                       WHEN last_error = '' THEN ?3 ELSE ?3 || '; last error: ' || last_error END
+                 WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND locked_until <= ?2 - ?4
+                                  AND (?1 IS NULL OR id = ?1) ORDER BY id LIMIT ?5)",
             )?
-            .execute(params![id, now, crate::store::ABANDONED])?)
+            .execute(params![id, now, crate::store::ABANDONED, crate::store::ABANDON_GRACE_MS, i64::try_from(limit).unwrap_or(i64::MAX)])?)
     }
 
     fn outbox_list(&self, filter: OutboxFilter, after_id: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
@@ -514,8 +516,11 @@ impl CallbackBackend for SqliteBackend {
         Ok(before)
     }
 
-    fn clear_unsigned_tokens(&self) -> Result<usize, StoreError> {
-        Ok(self.conn().execute("DELETE FROM unsigned_tokens", [])?)
+    fn clear_unsigned_tokens(&self, limit: usize) -> Result<usize, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached("DELETE FROM unsigned_tokens WHERE token IN (SELECT token FROM unsigned_tokens LIMIT ?1)")?
+            .execute([i64::try_from(limit).unwrap_or(i64::MAX)])?)
     }
 
     fn defer(&self, id: i64, owner: &str, claim: i64, next_at: i64, error: &str) -> Result<bool, StoreError> {
