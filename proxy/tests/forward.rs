@@ -741,12 +741,7 @@ async fn a_forwarder_whose_lease_ran_out_does_not_post_what_another_took_over() 
     // B's lease is short: a claim B had under way when it was aborted below (a blocking task
     // outlives the abort) may take the second callback, which A must then be able to take over.
     let (b, b_task) = forwarder(&db, platform_client(&quick.url, ConfirmLimits::default()), &backend.url, Duration::from_secs(3), 16);
-    let delivered = async {
-        while b.backend().outbox_counts().unwrap().delivered < 1 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), delivered).await.expect("B delivers once A's lease ran out");
+    recorded_delivered(&b, 1).await; // B delivers once A's lease ran out
     b_task.abort();
     // A second callback, which only A is left to forward: its delivery shows that A's first
     // attempt is over.
@@ -827,12 +822,7 @@ async fn an_attempt_whose_lease_ran_out_does_not_post_what_its_own_instance_clai
     };
     tokio::time::timeout(Duration::from_secs(30), forwarded).await.expect("the second callback is forwarded");
     backend.release.notify_one();
-    let delivered = async {
-        while a.backend().outbox_counts().unwrap().delivered < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), delivered).await.expect("both delivered");
+    recorded_delivered(&a, 2).await;
     task.abort();
     let keys = backend.keys.lock().unwrap();
     assert_eq!(keys.iter().filter(|k| **k == first).count(), 1, "the first callback was POSTed once, by the second attempt: {keys:?}");
@@ -904,6 +894,17 @@ async fn forwarded_body(backend: &Backend, key: &str) -> Value {
     tokio::time::timeout(Duration::from_secs(30), body).await.expect("forwarded")
 }
 
+/// Waits (bounded) until `n` entries are recorded delivered: the backend sees the POST before the
+/// forwarder records it.
+async fn recorded_delivered(store: &CallbackStore, n: i64) {
+    let delivered = async {
+        while store.backend().outbox_counts().unwrap().delivered < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), delivered).await.expect("recorded delivered");
+}
+
 /// No answer from the platform is not its word: a gateway's page, HTTP 5xx or 429 with any code,
 /// the proxy's request refused (442) are asked again, however many times, and the callback
 /// arrives verified once the platform answers.
@@ -924,6 +925,7 @@ async fn the_platform_is_asked_again_until_it_answers() {
     let task = forward::spawn(retrying(&backend.url, Duration::from_secs(3600)), store.clone(), platform, TokenKey::new(b"forward-test-state-key"));
     let key = callback_with_token(&store, "asked-again");
     let body = forwarded_body(&backend, &key).await;
+    recorded_delivered(&store, 1).await;
     task.abort();
     assert_eq!((body["verified"].clone(), body["passed"].clone(), body["reason"].clone()), (json!(true), json!(true), Value::Null), "{body}");
     assert_eq!(calls.lock().unwrap().len(), 6, "five faults, then the answer");
@@ -973,6 +975,7 @@ async fn a_backlog_past_the_give_up_age_waits_for_the_confirmation_budget() {
         let body = forwarded_body(&backend, key).await;
         assert_eq!((body["verified"].clone(), body["passed"].clone()), (json!(true), json!(true)), "{body}");
     }
+    recorded_delivered(&store, 10).await;
     task.abort();
     assert_eq!(calls.lock().unwrap().len(), 10, "one confirmation each");
     let entries = store.backend().outbox_list(qys_proxy::store::OutboxFilter::All, 0, 20).unwrap();
@@ -995,12 +998,7 @@ async fn the_forwarders_confirmations_keep_to_the_confirmation_rate() {
     for i in 0..4 {
         store.record("personal-auth", &format!("flow=rate-{i}"), format!("mode=FACE&status=1&authId=r{i}").as_bytes()).unwrap();
     }
-    let delivered = async {
-        while store.backend().outbox_counts().unwrap().delivered < 4 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), delivered).await.expect("all four forwarded");
+    recorded_delivered(&store, 4).await;
     task.abort();
     let calls = platform.calls.lock().unwrap().clone();
     assert!(calls.len() >= 4, "one confirmation per callback: {}", calls.len());
