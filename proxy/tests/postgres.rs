@@ -338,6 +338,7 @@ fn outbox_transcript(backend: Arc<dyn CallbackBackend>) -> Vec<String> {
     t.push(format!("dead by B {}", backend.park_dead(a1, "B", 1, t0 + 2000, "gone").unwrap()));
     t.push(format!("dead by A's claim 0 {}", backend.park_dead(a1, "A", 0, t0 + 2000, "gone").unwrap()));
     t.push(format!("dead by A {}", backend.park_dead(a1, "A", 1, t0 + 2000, "gone").unwrap()));
+    t.push(format!("delivered when dead {}", backend.mark_delivered(a1, t0 + 2001).unwrap()));
     t.push(format!("delivered {}", backend.mark_delivered(b0, t0 + 3000).unwrap()));
     t.push(format!("delivered twice {}", backend.mark_delivered(b0, t0 + 3000).unwrap()));
     t.push(format!("released B {}", backend.release("B").unwrap()));
@@ -426,6 +427,7 @@ fn the_outbox_behaves_as_on_sqlite() {
     assert!(reclaimed[4].starts_with("E's new claim: renewed Some(") && reclaimed[5] == "E's new claim: failed true", "{reclaimed:?}");
     let deferred: Vec<&str> = sqlite.iter().filter(|l| l.starts_with("F ")).map(String::as_str).collect();
     assert_eq!(deferred, ["F deferred by its earlier claim false", "F deferred true", "F pending 0 201000 \"busy\" \"\""]);
+    assert!(sqlite.contains(&"delivered when dead false".to_owned()), "only an abandoned dead entry can be delivered: {sqlite:#?}");
     let abandoned: Vec<&str> = sqlite.iter().skip_while(|l| !l.starts_with("abandon held")).map(String::as_str).collect();
     assert_eq!(
         abandoned[..12],

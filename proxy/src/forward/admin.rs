@@ -156,19 +156,23 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand, token_
             _ => Ok(format!("callback {id} abandoned: parked as dead (`qys-proxy callbacks replay {id}` queues it again)\n")),
         },
         CallbacksCommand::Abandon { id: None, .. } => {
-            // In batches, as the sweep deletes: a large backlog never holds the lock for long.
+            // In batches, as the sweep deletes, with a pause between them for the running proxy's
+            // writers; at most as many as the entries pending now need, even while more arrive.
+            let batches = usize::try_from(backend.outbox_counts().map_err(err)?.pending).unwrap_or(0) / SWEEP_BATCH + 1;
             let mut n = 0;
-            loop {
+            for _ in 0..batches {
                 let changed = backend.abandon(None, now(), SWEEP_BATCH).map_err(err)?;
                 n += changed;
                 if changed < SWEEP_BATCH {
                     break;
                 }
+                std::thread::sleep(Duration::from_millis(20));
             }
             let left = backend.outbox_counts().map_err(err)?.pending;
             Ok(format!(
                 "{n} pending entries abandoned: parked as dead (`qys-proxy callbacks replay --dead` queues them again); \
-                 {left} still pending (leased by a forwarder in the last few minutes, or queued since)\n"
+                 {left} still pending (leased by a forwarder in the last 2 minutes, or queued since: run it again for \
+                 those)\n"
             ))
         }
         CallbacksCommand::RequireSigs { ref at, force } => {
