@@ -10,7 +10,7 @@ use crate::platform::Platform;
 use crate::proxy::{callback_allowlist_entry, Paths, ProxyConfig, TrustedProxies, UpstreamMode};
 use crate::sandbox::world::Fixtures;
 use crate::sandbox::{CallbackOrigins, SandboxConfig};
-use crate::store::{CallbackStore, RateLimit};
+use crate::store::{CallbackStore, RateLimit, MAX_UNSIGNED_CALLBACK_DAYS};
 use crate::token::TokenKey;
 use crate::Secret;
 
@@ -193,7 +193,6 @@ pub enum Mode {
 /// Default `QYS_UNSIGNED_CALLBACK_DAYS`: a company's manual review takes days, the platform's
 /// retries a minute.
 pub const DEFAULT_UNSIGNED_CALLBACK_DAYS: u32 = 14;
-pub use crate::store::MAX_UNSIGNED_CALLBACK_DAYS;
 
 /// The mini-program plugin environments: production, the test platform, this sandbox. The host
 /// page (`miniprogram/pages/qys/qys.js`) refuses any other.

@@ -338,6 +338,22 @@ pub struct Swept {
     pub batches: usize,
 }
 
+impl Swept {
+    /// Runs `batch` (one transaction deleting at most [`SWEEP_BATCH`] rows) until one deletes
+    /// fewer, counting; other writers get the lock between batches.
+    fn in_batches(&mut self, mut batch: impl FnMut() -> Result<usize, StoreError>) -> Result<(), StoreError> {
+        loop {
+            let deleted = batch()?;
+            self.rows += deleted;
+            self.batches += 1;
+            if deleted < SWEEP_BATCH {
+                return Ok(());
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// A storage failure, whatever the backend.
 #[derive(Debug)]
 pub struct StoreError(String);
@@ -686,26 +702,10 @@ impl CallbackStore {
         let now = now();
         let cutoff = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         let mut swept = Swept::default();
-        loop {
-            let deleted = self.inner.backend.delete_before(cutoff, SWEEP_BATCH)?;
-            swept.rows += deleted;
-            swept.batches += 1;
-            if deleted < SWEEP_BATCH {
-                break;
-            }
-            std::thread::yield_now();
-        }
+        swept.in_batches(|| self.inner.backend.delete_before(cutoff, SWEEP_BATCH))?;
         let unsigned_window = i64::from(MAX_UNSIGNED_CALLBACK_DAYS) * DAY_MS;
         if self.sigs_required_since()?.is_some_and(|since| now > since.saturating_add(unsigned_window)) {
-            loop {
-                let deleted = self.inner.backend.clear_unsigned_tokens(SWEEP_BATCH)?;
-                swept.rows += deleted;
-                swept.batches += 1;
-                if deleted < SWEEP_BATCH {
-                    break;
-                }
-                std::thread::yield_now();
-            }
+            swept.in_batches(|| self.inner.backend.clear_unsigned_tokens(SWEEP_BATCH))?;
         }
         Ok(swept)
     }

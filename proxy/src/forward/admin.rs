@@ -52,9 +52,9 @@ pub enum CallbacksCommand {
     },
     /// Give up on pending entries (one callback, or every pending one): parked as dead, so the
     /// retention sweep removes them a retention period later and `replay` can still queue them.
-    /// An entry a forwarder leased in the last few minutes is left alone; one it delivers anyway
-    /// is recorded as delivered. For callbacks left pending when
-    /// forwarding was turned off for good (kept until then, however old).
+    /// An entry a forwarder leased in the last 2 minutes is left alone; one it delivers anyway is
+    /// recorded as delivered. For callbacks left pending when forwarding was turned off for good
+    /// (kept until then, however old).
     Abandon {
         /// The callback's id.
         #[arg(required_unless_present = "pending")]
@@ -151,7 +151,7 @@ pub fn execute(backend: &dyn CallbackBackend, command: &CallbacksCommand, token_
         CallbacksCommand::Abandon { id: Some(id), .. } => match backend.abandon(Some(id), now(), 1).map_err(err)? {
             0 => Err(format!(
                 "callback {id} has no pending entry that is free to abandon (unknown id, not pending, or leased by a \
-                 forwarder in the last few minutes: try again later)"
+                 forwarder in the last 2 minutes: try again later)"
             )),
             _ => Ok(format!("callback {id} abandoned: parked as dead (`qys-proxy callbacks replay {id}` queues it again)\n")),
         },
